@@ -1,0 +1,1 @@
+"""CLI verb handlers, one module per area; each `cmd_*(args) -> int` exit code."""

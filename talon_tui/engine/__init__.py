@@ -1,0 +1,1 @@
+"""Headless engine: policy, tokens, broker, audit, pipe. Never imports textual or rich."""

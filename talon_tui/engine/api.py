@@ -1,0 +1,168 @@
+"""The one engine interface the console talks to.
+
+Implemented by the in-process `Engine` (engine.py) and by the admin pipe client
+(`client.AdminClient`), so every screen works the same whether the console hosts the engine or
+attaches to a running `talon serve`. All methods are async; results are the models below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from .models import Policy, Session, Skill
+
+
+class SessionInfo(Session):
+    runs: int = 0
+    last_activity: str | None = None
+    agents_connected: int = 0
+
+
+class AgentPeer(BaseModel):
+    conn_id: str
+    session_id: str | None
+    role: Literal["agent", "admin"]
+    subject: str
+    uid: int | None = None
+    pid: int | None = None
+    connected_at: str
+
+
+class ApprovalRequest(BaseModel):
+    approval_id: str
+    session_id: str
+    run_id: str | None
+    subject: str
+    tool: str
+    params: dict[str, Any]
+    origin: str
+    created: str
+    expires: str
+    reason: str = ""
+    remember_override: dict[str, Any] | None = None  # what "approve and remember" would add
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    session_id: str | None
+    status: str  # running | ok | error | denied | ...
+    started: str
+    finished: str | None = None
+    steps: int = 0
+    allowed: int = 0
+    denied: int = 0
+    approvals: int = 0
+    content: str = ""
+
+
+class ReplayStep(BaseModel):
+    seq: int
+    ts: str
+    type: str
+    tool: str | None = None
+    params: dict[str, Any] | None = None
+    decision: str | None = None
+    reason: str | None = None
+    token_sha256: str | None = None
+    output: Any = None
+    output_sha256: str | None = None
+    output_matches: bool | None = None
+    changed_by_policy: bool = False
+    what_if_decision: str | None = None
+
+
+class ReplayResult(BaseModel):
+    run_id: str
+    session_id: str | None
+    chain_valid: bool
+    chain_first_bad_seq: int | None = None
+    steps: list[ReplayStep] = Field(default_factory=list)
+    changed_by_policy: list[int] | None = None
+
+
+class SimulationChange(BaseModel):
+    seq: int
+    run_id: str | None
+    tool: str
+    params: dict[str, Any]
+    before: str
+    after: str
+    reason: str
+
+
+class VerifyReport(BaseModel):
+    valid: bool
+    events: int
+    first_bad_seq: int | None = None
+    damage: str | None = None  # modified | gap | reordered | truncated | bad_signature | torn | ...
+    message: str = ""
+    signed_head_seq: int | None = None
+
+
+class SkillInfo(Skill):
+    signature_status: Literal["verified", "unsigned", "bad"] = "unsigned"
+
+
+class EngineStatus(BaseModel):
+    data_dir: str
+    mode: Literal["in-process", "attached"]
+    sessions_open: int
+    pending_approvals: int
+    oldest_approval_age_s: int | None = None
+    agents_connected: int
+    audit_head_seq: int
+    last_checkpoint_seq: int | None = None
+    last_checkpoint_ts: str | None = None
+    docker_runtime: str | None = None
+    docker_available: bool = False
+
+
+class BusMessage(BaseModel):
+    """One item on the engine's event bus (and on `events.subscribe`)."""
+
+    kind: Literal["audit", "approval", "run", "agent", "missed"]
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class EngineAPI(Protocol):
+    @property
+    def audit_path(self) -> Path: ...
+
+    async def status(self) -> EngineStatus: ...
+    async def list_sessions(self) -> list[SessionInfo]: ...
+    async def create_session(
+        self, label: str, workspace: str | None = None, policy: dict[str, Any] | None = None
+    ) -> tuple[Session, str]: ...
+    async def close_session(self, session_id: str) -> None: ...
+    async def issue_agent_key(self, session_id: str) -> str: ...
+    async def get_policy(self, session_id: str) -> Policy: ...
+    async def set_policy(self, session_id: str, policy: dict[str, Any]) -> Policy: ...
+    async def list_runs(
+        self, session_id: str | None = None, limit: int = 500
+    ) -> list[RunSummary]: ...
+    async def list_agents(self) -> list[AgentPeer]: ...
+    async def list_approvals(self) -> list[ApprovalRequest]: ...
+    async def decide_approval(
+        self, approval_id: str, allow: bool, remember: bool = False
+    ) -> None: ...
+    async def query_audit(
+        self,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        types: list[str] | None = None,
+        from_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]: ...
+    async def verify_audit(self) -> VerifyReport: ...
+    async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult: ...
+    async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]: ...
+    async def list_skills(self) -> list[SkillInfo]: ...
+    async def register_skill(self, skill: dict[str, Any]) -> SkillInfo: ...
+    async def revoke_token(self, jti: str | None = None, session_id: str | None = None) -> None: ...
+    async def set_secret(self, name: str, value: str) -> None: ...
+    def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]: ...
