@@ -1,0 +1,24 @@
+"""Suite-wide fixtures: isolate every test from the user's real data and config dirs, pin the
+locale, and make Docker tests fail instead of skipping when TALON_REQUIRE_DOCKER=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("TALON_DATA_DIR", raising=False)
+    monkeypatch.delenv("TALON_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "UTC")
+
+
+def docker_required() -> bool:
+    return os.environ.get("TALON_REQUIRE_DOCKER") == "1"
