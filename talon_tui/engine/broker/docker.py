@@ -1,0 +1,661 @@
+"""docker.run: run one pinned, allowlisted image in a locked-down, throw-away container.
+
+Every container gets a read-only root, no capabilities, no-new-privileges, pids/memory/cpu
+limits, no network unless the constraints allow it, a non-root user, a private (empty) IPC
+namespace, noexec tmpfs at /tmp and /work, and no host mounts except read-only ones the
+constraints list. The image is resolved locally (never pulled) and run by the image id that
+was checked, so a re-tag cannot swap it. The intent's `input` is written as JSON to stdin;
+stdout and stderr are read from the attach stream with one byte cap; the container is killed
+on timeout or when the cap is exceeded, and is always removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import selectors
+import socket
+import ssl
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..checks import image_allowed, image_is_pinned
+from ..errors import BadRequest, ConstraintViolation, ToolError
+from ..models import DockerConstraints, DockerRunParams, MountSpec, format_validation_error
+
+CONTAINER_UID = 65534
+CONTAINER_USER = f"{CONTAINER_UID}:{CONTAINER_UID}"
+WORKDIR = "/work"
+TMP_DIR = "/tmp"  # noqa: S108 - a path inside the container, on its own tmpfs
+# Owned by the container user: runc keeps the image directory's mode on a tmpfs, so a
+# `mode=` option would not make a root-owned 0755 /tmp writable.
+TMPFS_OPTIONS = f"rw,noexec,nosuid,nodev,size=64m,uid={CONTAINER_UID},gid={CONTAINER_UID}"
+LABEL = "talon"
+RUN_LABEL = "talon.run"
+
+MAX_ARGS = 256
+MAX_ARG_BYTES = 128 * 1024
+MAX_ENV = 128
+MAX_ENV_BYTES = 64 * 1024
+MAX_INPUT_BYTES = 8 << 20
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+RUNTIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# Host paths a container must never see, even read-only: a read-only bind of a Unix socket
+# still lets a process connect to it, and the engine's socket is root on the host.
+ENGINE_SOCKETS = (
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+)
+FORBIDDEN_MOUNT_TREES = ("/proc", "/sys", "/dev")
+RESERVED_TARGETS = ("/", TMP_DIR, WORKDIR, "/proc", "/sys", "/dev")
+
+SkillCheck = Callable[[str, str], bool]
+"""`skill_check(image, image_id)`: True when a verified signed skill names this image."""
+
+_default_api: Any = None
+_default_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_params(raw: DockerRunParams | Mapping[str, Any]) -> DockerRunParams:
+    """Strictly validate intent params; unknown keys (privileged, volumes, user, ...) are
+    refused by name and never reach Docker."""
+    if isinstance(raw, DockerRunParams):
+        # Re-validate: the object may have been built with model_construct or mutated.
+        raw = raw.model_dump()
+    if not isinstance(raw, Mapping):
+        raise BadRequest("docker.run params must be a JSON object")
+    allowed = set(DockerRunParams.model_fields)
+    extra = sorted(str(k) for k in raw if k not in allowed)
+    if extra:
+        raise ConstraintViolation(
+            f"docker.run refuses params {', '.join(extra)}: only {', '.join(sorted(allowed))} "
+            "may be given; the broker sets every container option itself",
+            details={"refused_params": extra},
+        )
+    try:
+        params = DockerRunParams.model_validate(dict(raw), strict=True)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid docker.run params: {format_validation_error(exc)}") from exc
+    _check_command(params.command)
+    _check_env(params.env)
+    return params
+
+
+def _check_command(command: list[str] | None) -> None:
+    if command is None:
+        return
+    if not command:
+        raise BadRequest("command must not be an empty list (omit it to use the image's own)")
+    if len(command) > MAX_ARGS:
+        raise BadRequest(f"command has {len(command)} arguments; at most {MAX_ARGS}")
+    size = 0
+    for arg in command:
+        if "\x00" in arg:
+            raise BadRequest("command arguments must not contain NUL bytes")
+        size += len(arg.encode("utf-8", "surrogatepass"))
+    if size > MAX_ARG_BYTES:
+        raise BadRequest(f"command is {size} bytes; at most {MAX_ARG_BYTES}")
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    if len(env) > MAX_ENV:
+        raise BadRequest(f"env has {len(env)} variables; at most {MAX_ENV}")
+    size = 0
+    for name, value in env.items():
+        if not ENV_NAME_RE.match(name):
+            raise BadRequest(
+                f"env name {name!r} is not a variable name (letters, digits, _; not a digit first)"
+            )
+        if "\x00" in value:
+            raise BadRequest(f"env {name} must not contain NUL bytes")
+        size += len(name) + len(value.encode("utf-8", "surrogatepass")) + 2
+    if size > MAX_ENV_BYTES:
+        raise BadRequest(f"env is {size} bytes; at most {MAX_ENV_BYTES}")
+
+
+def _encode_input(value: Any) -> bytes:
+    if value is None:
+        return b""
+    try:
+        data = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        encoded = data.encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise BadRequest(f"input is not JSON: {exc}") from exc
+    if len(encoded) > MAX_INPUT_BYTES:
+        raise BadRequest(f"input is {len(encoded)} bytes; at most {MAX_INPUT_BYTES}")
+    return encoded
+
+
+def check_image(image: str, images: list[str]) -> None:
+    """The image must be pinned (digest or id, never a tag) and in the allowlist."""
+    if not image_is_pinned(image):
+        raise ConstraintViolation(
+            f"image {image!r} is not pinned: give it as name@sha256:<digest> or sha256:<image id>"
+            " (a tag can be moved to another image)",
+            details={"image": image},
+        )
+    if not image_allowed(image, images):
+        raise ConstraintViolation(
+            f"image {image!r} is not in the allowed images of this override",
+            details={"image": image, "allowed": list(images)},
+        )
+
+
+def check_mounts(mounts: list[MountSpec]) -> list[dict[str, Any]]:
+    """Turn the constraints' mounts into read-only bind mounts, refusing dangerous ones."""
+    from docker.types import Mount
+
+    out: list[dict[str, Any]] = []
+    targets: set[str] = set()
+    for m in mounts:
+        if not m.read_only:
+            raise ConstraintViolation(
+                f"mount {m.source}:{m.target} is writable; the broker only gives containers "
+                "read-only host directories",
+                details={"mount": m.model_dump()},
+            )
+        for p in (m.source, m.target):
+            if posixpath.normpath(p) != p or p.startswith("//") or "\x00" in p:
+                raise ConstraintViolation(f"mount path {p!r} is not a normalized absolute path")
+        tgt = m.target
+        if tgt in RESERVED_TARGETS or _under(tgt, FORBIDDEN_MOUNT_TREES):
+            raise ConstraintViolation(f"mount target {tgt!r} is reserved by the sandbox")
+        if tgt in targets:
+            raise ConstraintViolation(f"mount target {tgt!r} is listed twice")
+        targets.add(tgt)
+        real = os.path.realpath(m.source)
+        if real == "/" or _under(real, FORBIDDEN_MOUNT_TREES):
+            raise ConstraintViolation(f"mount source {m.source!r} exposes the host system")
+        for sock in (*ENGINE_SOCKETS, _docker_host_socket()):
+            if sock and (real == sock or sock.startswith(real.rstrip("/") + "/")):
+                raise ConstraintViolation(
+                    f"mount source {m.source!r} would expose the container engine's socket"
+                )
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            raise ConstraintViolation(f"mount source {m.source!r} does not exist: {exc}") from exc
+        if stat.S_ISSOCK(st.st_mode):
+            raise ConstraintViolation(f"mount source {m.source!r} is a socket")
+        out.append(Mount(target=tgt, source=real, type="bind", read_only=True))
+    return out
+
+
+def _under(path: str, trees: tuple[str, ...]) -> bool:
+    return any(path == t or path.startswith(t + "/") for t in trees)
+
+
+def _docker_host_socket() -> str | None:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return os.path.realpath(host.removeprefix("unix://"))
+    return None
+
+
+# --------------------------------------------------------------------------- engine access
+
+
+def _api(client: Any) -> Any:
+    """The low-level APIClient: from the given client, or a lazily made shared one."""
+    global _default_api
+    if client is not None:
+        return getattr(client, "api", client)
+    with _default_lock:
+        if _default_api is None:
+            _default_api = connect()
+        return _default_api
+
+
+def connect() -> Any:
+    """A docker APIClient for the engine named by the environment (DOCKER_HOST or the local
+    socket); ToolError if none answers."""
+    import docker
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except (DockerException, RequestException, OSError) as exc:
+        raise ToolError(
+            f"no Docker engine reachable: {exc}", details={"docker_host": _docker_host_label()}
+        ) from exc
+    return client.api
+
+
+def _docker_host_label() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def resolve_image(api: Any, image: str) -> dict[str, Any]:
+    """Inspect the pinned image locally (never pull) and check it is exactly the one asked:
+    the same image id, or a repo digest equal to the one asked."""
+    from docker.errors import APIError, ImageNotFound
+
+    try:
+        info = api.inspect_image(image)
+    except ImageNotFound as exc:
+        raise ToolError(
+            f"image {image!r} is not present on this Docker engine; Talon never pulls images, "
+            "load it with `docker load` or `docker import` first",
+            details={"image": image},
+        ) from exc
+    except APIError as exc:
+        raise ToolError(f"could not inspect image {image!r}: {_api_message(exc)}") from exc
+    image_id = info.get("Id", "")
+    if not IMAGE_ID_RE.match(image_id):
+        raise ToolError(f"Docker reported an unexpected id {image_id!r} for {image!r}")
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        if not any(_same_repo_digest(rd, name, digest) for rd in info.get("RepoDigests") or []):
+            raise ConstraintViolation(
+                f"the local image found for {image!r} does not carry that digest",
+                details={"image": image, "image_id": image_id},
+            )
+    elif image_id != image:
+        raise ConstraintViolation(
+            f"Docker resolved {image!r} to a different image {image_id!r}",
+            details={"image": image, "image_id": image_id},
+        )
+    return info
+
+
+def _same_repo_digest(repo_digest: str, name: str, digest: str) -> bool:
+    rname, _, rdigest = repo_digest.partition("@")
+    return rdigest == digest and _familiar(rname) == _familiar(name)
+
+
+def _familiar(name: str) -> str:
+    """Compare repository names as Docker shows them; a tag beside a digest is ignored."""
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: len(name) - len(last[-1])] + last[-1].split(":", 1)[0]
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return name
+
+
+def _api_message(exc: Any) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_docker(
+    params: DockerRunParams | Mapping[str, Any],
+    constraints: DockerConstraints,
+    *,
+    runtime: str | None = None,
+    client: Any = None,
+    skill_check: SkillCheck | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one docker.run intent and return `{image, image_id, exit_code, stdout, stderr,
+    timed_out, truncated}`.
+
+    Raises ConstraintViolation (nothing was created) for refused params, an unpinned or
+    unlisted image, a bad mount or an unverified skill; BadRequest for malformed params;
+    ToolError when Docker is unreachable, the image is missing or the engine fails.
+    `runtime` (e.g. "runsc") is used for the container when given; `client` is a docker
+    DockerClient or APIClient (default: one from the environment); `labels` are added to the
+    container's labels (the broker's own `talon` labels cannot be overridden).
+    """
+    p = validate_params(params)
+    if not isinstance(constraints, DockerConstraints):
+        raise BadRequest("docker.run needs DockerConstraints")
+    check_image(p.image, constraints.images)
+    stdin_data = _encode_input(p.input)
+    mounts = check_mounts(constraints.mounts)
+    if runtime is not None and not RUNTIME_RE.match(runtime):
+        raise BadRequest(f"runtime {runtime!r} is not a runtime name")
+    if constraints.require_signed and skill_check is None:
+        raise ConstraintViolation(
+            "this override runs signed skills only, and no skill verifier is configured"
+        )
+    run_id = uuid.uuid4().hex
+    all_labels = _labels(labels, run_id)
+
+    api = _api(client)
+    info = resolve_image(api, p.image)
+    image_id: str = info["Id"]
+    if constraints.require_signed and skill_check is not None:
+        if not skill_check(p.image, image_id):
+            raise ConstraintViolation(
+                f"image {p.image!r} is not a registered skill with a verified signature",
+                details={"image": p.image, "image_id": image_id},
+            )
+
+    host_config = _host_config(api, constraints, mounts, info, runtime)
+    return _run_container(
+        api,
+        image=p.image,
+        image_id=image_id,
+        command=p.command,
+        env=p.env,
+        stdin_data=stdin_data,
+        host_config=host_config,
+        labels=all_labels,
+        timeout=constraints.timeout_seconds,
+        cap=constraints.max_output_bytes,
+    )
+
+
+def _labels(extra: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in (extra or {}).items():
+        if not isinstance(k, str) or not LABEL_KEY_RE.match(k) or not isinstance(v, str):
+            raise BadRequest(f"label {k!r} is not a label name with a string value")
+        if k == LABEL or k.startswith(LABEL + "."):
+            raise BadRequest(f"label {k!r} is reserved for the broker")
+        out[k] = v
+    out[LABEL] = "1"
+    out[RUN_LABEL] = run_id
+    return out
+
+
+def _host_config(
+    api: Any,
+    c: DockerConstraints,
+    mounts: list[dict[str, Any]],
+    info: Mapping[str, Any],
+    runtime: str | None,
+) -> dict[str, Any]:
+    from docker.types import LogConfig, Ulimit
+
+    tmpfs = {TMP_DIR: TMPFS_OPTIONS, WORKDIR: TMPFS_OPTIONS}
+    # An image's VOLUME would become a writable anonymous volume on the host disk; cover
+    # each one with a small noexec tmpfs instead.
+    for vol in sorted(((info.get("Config") or {}).get("Volumes") or {}).keys()):
+        vol = posixpath.normpath(vol)
+        if vol not in tmpfs and not any(vol == m["Target"] for m in mounts):
+            tmpfs[vol] = TMPFS_OPTIONS
+    memory = c.memory_mb * 1024 * 1024
+    return api.create_host_config(
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        privileged=False,
+        pids_limit=c.pids_limit,
+        mem_limit=memory,
+        memswap_limit=memory,
+        nano_cpus=round(c.cpus * 1_000_000_000),
+        network_mode="bridge" if c.network else "none",
+        ipc_mode="none",
+        tmpfs=tmpfs,
+        mounts=mounts or None,
+        ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=1024, hard=1024)],
+        # Output is read from the attach stream; nothing is written to the host's disk.
+        log_config=LogConfig(type="none"),
+        runtime=runtime,
+        auto_remove=False,
+        publish_all_ports=False,
+    )
+
+
+@dataclass
+class _Output:
+    cap: int
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    total: int = 0
+    truncated: bool = False
+    pending: bytearray = field(default_factory=bytearray)
+
+    def feed(self, chunk: bytes) -> None:
+        """Split the attach stream's frames (8-byte header: stream, 0, 0, 0, size) and keep
+        at most `cap` payload bytes in all."""
+        self.pending += chunk
+        while len(self.pending) >= 8 and not self.truncated:
+            size = int.from_bytes(self.pending[4:8], "big")
+            if len(self.pending) < 8 + size:
+                return
+            kind = self.pending[0]
+            payload = bytes(self.pending[8 : 8 + size])
+            del self.pending[: 8 + size]
+            take = min(len(payload), self.cap - self.total)
+            target = self.stderr if kind in (2, 3) else self.stdout
+            target += payload[:take]
+            self.total += take
+            if take < len(payload):
+                self.truncated = True
+
+
+def _run_container(
+    api: Any,
+    *,
+    image: str,
+    image_id: str,
+    command: list[str] | None,
+    env: Mapping[str, str],
+    stdin_data: bytes,
+    host_config: dict[str, Any],
+    labels: dict[str, str],
+    timeout: int,
+    cap: int,
+) -> dict[str, Any]:
+    from docker.errors import APIError
+    from requests.exceptions import RequestException
+
+    name = f"talon-{labels[RUN_LABEL]}"
+    container_id: str | None = None
+    sock: Any = None
+    out = _Output(cap=cap)
+    timed_out = False
+    exit_code: int | None = None
+    try:
+        try:
+            created = api.create_container(
+                image=image_id,
+                command=command,
+                name=name,
+                user=CONTAINER_USER,
+                working_dir=WORKDIR,
+                environment=[f"{k}={v}" for k, v in env.items()],
+                stdin_open=True,
+                tty=False,
+                labels=labels,
+                host_config=host_config,
+                # docker-py would copy proxy settings from ~/.docker/config.json into env.
+                use_config_proxy=False,
+            )
+            container_id = created["Id"]
+            sock = api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            api.start(container_id)
+        except (APIError, RequestException) as exc:
+            raise ToolError(f"Docker could not start the container: {_api_message(exc)}") from exc
+        deadline = time.monotonic() + timeout
+        finished = _pump(_raw_socket(sock), stdin_data, out, deadline)
+        timed_out = finished == "timeout"
+        try:
+            if finished == "eof":
+                try:
+                    remaining = max(deadline - time.monotonic(), 0.5)
+                    exit_code = api.wait(container_id, timeout=remaining)["StatusCode"]
+                except RequestException:
+                    # The streams closed but the process kept running past the deadline.
+                    timed_out = True
+            if exit_code is None:
+                _kill(api, container_id)
+                exit_code = api.wait(container_id, timeout=10)["StatusCode"]
+        except (APIError, RequestException) as exc:
+            raise ToolError(
+                f"Docker failed while running the container: {_api_message(exc)}"
+            ) from exc
+    finally:
+        try:
+            if sock is not None:
+                _close(sock)
+        finally:
+            # By name too: a create call that failed late may still have made the container.
+            _remove(api, container_id or name)
+    return {
+        "image": image,
+        "image_id": image_id,
+        "exit_code": exit_code,
+        "stdout": out.stdout.decode("utf-8", "replace"),
+        "stderr": out.stderr.decode("utf-8", "replace"),
+        "timed_out": timed_out,
+        "truncated": out.truncated,
+    }
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    raw = getattr(sock, "_sock", sock)
+    if not isinstance(raw, socket.socket):
+        raise ToolError("Docker attach did not give a socket (unsupported DOCKER_HOST transport)")
+    return raw
+
+
+def _pump(raw: socket.socket, data: bytes, out: _Output, deadline: float) -> str:
+    """Write `data` to the container's stdin then close it, while reading its output.
+    Returns "eof" (streams closed), "timeout" or "truncated"."""
+    raw.setblocking(False)
+    sel = selectors.DefaultSelector()
+    view = memoryview(data)
+    sent = 0
+    writing = True
+    try:
+        if not data:
+            writing = _close_stdin(raw)
+        sel.register(raw, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            for _key, mask in sel.select(timeout=remaining):
+                if mask & selectors.EVENT_WRITE and writing:
+                    try:
+                        sent += raw.send(view[sent : sent + 65536])
+                    except (BlockingIOError, ssl.SSLWantWriteError):
+                        pass
+                    except OSError:
+                        # The container closed stdin or exited; its output still counts.
+                        sent = len(data)
+                    if sent >= len(data):
+                        writing = _close_stdin(raw)
+                        sel.modify(raw, selectors.EVENT_READ)
+                if mask & selectors.EVENT_READ:
+                    status = _read_available(raw, out)
+                    if status is not None:
+                        return status
+    finally:
+        sel.close()
+        view.release()
+
+
+def _read_available(raw: socket.socket, out: _Output) -> str | None:
+    try:
+        chunk = raw.recv(65536)
+        while isinstance(raw, ssl.SSLSocket) and raw.pending():
+            chunk += raw.recv(raw.pending())
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return None
+    except OSError:
+        # The engine dropped the stream; wait() then tells whether the container ended.
+        return "eof"
+    if not chunk:
+        return "eof"
+    out.feed(chunk)
+    return "truncated" if out.truncated else None
+
+
+def _close_stdin(raw: socket.socket) -> bool:
+    """Half-close the attach connection: Docker then closes the container's stdin."""
+    try:
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    return False
+
+
+def _close(sock: Any) -> None:
+    """Close the hijacked attach connection (the response first, then the socket)."""
+    for obj in (getattr(sock, "_response", None), sock, getattr(sock, "_sock", None)):
+        if obj is not None:
+            try:
+                obj.close()
+            except (OSError, ValueError):
+                pass
+
+
+def _kill(api: Any, container_id: str) -> None:
+    from docker.errors import APIError
+
+    try:
+        api.kill(container_id)
+    except APIError as exc:
+        # 409: it already stopped on its own, which is what we wanted.
+        if getattr(exc, "status_code", None) != 409:
+            raise ToolError(f"could not kill container: {_api_message(exc)}") from exc
+
+
+def _remove(api: Any, container_id: str) -> None:
+    """Force-remove the container (and any anonymous volumes); retry once."""
+    from docker.errors import APIError, NotFound
+    from requests.exceptions import RequestException
+
+    for attempt in range(2):
+        try:
+            api.remove_container(container_id, force=True, v=True)
+            return
+        except NotFound:
+            return
+        except (APIError, RequestException) as exc:
+            if attempt == 1:
+                raise ToolError(
+                    f"container {container_id[:12]} could not be removed: {_api_message(exc)}",
+                    details={"container_id": container_id},
+                ) from exc
+            time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- skills
+
+
+def parse_skill_answer(stdout: str) -> dict[str, Any] | None:
+    """A skill answers one JSON object on stdout. Return it, or None when stdout is not
+    exactly one JSON object (duplicate keys and NaN/Infinity are refused: two readers must
+    never see two different answers)."""
+    text = stdout.strip()
+    if not text.startswith("{"):
+        return None
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in obj:
+                raise ValueError(f"duplicate key {k!r}")
+            obj[k] = v
+        return obj
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
