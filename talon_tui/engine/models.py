@@ -32,9 +32,13 @@ Origin = Literal["agent", "skill", "operator"]
 MAX_TTL_SECONDS = 3600
 DEFAULT_TTL_SECONDS = 60
 DIGEST_RE = re.compile(r"^(?:[a-z0-9][a-z0-9._/:-]*@)?sha256:[0-9a-f]{64}$")
+HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class Strict(BaseModel):
+    """Unknown keys are refused. Booleans in policy documents are declared strict on top:
+    "yes", "false" or 1 is a typo, never a grant."""
+
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
@@ -80,7 +84,7 @@ class HttpConstraints(BaseConstraints):
     ports: list[int] = Field(default_factory=list)
     max_bytes: int = Field(1_048_576, ge=0, le=1 << 30)
     timeout_seconds: int = Field(10, ge=1, le=300)
-    allow_private_addresses: bool = False
+    allow_private_addresses: bool = Field(False, strict=True)
     max_redirects: int = Field(5, ge=0, le=5)
 
     @model_validator(mode="before")
@@ -102,12 +106,19 @@ class HttpConstraints(BaseConstraints):
                 host = rest.split("/", 1)[0]
                 if "@" in host:
                     raise ValueError("domains: an entry must not carry user info")
-                if ":" in host and not host.startswith("["):
+                port = ""
+                if host.startswith("[") and "]:" in host:
                     host, _, port = host.rpartition(":")
-                    if port:
-                        data.setdefault("ports", [])
-                        if int(port) not in data["ports"]:
-                            data["ports"] = [*data["ports"], int(port)]
+                elif ":" in host and not host.startswith("["):
+                    host, _, port = host.rpartition(":")
+                if port:
+                    if not port.isdigit():
+                        raise ValueError(f"domains: {d!r} has a port that is not a number")
+                    ports = data.get("ports")
+                    ports = list(ports) if isinstance(ports, list) else []
+                    if int(port) not in ports:
+                        ports.append(int(port))
+                    data["ports"] = ports
                 hosts.append(host)
             else:
                 hosts.append(d)
@@ -132,7 +143,7 @@ class HttpConstraints(BaseConstraints):
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
         v = [m.upper() for m in _nonblank_list(v, "methods")]
-        allowed = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+        allowed = set(HTTP_METHODS)
         bad = [m for m in v if m not in allowed]
         if bad:
             raise ValueError(f"methods: {bad} not in {sorted(allowed)}")
@@ -159,7 +170,7 @@ class MountSpec(Strict):
 
     source: str
     target: str
-    read_only: bool = True
+    read_only: bool = Field(True, strict=True)
 
     @field_validator("source", "target")
     @classmethod
@@ -171,14 +182,14 @@ class MountSpec(Strict):
 
 class DockerConstraints(BaseConstraints):
     images: list[str]
-    network: bool = False
+    network: bool = Field(False, strict=True)
     mounts: list[MountSpec] = Field(default_factory=list)
     memory_mb: int = Field(512, ge=16, le=65536)
     cpus: float = Field(1.0, gt=0, le=64)
     pids_limit: int = Field(64, ge=1, le=4096)
     timeout_seconds: int = Field(30, ge=1, le=3600)
     max_output_bytes: int = Field(1_048_576, ge=0, le=64 << 20)
-    require_signed: bool = False
+    require_signed: bool = Field(False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -265,9 +276,9 @@ class Override(Strict):
     an enabled `allow: false` override for a tool denies it whatever else says."""
 
     tool: Tool
-    allow: bool = True
+    allow: bool = Field(True, strict=True)
     approval: ApprovalMode = "untrusted"
-    enabled: bool = True
+    enabled: bool = Field(True, strict=True)
     note: str = ""
     constraints: Constraints | None = None
 
