@@ -1,0 +1,359 @@
+"""The append-only, hash-chained audit log (DESIGN section 5).
+
+`AuditLog` writes one canonical JSON line per event with `os.write` on an O_APPEND descriptor,
+chains each line to the one before it, and makes writes durable with a group commit: callers
+of `sync()` that arrive while an fsync is running wait for the next one, so concurrent
+writers share fsyncs. Every `checkpoint_every` events, and at a clean `close()`, it appends a
+signed `audit.checkpoint` and replaces `HEAD` atomically. Reading, indexing and verification
+live in `audit_index` and `audit_verify`; their public names are re-exported here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import ids
+from .audit_index import (
+    HEAD_NAME,
+    LOG_NAME,
+    ZERO_HASH,
+    AuditClosed,
+    AuditCorrupt,
+    AuditError,
+    AuditIndex,
+    AuditLogMissing,
+    AuditWriteError,
+    UnknownEventType,
+    iter_events,
+    query,
+    read_event_at,
+    split_hash,
+)
+from .audit_verify import CHECKPOINT_TYPE, checkpoint_message, key_id, verify_log
+from .canon import check_canonical
+from .models import AUDIT_EVENT_TYPES
+from .paths import write_private
+
+__all__ = [
+    "CHECKPOINT_TYPE",
+    "ZERO_HASH",
+    "AuditClosed",
+    "AuditCorrupt",
+    "AuditError",
+    "AuditHead",
+    "AuditIndex",
+    "AuditLog",
+    "AuditLogMissing",
+    "AuditWriteError",
+    "UnknownEventType",
+    "encode_event",
+    "iter_events",
+    "query",
+    "read_event_at",
+    "verify_log",
+]
+
+log = logging.getLogger(__name__)
+Listener = Callable[[dict[str, Any]], None]
+_TAIL_BLOCK = 1 << 16
+_KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
+
+
+class AuditHead(NamedTuple):
+    """The newest event written: its seq (-1 for an empty log) and hash."""
+
+    seq: int
+    hash: str
+
+
+def encode_event(event: dict[str, Any]) -> tuple[bytes, str]:
+    """(line bytes with newline, hash) for an event without `hash` (checked canonical first).
+
+    orjson with sorted keys gives the same bytes as the stdlib canonical form for exactly the
+    values `check_canonical` lets through (str, bool, None, int within +/-2**53, list, dict).
+    """
+    check_canonical(event)
+    body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    h = "sha256:" + hashlib.sha256(event["prev_hash"].encode() + body).hexdigest()
+    return body[:-1] + b',"hash":"' + h.encode() + b'"}\n', h
+
+
+class AuditLog:
+    """Append-only writer. Thread-safe; one instance per data directory (engine.lock)."""
+
+    def __init__(
+        self,
+        audit_dir: Path,
+        signing_key: Ed25519PrivateKey,
+        *,
+        checkpoint_every: int = 1000,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.audit_dir = Path(audit_dir)
+        self.path = self.audit_dir / LOG_NAME
+        self.head_path = self.audit_dir / HEAD_NAME
+        self.checkpoint_every = checkpoint_every
+        self._key = signing_key
+        self._key_id = key_id(signing_key.public_key())
+        self._fd: int | None = None
+        self._lock = threading.RLock()
+        self._sync_cond = threading.Condition()
+        self._syncing = False
+        self._written = 0  # events appended (next seq)
+        self._durable = 0  # events known to be on disk
+        self._prev = ZERO_HASH
+        self._failed: str | None = None
+        self._last_type: str | None = None
+        self._listeners: list[Listener] = []
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.recovered: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def open(self) -> AuditLog:
+        """Open for appending; move a torn last line aside and record that it happened."""
+        with self._lock:
+            if self._fd is not None:
+                return self
+            self.audit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                cut, torn, reason, last = self._find_tail(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if last is not None:
+                self._written, self._prev = last["seq"] + 1, last["hash"]
+                self._last_type = last.get("type")
+            self._durable = self._written
+            self._fd = fd
+            self.last_checkpoint = self._read_head()
+            if torn:
+                side = self.audit_dir / f"torn-{ids.utcnow().strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
+                write_private(side, torn)
+                os.ftruncate(fd, cut)
+                os.fsync(fd)
+                self.recovered = {"side_file": side.name, "bytes": len(torn), "reason": reason}
+                self.append("audit.recovered", data=self.recovered)
+                self.sync()
+        return self
+
+    def _find_tail(self, fd: int) -> tuple[int, bytes, str, dict[str, Any] | None]:
+        """(cut offset, torn bytes, reason, last good event), reading backwards from the end."""
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0, b"", "", None
+        cut, torn, reason = size, b"", ""
+        if os.pread(fd, 1, size - 1) != b"\n":
+            block = self._read_back(fd, size)
+            torn = block[block.rfind(b"\n") + 1 :]
+            cut = size - len(torn)
+            reason = "last line has no newline (torn write)"
+        for attempt in range(2):
+            if cut == 0:
+                return 0, torn, reason, None
+            block = self._read_back(fd, cut - 1)
+            start = cut - 1 - len(block)
+            line = os.pread(fd, cut - start, start)
+            try:
+                ev = orjson.loads(line)
+                if type(ev) is dict and type(ev.get("seq")) is int and split_hash(line):
+                    return cut, torn, reason, ev
+            except orjson.JSONDecodeError:
+                pass
+            if attempt == 1:
+                break
+            torn = line + torn
+            cut = start
+            reason = "last line is not a complete event (torn write)"
+        raise AuditCorrupt(
+            f"{self.path}: the last two lines are not valid events; refusing to cut more "
+            "than one line (run `talon audit verify` to see the damage)"
+        )
+
+    @staticmethod
+    def _read_back(fd: int, end: int) -> bytes:
+        """Bytes before `end` back to (not including) the newline before them, or to byte 0."""
+        size = _TAIL_BLOCK
+        while True:
+            start = max(0, end - size)
+            data = os.pread(fd, end - start, start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                return data[nl + 1 :]
+            if start == 0:
+                return data
+            size *= 4
+
+    def _read_head(self) -> dict[str, Any] | None:
+        try:
+            return orjson.loads(self.head_path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+
+    def close(self) -> None:
+        """Write the final checkpoint, make everything durable, update HEAD, close."""
+        with self._lock:
+            if self._fd is None:
+                return
+            if self._failed is None and self._written > 0 and self._last_type != CHECKPOINT_TYPE:
+                self._write_checkpoint()
+            else:
+                self.sync()
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> AuditLog:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+
+    @property
+    def head(self) -> AuditHead:
+        with self._lock:
+            return AuditHead(self._written - 1, self._prev)
+
+    @property
+    def next_seq(self) -> int:
+        return self._written
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def append(
+        self,
+        type: str,
+        *,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write one event (not yet durable: call `sync()` before acknowledging it)."""
+        if type not in _KNOWN_TYPES:
+            raise UnknownEventType(f"unknown audit event type {type!r}")
+        data = {} if data is None else data
+        check_canonical(data, "$.data")
+        for name, value in (("session_id", session_id), ("run_id", run_id)):
+            if value is not None and not isinstance(value, str):
+                raise AuditError(f"{name} must be a string or None, not {value!r}")
+        with self._lock:
+            event = self._write(type, session_id, run_id, data)
+            if type != CHECKPOINT_TYPE and event["seq"] % self.checkpoint_every == (
+                self.checkpoint_every - 1
+            ):
+                self._write_checkpoint()
+        return event
+
+    def append_durable(
+        self,
+        type: str,
+        *,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        event = self.append(type, session_id=session_id, run_id=run_id, data=data)
+        self.sync()
+        return event
+
+    def _write(
+        self, type: str, session_id: str | None, run_id: str | None, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self._fd is None:
+            raise AuditClosed(f"audit log {self.path} is not open")
+        if self._failed is not None:
+            raise AuditWriteError(f"audit log refuses appends after a failed write: {self._failed}")
+        event: dict[str, Any] = {
+            "seq": self._written,
+            "event_id": ids.new_id("evt"),
+            "ts": ids.now_iso(),
+            "session_id": session_id,
+            "run_id": run_id,
+            "type": type,
+            "data": data,
+            "prev_hash": self._prev,
+        }
+        line, h = encode_event(event)
+        try:
+            view = memoryview(line)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self._failed = f"{exc.strerror} writing {self.path}"
+            raise AuditWriteError(f"cannot write the audit log: {self._failed}") from exc
+        event["hash"] = h
+        self._written += 1
+        self._prev = h
+        self._last_type = type
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:  # a broken listener must never stop auditing
+                log.exception("audit listener %r failed on event %d", fn, event["seq"])
+        return event
+
+    def _write_checkpoint(self) -> dict[str, Any]:
+        seq, h = self._written - 1, self._prev
+        sig = self._key.sign(checkpoint_message(seq, h))
+        event = self._write(
+            CHECKPOINT_TYPE,
+            None,
+            None,
+            {
+                "checkpoint_seq": seq,
+                "checkpoint_hash": h,
+                "signature": base64.urlsafe_b64encode(sig).rstrip(b"=").decode("ascii"),
+                "key_id": self._key_id,
+            },
+        )
+        self.sync()  # HEAD must never name an event that is not on disk
+        write_private(self.head_path, orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + b"\n")
+        self.last_checkpoint = event
+        return event
+
+    def sync(self) -> None:
+        """Return once every event appended before this call is on disk (group commit)."""
+        target = self._written
+        with self._sync_cond:
+            while self._durable < target:
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                self._sync_cond.wait()
+            else:
+                return
+        try:
+            upto = self._written
+            fd = self._fd
+            if fd is None:
+                raise AuditClosed(f"audit log {self.path} is not open")
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                self._failed = f"{exc.strerror} syncing {self.path}"
+                raise AuditWriteError(f"cannot sync the audit log: {self._failed}") from exc
+            with self._sync_cond:
+                self._durable = max(self._durable, upto)
+        finally:
+            with self._sync_cond:
+                self._syncing = False
+                self._sync_cond.notify_all()
