@@ -1,0 +1,242 @@
+"""What a policy change does, shown before it happens.
+
+- `unified_policy_diff` / `PolicyDiffScreen`: old vs new policy JSON as a coloured unified diff,
+  confirmed before the editor saves.
+- `danger_consequences`: the dangerous powers a new policy grants that the old one did not
+  (shell.exec programs, container network, host mounts, private addresses), each in plain words.
+- `SimulationScreen`: which recorded decisions the unsaved policy would change.
+
+Policy values may have come from an agent (a suggested fix quotes its path or host), so every
+value reaches the screen through `safe_text` / `visible`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+
+from ...engine.api import SimulationChange
+from .badges import decision_badge
+from .safe_text import safe_text, visible
+
+EDITOR_CSS = Path(__file__).resolve().parent.parent / "screens" / "policy_editor.tcss"
+
+
+# --------------------------------------------------------------------------- JSON diff
+
+
+def policy_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def unified_policy_diff(old: dict[str, Any], new: dict[str, Any]) -> Text:
+    """Old vs new policy JSON as a unified diff: additions green, removals red, hunks cyan."""
+    lines = difflib.unified_diff(
+        policy_json(old).splitlines(),
+        policy_json(new).splitlines(),
+        fromfile="saved policy",
+        tofile="new policy",
+        lineterm="",
+        n=3,
+    )
+    text = Text(end="")
+    for line in lines:
+        shown = visible(line)
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = "dim"
+        text.append(shown + "\n", style=style)
+    if not text.plain:
+        text.append("The new policy is the same as the saved one.", style="dim")
+    text.rstrip()
+    return text
+
+
+def diff_counts(old: dict[str, Any], new: dict[str, Any]) -> tuple[int, int]:
+    added = removed = 0
+    for line in difflib.unified_diff(
+        policy_json(old).splitlines(), policy_json(new).splitlines(), lineterm="", n=0
+    ):
+        if line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return added, removed
+
+
+# --------------------------------------------------------------------------- danger
+
+
+def _names(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values) or "(none)"
+
+
+def _powers(overrides: list[dict[str, Any]]) -> dict[tuple[Any, ...], str]:
+    """Every dangerous power the enabled allowing overrides grant, keyed so two policies can be
+    compared, with its consequence in plain words."""
+    powers: dict[tuple[Any, ...], str] = {}
+    for o in overrides:
+        if not o.get("allow", True) or not o.get("enabled", True):
+            continue
+        c = o.get("constraints") or {}
+        tool = o.get("tool")
+        if tool == "shell.exec":
+            for cmd in c.get("commands") or []:
+                powers[("shell", cmd)] = (
+                    f"Agents may run the program {cmd} on this machine with your user's rights: "
+                    "it can read, change or delete anything you can, and start other programs."
+                )
+        elif tool == "docker.run":
+            images = tuple(c.get("images") or [])
+            if c.get("network"):
+                powers[("network", images)] = (
+                    f"Containers from {_names(list(images))} get network access: they can reach "
+                    "the internet and your local network, and send data out."
+                )
+            for m in c.get("mounts") or []:
+                if isinstance(m, str):
+                    parts = m.split(":")
+                    src, dst = parts[0], parts[1] if len(parts) > 1 else ""
+                    ro = not (len(parts) == 3 and parts[2] == "rw")
+                else:
+                    src, dst, ro = m.get("source"), m.get("target"), m.get("read_only", True)
+                how = "read it" if ro else "read, change and delete the files in it"
+                powers[("mount", images, src, dst, ro)] = (
+                    f"Containers from {_names(list(images))} see the host directory {src} at "
+                    f"{dst} and can {how}."
+                )
+        elif tool == "http.fetch" and c.get("allow_private_addresses"):
+            domains = tuple(c.get("domains") or [])
+            powers[("private", domains)] = (
+                f"Fetches to {_names(list(domains))} may reach loopback, your private network "
+                "and cloud metadata addresses (such as 169.254.169.254), where local services "
+                "and credentials live."
+            )
+    return powers
+
+
+def danger_consequences(
+    old_overrides: list[dict[str, Any]], new_overrides: list[dict[str, Any]]
+) -> list[str]:
+    """The dangerous powers `new_overrides` grant that `old_overrides` did not."""
+    before = _powers(old_overrides)
+    after = _powers(new_overrides)
+    return [text for key, text in after.items() if key not in before]
+
+
+# --------------------------------------------------------------------------- modals
+
+
+class PolicyDiffScreen(ModalScreen[bool]):
+    """The saved vs the new policy as a unified diff; `y` saves, `n`/`esc` goes back."""
+
+    CSS_PATH = EDITOR_CSS
+    BINDINGS = [
+        Binding("y,ctrl+s", "confirm", "Save", id="policy_diff.save", tooltip="Save this policy"),
+        Binding("n,escape", "cancel", "Back", id="policy_diff.back", tooltip="Keep editing"),
+    ]
+
+    def __init__(self, session_label: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        super().__init__()
+        self._label = session_label
+        self._old = old
+        self._new = new
+
+    def compose(self) -> ComposeResult:
+        added, removed = diff_counts(self._old, self._new)
+        with Vertical(id="diff-box", classes="modal-box"):
+            title = Text("Save policy for ", style="bold", end="")
+            title.append_text(safe_text(self._label, 60, style="bold"))
+            title.append(f"?   +{added} −{removed} lines", style="bold")
+            yield Static(title, classes="modal-title")
+            with VerticalScroll(id="diff-scroll"):
+                yield Static(unified_policy_diff(self._old, self._new), id="diff-body")
+            yield Static(
+                Text.assemble(
+                    ("y", "bold"),
+                    " save (recorded as policy.updated)   ",
+                    ("n / esc", "bold"),
+                    " keep editing",
+                ),
+                classes="modal-keys",
+            )
+            yield Footer()
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class SimulationScreen(ModalScreen[None]):
+    """Recorded decisions of the session that the unsaved policy would decide differently."""
+
+    CSS_PATH = EDITOR_CSS
+    BINDINGS = [
+        Binding("escape,q", "close", "Close", id="simulation.close", tooltip="Back to the editor"),
+    ]
+
+    def __init__(self, changes: list[SimulationChange]) -> None:
+        super().__init__()
+        self._changes = changes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sim-box", classes="modal-box"):
+            n = len(self._changes)
+            title = (
+                "Simulation: no recorded decision would change"
+                if n == 0
+                else f"Simulation: {n} recorded decision{'s' if n != 1 else ''} would change"
+            )
+            yield Static(Text(title, style="bold"), classes="modal-title")
+            if n == 0:
+                yield Static(
+                    Text(
+                        "Every intent recorded for this session would get the same decision "
+                        "under the unsaved policy. Nothing was executed.",
+                    ),
+                    id="sim-empty",
+                )
+            else:
+                yield Static(
+                    Text("Re-evaluated from the audit log; nothing was executed.", style="dim")
+                )
+                yield DataTable(id="sim-table", cursor_type="row", zebra_stripes=True)
+            yield Footer()
+
+    def on_mount(self) -> None:
+        if not self._changes:
+            return
+        table = self.query_one("#sim-table", DataTable)
+        table.add_columns("seq", "tool", "before → after", "params", "reason")
+        for ch in self._changes:
+            change = Text.assemble(decision_badge(ch.before), " → ", decision_badge(ch.after))
+            table.add_row(
+                Text(str(ch.seq)),
+                safe_text(ch.tool, 16),
+                change,
+                safe_text(ch.params, 48),
+                safe_text(ch.reason, 60),
+                key=str(ch.seq),
+            )
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
