@@ -160,3 +160,8 @@ def test_store_redact_uses_every_stored_secret(store):
     store.set("b", "second-secret")
     out, hit = store.redact({"x": f"{TOKEN} and second-secret"})
     assert hit and out == {"x": "«secret:a» and «secret:b»"}
+
+
+def test_store_redact_with_explicit_values(store):
+    store.set("a", TOKEN)
+    assert store.redact("x hunter22", {"h": "hunter22"}) == ("x «secret:h»", True)

@@ -487,3 +487,17 @@ def test_jti_cache_refuses_when_full_then_recovers():
     now[0] = 15.0
     assert cache.consume("c", 30)
     assert not cache.consume("b", 20)
+
+
+def test_revocation_racing_with_verify_is_honoured(key, issuer):
+    t = issue(issuer)
+
+    class RevokeOnConsume(JtiCache):
+        def consume(self, jti, expires_at):
+            revs.revoke_jti(jti, t.exp)  # lands between the checks and the consumption
+            return super().consume(jti, expires_at)
+
+    revs = RevocationList()
+    v = CapabilityVerifier(key.public_key(), replay_cache=RevokeOnConsume(), revocations=revs)
+    assert reason_of(v, t.token) == "revoked"
+    assert reason_of(v, t.token) == "revoked"

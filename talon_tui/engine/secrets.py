@@ -93,9 +93,9 @@ class SecretStore:
         """Every stored secret, name -> value (for redaction)."""
         return {name: self.get(name) for name in self.names()}
 
-    def redact(self, obj: Any) -> tuple[Any, bool]:
-        """`redact(obj, self.values())`."""
-        return redact(obj, self.values())
+    def redact(self, obj: Any, values: Mapping[str, str] | None = None) -> tuple[Any, bool]:
+        """`redact(obj, values)`, by default with every stored secret."""
+        return redact(obj, self.values() if values is None else values)
 
 
 # --------------------------------------------------------------------------- redaction

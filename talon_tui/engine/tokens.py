@@ -322,6 +322,9 @@ class CapabilityVerifier:
         claims = self.check(token, tool=tool, intent_hash=intent_hash, session_id=session_id)
         if not self.replay_cache.consume(claims.jti, claims.exp + self._leeway + 1):
             raise _reject("replayed", "the token was already used (single use)", jti=claims.jti)
+        if self.revocations.is_revoked(claims):
+            # revoked while it was being checked: it stays consumed and is refused
+            raise _reject("revoked", "the token was revoked", jti=claims.jti)
         return claims
 
     def _decode(self, token: str) -> Claims:
