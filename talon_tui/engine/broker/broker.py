@@ -1,0 +1,157 @@
+"""broker.execute: the only door to the outside world.
+
+Order of checks for every intent (nothing is executed unless all pass):
+1. the intent names a known tool and its params have a canonical form (intent hash);
+2. the capability token verifies for exactly this session, tool and intent hash — signature,
+   aud, iss, typ, exp/nbf, revocation, single-use jti (tokens.CapabilityVerifier) — and, when
+   the caller names the subject, was issued to that subject;
+3. the session is open and has an absolute workspace;
+4. params validate strictly against the tool's model (unknown params refused, no coercion);
+5. the constraints are rebuilt from the token's signed `cons` claim — never from anything the
+   caller passes — and the tool function re-checks every one before touching anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from ..canon import NotCanonical, intent_hash
+from ..errors import BadRequest, ConstraintViolation, TokenInvalid, ToolError
+from ..models import (
+    CONSTRAINT_MODELS,
+    PARAM_MODELS,
+    Session,
+    ToolIntent,
+    format_validation_error,
+)
+
+
+class SecretSource(Protocol):
+    """What the broker needs from secrets.SecretStore."""
+
+    def get(self, name: str) -> Any: ...
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str, *, tool: str, intent_hash: str, session_id: str) -> Any: ...
+
+
+def _claim(claims: Any, name: str) -> Any:
+    if isinstance(claims, Mapping):
+        return claims.get(name)
+    return getattr(claims, name, None)
+
+
+class Broker:
+    """Verifies a capability token for one exact intent, re-checks its constraints, runs it."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        secrets: SecretSource | None = None,
+        docker_runtime: str | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.secrets = secrets
+        self.docker_runtime = docker_runtime
+        self._runners: dict[str, Callable[[BaseModel, BaseModel, Session], dict[str, Any]]] = {
+            "file.read": self._file_read,
+            "file.write": self._file_write,
+            "http.fetch": self._http_fetch,
+            "docker.run": self._docker_run,
+            "shell.exec": self._shell_exec,
+        }
+
+    def execute(
+        self,
+        intent: ToolIntent,
+        token: str,
+        *,
+        session: Session,
+        subject: str | None = None,
+    ) -> dict[str, Any]:
+        """Run `intent` if `token` allows exactly it; return the DESIGN section 6 result.
+
+        Raises TokenInvalid, ConstraintViolation, TooLarge, BadRequest or ToolError.
+        """
+        if not isinstance(intent, ToolIntent):
+            raise BadRequest("intent must be a ToolIntent")
+        tool = intent.tool
+        if tool not in PARAM_MODELS or tool not in self._runners:
+            raise BadRequest(f"unknown tool {tool!r}")
+        try:
+            ih = intent_hash(tool, intent.params)
+        except NotCanonical as exc:
+            raise BadRequest(f"params have no canonical form: {exc}") from exc
+        claims = self.verifier.verify(token, tool=tool, intent_hash=ih, session_id=session.id)
+        if subject is not None and _claim(claims, "sub") != subject:
+            raise TokenInvalid(
+                "capability token refused: issued to another subject",
+                details={"reason": "wrong_subject"},
+            )
+        if session.status != "open":
+            raise ConstraintViolation(f"session {session.id} is closed; nothing runs in it")
+        try:
+            params = PARAM_MODELS[tool].model_validate(intent.params, strict=True)
+        except ValidationError as exc:
+            raise ConstraintViolation(
+                f"{tool} params refused: {format_validation_error(exc)}",
+                details={"tool": tool},
+            ) from exc
+        cons = _claim(claims, "cons")
+        if not isinstance(cons, Mapping):
+            raise TokenInvalid(
+                "capability token refused: it carries no constraints",
+                details={"reason": "malformed"},
+            )
+        try:
+            constraints = CONSTRAINT_MODELS[tool].model_validate(dict(cons))
+        except ValidationError as exc:
+            raise ConstraintViolation(
+                f"the token's {tool} constraints are invalid, so nothing is allowed: "
+                f"{format_validation_error(exc)}",
+                details={"tool": tool},
+            ) from exc
+        return self._runners[tool](params, constraints, session)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    @staticmethod
+    def _workspace(session: Session) -> str:
+        ws = session.workspace
+        if not isinstance(ws, str) or not ws.startswith("/"):
+            raise ConstraintViolation(
+                f"session {session.id} has no absolute workspace; file tools are unavailable"
+            )
+        return ws
+
+    def _file_read(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        from .files import run_file_read
+
+        return run_file_read(params, constraints, workspace=self._workspace(session))
+
+    def _file_write(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        from .files import run_file_write
+
+        return run_file_write(params, constraints, workspace=self._workspace(session))
+
+    def _http_fetch(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        from .http import run_http_fetch
+
+        return run_http_fetch(params, constraints, secrets=self.secrets)
+
+    def _shell_exec(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        from .shell import run_shell_exec
+
+        return run_shell_exec(params, constraints, workspace=self._workspace(session))
+
+    def _docker_run(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        try:
+            from .docker import run_docker
+        except ImportError as exc:
+            raise ToolError(f"docker.run is not available: {exc}") from exc
+        return run_docker(params, constraints, runtime=self.docker_runtime)
