@@ -115,6 +115,7 @@ class AuditLog:
         self._prev = ZERO_HASH
         self._failed: str | None = None
         self._last_type: str | None = None
+        self._since_checkpoint = 0
         self._listeners: list[Listener] = []
         self.last_checkpoint: dict[str, Any] | None = None
         self.recovered: dict[str, Any] | None = None
@@ -139,6 +140,11 @@ class AuditLog:
             self._durable = self._written
             self._fd = fd
             self.last_checkpoint = self._read_head()
+            cp_seq = (self.last_checkpoint or {}).get("seq")
+            if isinstance(cp_seq, int) and cp_seq < self._written:
+                self._since_checkpoint = self._written - cp_seq - 1
+            else:
+                self._since_checkpoint = self._written % self.checkpoint_every
             if torn:
                 side = self.audit_dir / f"torn-{ids.utcnow().strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
                 write_private(side, torn)
@@ -249,6 +255,8 @@ class AuditLog:
         """Write one event (not yet durable: call `sync()` before acknowledging it)."""
         if type not in _KNOWN_TYPES:
             raise UnknownEventType(f"unknown audit event type {type!r}")
+        if type == CHECKPOINT_TYPE:
+            raise AuditError("audit.checkpoint events are written and signed by the log itself")
         data = {} if data is None else data
         check_canonical(data, "$.data")
         for name, value in (("session_id", session_id), ("run_id", run_id)):
@@ -256,9 +264,7 @@ class AuditLog:
                 raise AuditError(f"{name} must be a string or None, not {value!r}")
         with self._lock:
             event = self._write(type, session_id, run_id, data)
-            if type != CHECKPOINT_TYPE and event["seq"] % self.checkpoint_every == (
-                self.checkpoint_every - 1
-            ):
+            if self._since_checkpoint >= self.checkpoint_every:
                 self._write_checkpoint()
         return event
 
@@ -304,6 +310,7 @@ class AuditLog:
         self._written += 1
         self._prev = h
         self._last_type = type
+        self._since_checkpoint = 0 if type == CHECKPOINT_TYPE else self._since_checkpoint + 1
         for fn in list(self._listeners):
             try:
                 fn(event)
