@@ -78,8 +78,8 @@ def evaluate(intent: ToolIntent, policy: Policy, *, workspace: str | None = None
                 override_index=index,
             )
     allowing = [(i, o) for i, o in overrides if o.allow and o.constraints is not None]
-    fix = _fix(intent, target)
     if not allowing:
+        fix = _fix(intent, target)
         return Decision(
             decision="DENY",
             reason=f"no override allows {tool} ({_describe(intent, target)})"
@@ -92,6 +92,7 @@ def evaluate(intent: ToolIntent, policy: Policy, *, workspace: str | None = None
         if miss is None:
             return _allow(intent, target, index, override)
         misses.append(f"{miss} (override #{index})")
+    fix = _fix(intent, target)
     return Decision(
         decision="DENY",
         reason=f"no override allows this {tool}: " + "; ".join(misses) + _why_no_fix(target, fix),
