@@ -1,0 +1,499 @@
+"""The flow of one intent (DESIGN section 2), as the agent-facing half of the Engine.
+
+`submit` audits every step (intent received, decision, approval, capability, execution, run
+end) and makes them durable before it returns or raises. Errors reach the caller as
+`TalonError`s whose `details` carry the run and intent ids (and `suggested_fix` on a denial).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import ids
+from . import policy as policy_engine
+from .broker.docker import parse_skill_answer
+from .canon import NotCanonical, canonical, intent_hash, jsonable, sha256_hex
+from .errors import (
+    BadRequest,
+    ConstraintViolation,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    PolicyDenied,
+    TalonError,
+    TokenInvalid,
+)
+from .models import Decision, Session, ToolIntent
+from .runs import recordable
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: most tool intents followed from one skill answer
+MAX_SKILL_INTENTS = 16
+MAX_CONTENT_CHARS = 4096
+RUN_STATUS_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+
+
+class IntentFlow:
+    """Mixed into `Engine`: runs and intents from agents (and from skills' answers)."""
+
+    async def begin_run(self: Engine, session_id: str, subject: str, content: str = "") -> str:
+        """Open a run in the session; returns its id."""
+        self._session(session_id, open_only=True)
+        if not isinstance(content, str) or len(content) > MAX_CONTENT_CHARS:
+            raise BadRequest(f"content must be a string of at most {MAX_CONTENT_CHARS} characters")
+        run_id = ids.new_id("run")
+        content, _ = self.store.redactor(content)
+        self._record(
+            "run.started",
+            {"subject": subject, "content": content, "one_shot": False},
+            session_id=session_id,
+            run_id=run_id,
+        )
+        await self.durable()
+        return run_id
+
+    def _own_run(self: Engine, session_id: str, run_id: Any) -> Any:
+        if not isinstance(run_id, str):
+            raise BadRequest("run_id must be a string")
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no running run {run_id!r}", details={"run_id": run_id})
+        if run.session_id != session_id:
+            raise Forbidden(
+                f"run {run_id!r} belongs to another session", details={"run_id": run_id}
+            )
+        if run.status != "running":
+            raise BadRequest(f"run {run_id!r} is already {run.status}", details={"run_id": run_id})
+        return run
+
+    async def end_run(
+        self: Engine, session_id: str, subject: str, run_id: str, status: str = "ok"
+    ) -> dict[str, Any]:
+        """Finish a run of the session; returns `{run_id, status, steps}`."""
+        if not isinstance(status, str) or not RUN_STATUS_RE.match(status):
+            raise BadRequest("status must be a short lowercase word such as ok or error")
+        run = self._own_run(session_id, run_id)
+        steps = run.steps
+        self._record(
+            "run.finished", {"status": status, "steps": steps}, session_id=session_id, run_id=run_id
+        )
+        await self.durable()
+        return {"run_id": run_id, "status": status, "steps": steps}
+
+    async def submit(
+        self: Engine,
+        session_id: str,
+        subject: str,
+        intent: ToolIntent,
+        run_id: str | None = None,
+        *,
+        _depth: int = 0,
+    ) -> dict[str, Any]:
+        """Decide and (if allowed) execute one intent; returns `{run_id, intent_id, decision,
+        result}` or raises a TalonError (PolicyDenied, ApprovalDenied/Timeout as codes, ...)."""
+        if not self.started:
+            raise TalonError("the engine is not running", code=ErrorCode.INTERNAL)
+        session = self._session(session_id, open_only=True)
+        try:
+            ih = intent_hash(intent.tool, intent.params)
+        except NotCanonical as exc:
+            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+        one_shot = run_id is None
+        if one_shot:
+            run_id = ids.new_id("run")
+            self._record(
+                "run.started",
+                {"subject": subject, "content": "", "one_shot": True},
+                session_id=session_id,
+                run_id=run_id,
+            )
+        else:
+            self._own_run(session_id, run_id)
+        intent_id = ids.new_id("int")
+        self._active += 1
+        status = "ok"
+        try:
+            params_rec, _ = self.store.redactor(intent.params)
+            self._record(
+                "policy.intent.received",
+                {
+                    "intent_id": intent_id,
+                    "subject": subject,
+                    "tool": intent.tool,
+                    "params": params_rec,
+                    "origin": intent.origin,
+                    "intent_hash": ih,
+                },
+                session_id=session_id,
+                run_id=run_id,
+            )
+            decision = policy_engine.evaluate(
+                intent, self.store.policy(session_id), workspace=session.workspace
+            )
+            denied = decision.decision == "DENY"
+            self._record(
+                "policy.decision",
+                {
+                    "intent_id": intent_id,
+                    "tool": intent.tool,
+                    "decision": decision.decision,
+                    "reason": decision.reason,
+                    "by": "policy",
+                    "override_index": decision.override_index,
+                    "suggested_fix": jsonable(decision.suggested_fix),
+                    "code": str(ErrorCode.POLICY_DENIED) if denied else None,
+                },
+                session_id=session_id,
+                run_id=run_id,
+            )
+            ref = {"run_id": run_id, "intent_id": intent_id}
+            if denied:
+                status = "denied"
+                raise PolicyDenied(
+                    f"{intent.tool} denied: {decision.reason}",
+                    details={
+                        **ref,
+                        "reason": decision.reason,
+                        "suggested_fix": jsonable(decision.suggested_fix),
+                    },
+                )
+            if decision.decision == "REQUIRE_APPROVAL":
+                await self._await_approval(
+                    session, subject, intent, params_rec, decision, intent_id, run_id
+                )
+            result = await self._execute(session, subject, intent, ih, decision, ref, _depth)
+            return {"run_id": run_id, "intent_id": intent_id, "decision": "ALLOW", "result": result}
+        except TalonError as exc:
+            if status == "ok":
+                status = "denied" if exc.code in _DENIAL_CODES else "error"
+            exc.details.setdefault("run_id", run_id)
+            exc.details.setdefault("intent_id", intent_id)
+            raise
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            self._active -= 1
+            if one_shot:
+                self._record(
+                    "run.finished",
+                    {"status": status, "steps": 1},
+                    session_id=session_id,
+                    run_id=run_id,
+                )
+            await self.durable()
+            if self._active == 0:
+                self._idle.set()
+
+    async def _await_approval(
+        self: Engine,
+        session: Session,
+        subject: str,
+        intent: ToolIntent,
+        params_rec: dict[str, Any],
+        decision: Decision,
+        intent_id: str,
+        run_id: str,
+    ) -> None:
+        request = self.approvals.open(
+            session_id=session.id,
+            run_id=run_id,
+            subject=subject,
+            tool=intent.tool,
+            params=params_rec,
+            origin=intent.origin,
+            intent_id=intent_id,
+            reason=decision.reason,
+            remember_override=_remembered(intent),
+        )
+        self._record(
+            "approval.requested",
+            {
+                "approval_id": request.approval_id,
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "params": params_rec,
+                "origin": intent.origin,
+                "subject": subject,
+                "expires": request.expires,
+            },
+            session_id=session.id,
+            run_id=run_id,
+        )
+        self.bus.publish("approval", {"action": "requested", "approval": request.model_dump()})
+        await self.durable()
+        try:
+            outcome = await self.approvals.wait(request.approval_id)
+        except asyncio.CancelledError:
+            # the agent went away (or the engine is stopping): nobody waits for a decision
+            self._record(
+                "approval.decided",
+                {
+                    "approval_id": request.approval_id,
+                    "intent_id": intent_id,
+                    "allow": False,
+                    "remember": False,
+                    "by": "cancelled",
+                    "timed_out": False,
+                    "override_added": None,
+                },
+                session_id=session.id,
+                run_id=run_id,
+            )
+            self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
+            raise
+        if outcome.by != "operator":
+            self._record(
+                "approval.decided",
+                {
+                    "approval_id": request.approval_id,
+                    "intent_id": intent_id,
+                    "allow": False,
+                    "remember": False,
+                    "by": outcome.by,
+                    "timed_out": outcome.timed_out,
+                    "override_added": None,
+                },
+                session_id=session.id,
+                run_id=run_id,
+            )
+            self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
+        code = (
+            None
+            if outcome.allow
+            else (ErrorCode.APPROVAL_TIMEOUT if outcome.timed_out else ErrorCode.APPROVAL_DENIED)
+        )
+        reason = {
+            (True, "operator"): "approved by the operator",
+            (False, "operator"): "denied by the operator",
+            (False, "timeout"): "no operator decision before the approval timed out",
+            (False, "shutdown"): "the engine stopped before an operator decided",
+        }[(outcome.allow, outcome.by)]
+        self._record(
+            "policy.decision",
+            {
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "decision": "ALLOW" if outcome.allow else "DENY",
+                "reason": reason,
+                "by": "operator",
+                "override_index": decision.override_index,
+                "suggested_fix": None,
+                "code": str(code) if code else None,
+            },
+            session_id=session.id,
+            run_id=run_id,
+        )
+        if code is not None:
+            raise TalonError(
+                f"{intent.tool} not approved: {reason}",
+                code=code,
+                details={"approval_id": request.approval_id, "reason": reason},
+            )
+
+    async def _execute(
+        self: Engine,
+        session: Session,
+        subject: str,
+        intent: ToolIntent,
+        ih: str,
+        decision: Decision,
+        ref: dict[str, str],
+        depth: int,
+    ) -> Any:
+        sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
+        issued = self.store.issuer.issue(
+            session_id=sid,
+            subject=subject,
+            tool=intent.tool,
+            constraints=decision.constraints,
+            intent_hash=ih,
+            ttl_seconds=decision.ttl_seconds,
+        )
+        self._record(
+            "capability.issued",
+            {
+                "intent_id": intent_id,
+                "jti": issued.jti,
+                "token_sha256": issued.sha256,
+                "tool": intent.tool,
+                "exp": issued.exp,
+                "ttl_seconds": decision.ttl_seconds,
+            },
+            session_id=sid,
+            run_id=run_id,
+        )
+        skill = self.store.skill_for_image(intent.params.get("image"))
+        if intent.tool == "docker.run" and skill is not None:
+            self._record(
+                "skill.started",
+                {
+                    "skill": skill.name,
+                    "version": skill.version,
+                    "image": skill.image,
+                    "intent_id": intent_id,
+                },
+                session_id=sid,
+                run_id=run_id,
+            )
+        started = time.perf_counter()
+        try:
+            raw = await self.store.execute(intent, issued.token, session, subject)
+        except TalonError as exc:
+            self._tool_failed(exc, intent, ref, sid, started)
+            raise
+        except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
+            err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
+            self._tool_failed(err, intent, ref, sid, started)
+            raise err from exc
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        result, redacted = self.store.redactor(jsonable(raw))
+        output, truncated, size = recordable(result, self.max_output_bytes)
+        self._record(
+            "tool.executed",
+            {
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "status": "ok",
+                "code": None,
+                "message": "",
+                "output": output,
+                "output_sha256": "sha256:" + sha256_hex(canonical(output)),
+                "bytes": size,
+                "truncated": truncated,
+                "redacted": redacted,
+                "duration_ms": duration_ms,
+            },
+            session_id=sid,
+            run_id=run_id,
+        )
+        if intent.tool == "docker.run" and isinstance(result, dict):
+            if skill is not None:
+                self._record(
+                    "skill.finished",
+                    {
+                        "skill": skill.name,
+                        "version": skill.version,
+                        "image": skill.image,
+                        "intent_id": intent_id,
+                        "exit_code": result.get("exit_code"),
+                    },
+                    session_id=sid,
+                    run_id=run_id,
+                )
+            if depth == 0:
+                follow = await self._follow_skill(session, subject, result, run_id)
+                if follow is not None:
+                    result = {**result, "skill_intents": follow}
+        return result
+
+    def _tool_failed(
+        self: Engine,
+        exc: TalonError,
+        intent: ToolIntent,
+        ref: dict[str, str],
+        sid: str,
+        started: float,
+    ) -> None:
+        broker_denial = isinstance(exc, ConstraintViolation | TokenInvalid)
+        message, _ = self.store.redactor(exc.message)
+        if broker_denial:
+            self._record(
+                "policy.decision",
+                {
+                    "intent_id": ref["intent_id"],
+                    "tool": intent.tool,
+                    "decision": "DENY",
+                    "reason": message,
+                    "by": "broker",
+                    "override_index": None,
+                    "suggested_fix": None,
+                    "code": str(exc.code),
+                },
+                session_id=sid,
+                run_id=ref["run_id"],
+            )
+        self._record(
+            "tool.executed",
+            {
+                "intent_id": ref["intent_id"],
+                "tool": intent.tool,
+                "status": "denied" if broker_denial else "error",
+                "code": str(exc.code),
+                "message": message,
+                "output": None,
+                "output_sha256": "sha256:" + sha256_hex(canonical(None)),
+                "bytes": 0,
+                "truncated": False,
+                "redacted": message != exc.message,
+                "duration_ms": int((time.perf_counter() - started) * 1000),
+            },
+            session_id=sid,
+            run_id=ref["run_id"],
+        )
+        exc.message = message
+
+    async def _follow_skill(
+        self: Engine, session: Session, subject: str, result: dict[str, Any], run_id: str
+    ) -> list[dict[str, Any]] | None:
+        """A skill's answer may ask for tool intents: each goes through `submit` again, marked
+        untrusted (origin "skill"), in the same run. Returns one outcome per intent."""
+        stdout = result.get("stdout")
+        if not isinstance(stdout, str):
+            return None
+        answer = parse_skill_answer(stdout)
+        if answer is None or not isinstance(answer.get("intents"), list):
+            return None
+        outcomes: list[dict[str, Any]] = []
+        for raw in answer["intents"][:MAX_SKILL_INTENTS]:
+            try:
+                if not isinstance(raw, dict) or set(raw) - {"tool", "params"}:
+                    raise BadRequest("a skill intent must be an object {tool, params}")
+                intent = ToolIntent(
+                    tool=raw.get("tool"), params=raw.get("params") or {}, origin="skill"
+                )
+            except (BadRequest, ValueError) as exc:
+                outcomes.append({"ok": False, "error": BadRequest(str(exc)).to_wire()})
+                continue
+            try:
+                done = await self.submit(session.id, subject, intent, run_id, _depth=1)
+                outcomes.append({"ok": True, "tool": intent.tool, **done})
+            except TalonError as exc:
+                outcomes.append({"ok": False, "tool": intent.tool, "error": exc.to_wire()})
+        if len(answer["intents"]) > MAX_SKILL_INTENTS:
+            outcomes.append(
+                {
+                    "ok": False,
+                    "error": BadRequest(
+                        f"only the first {MAX_SKILL_INTENTS} intents of a skill answer are followed"
+                    ).to_wire(),
+                }
+            )
+        return outcomes
+
+
+def _remembered(intent: ToolIntent) -> dict[str, Any] | None:
+    """What "approve and remember" adds: the narrowest override for exactly this intent, with
+    `approval: never` (the operator has just approved exactly this), placed first so that an
+    earlier `approval: always` override for the same tool does not keep asking."""
+    fix = policy_engine.suggest_fix(intent)
+    if fix is None:
+        return None
+    fix = jsonable(fix)
+    fix["approval"] = "never"
+    fix["note"] = (fix.get("note") or "") + " (remembered approval)"
+    return fix
+
+
+_DENIAL_CODES = {
+    ErrorCode.POLICY_DENIED,
+    ErrorCode.CONSTRAINT_VIOLATION,
+    ErrorCode.APPROVAL_DENIED,
+    ErrorCode.APPROVAL_TIMEOUT,
+    ErrorCode.TOKEN_INVALID,
+}

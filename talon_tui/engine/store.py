@@ -1,0 +1,281 @@
+"""What the Engine holds open on a data directory: state, audit log, keys, tokens, broker.
+
+A thin adapter over the modules that own each part (state.StateStore, audit.AuditLog,
+tokens, secrets, broker, replay), with the in-memory caches the intent path needs so that no
+intent touches tinydb: open sessions, their parsed policies, the secret redactor, skills by
+image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import os
+import secrets as pysecrets
+from typing import Any
+
+from . import audit_index, keys
+from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
+from .audit import AuditLog, verify_log
+from .broker.broker import Broker
+from .errors import NotFound, TalonError
+from .models import Policy, Session, Skill, ToolIntent
+from .paths import DataDir, write_private
+from .secrets import Redactor, SecretStore
+from .state import StateStore
+from .tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
+
+#: tools whose broker work is small local file I/O: run inline, no thread hop
+INLINE_TOOLS = frozenset({"file.read"})
+
+
+class EngineLocked(TalonError):
+    """Another engine already runs on this data directory."""
+
+
+class EngineStore:
+    def __init__(self, data: DataDir, *, docker_runtime: str | None = None) -> None:
+        self.data = data
+        self.docker_runtime = docker_runtime
+        self._sessions: dict[str, Session] = {}
+        self._policies: dict[str, Policy] = {}
+        self._skills_by_image: dict[str, Skill] = {}
+        self.redactor: Redactor = Redactor({})
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------ engine.lock, admin token
+
+    def lock(self) -> None:
+        """Take `engine.lock` (flock): one engine per data directory."""
+        fd = os.open(self.data.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise EngineLocked(
+                f"another Talon engine (pid {holder}) is already running on {self.data.root}; "
+                "stop it first, or attach to it as an admin client",
+                details={"data_dir": str(self.data.root), "pid": holder},
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.fsync(fd)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def admin_token(self) -> str:
+        """TALON_ADMIN_TOKEN, else `<data>/admin.token` (0600), made on first start."""
+        env = os.environ.get("TALON_ADMIN_TOKEN")
+        if env and env.strip():
+            return env.strip()
+        path = self.data.admin_token_path
+        if path.exists():
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+            return path.read_text(encoding="ascii").strip()
+        token = "tln_adm_" + pysecrets.token_urlsafe(32)
+        write_private(path, (token + "\n").encode("ascii"))
+        return token
+
+    # ------------------------------------------------------------------ open / close
+
+    def open(self, checkpoint_every: int) -> None:
+        """Blocking: load keys and state, open (and recover) the audit log."""
+        import time
+
+        policy_priv, policy_pub = keys.load_or_create(self.data.keys_dir, "policy")
+        self.audit_priv, self.audit_pub = keys.load_or_create(self.data.keys_dir, "audit")
+        self.state = StateStore(self.data.state_path, workspaces_dir=self.data.workspaces_dir)
+        self.secrets = SecretStore(self.data.secrets_dir)
+        self.revocations = RevocationList()
+        self.issuer = CapabilityIssuer(policy_priv)
+        self.verifier = CapabilityVerifier(
+            policy_pub,
+            replay_cache=JtiCache(),
+            revocations=self.revocations,
+            min_iat=int(time.time()) - 1,
+        )
+        self.broker = Broker(
+            self.verifier, secrets=self.secrets, docker_runtime=self.docker_runtime
+        )
+        for s in self.state.list_sessions():
+            self._sessions[s.id] = s
+            self._policies[s.id] = self.state.get_policy(s.id)
+        self._reload_skills()
+        self.reload_secrets()
+        self.audit = AuditLog(
+            self.data.audit_dir, self.audit_priv, checkpoint_every=checkpoint_every
+        )
+        self.audit.open()
+
+    def close(self) -> None:
+        try:
+            self.audit.close()
+        finally:
+            self.state.close()
+
+    def close_quietly(self) -> None:
+        for part in ("audit", "state"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                with contextlib.suppress(Exception):  # failing to start: keep the first error
+                    obj.close()
+
+    def read_all(self) -> list[dict[str, Any]]:
+        """Every logged event in order (for rebuilding the run projection at start)."""
+        path = self.data.audit_log
+        if not path.exists():
+            return []
+        return [event for _offset, event in audit_index.iter_events(path)]
+
+    # ------------------------------------------------------------------ sessions, policies
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def get_session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def create_session(
+        self, label: str, workspace: str | None, policy: Policy
+    ) -> tuple[Session, str]:
+        session, key = self.state.create_session(label, workspace, policy)
+        self._sessions[session.id] = session
+        self._policies[session.id] = policy
+        return session, key
+
+    def close_session(self, session_id: str) -> None:
+        self._sessions[session_id] = self.state.close_session(session_id)
+
+    def issue_agent_key(self, session_id: str) -> str:
+        return self.state.issue_agent_key(session_id)
+
+    def session_for_key(self, key: str) -> Session | None:
+        return self.state.session_for_agent_key(key)
+
+    def policy(self, session_id: str) -> Policy:
+        try:
+            return self._policies[session_id]
+        except KeyError:
+            raise NotFound(f"no session {session_id!r}") from None
+
+    def set_policy(self, session_id: str, policy: Policy, *, actor: str, reason: str) -> None:
+        self.state.set_policy(session_id, policy, actor=actor, reason=reason)
+        self._policies[session_id] = policy
+
+    # ------------------------------------------------------------------ skills, secrets
+
+    def _reload_skills(self) -> None:
+        self._skills_by_image = {s.image: s for s in self.state.list_skills()}
+
+    def skills(self) -> list[SkillInfo]:
+        return [
+            SkillInfo(**s.model_dump(), signature_status=self._sig(s))
+            for s in self.state.list_skills()
+        ]
+
+    def _sig(self, skill: Skill) -> str:
+        from .skills import verify_skill
+
+        return verify_skill(skill, self.data.trusted_keys_dir)
+
+    def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
+        sk = self.state.add_skill(skill)
+        self._reload_skills()
+        return SkillInfo(**sk.model_dump(), signature_status=self._sig(sk))
+
+    def skill_for_image(self, image: Any) -> Skill | None:
+        if not isinstance(image, str):
+            return None
+        return self._skills_by_image.get(image)
+
+    def set_secret(self, name: str, value: str) -> None:
+        self.secrets.set(name, value)
+        self.state.add_secret_ref(name)
+        self.reload_secrets()
+
+    def reload_secrets(self) -> None:
+        self.redactor = Redactor(self.secrets.values())
+
+    # ------------------------------------------------------------------ broker
+
+    async def execute(
+        self, intent: ToolIntent, token: str, session: Session, subject: str
+    ) -> dict[str, Any]:
+        call = functools.partial(
+            self.broker.execute, intent, token, session=session, subject=subject
+        )
+        if intent.tool in INLINE_TOOLS:
+            return call()
+        return await asyncio.get_running_loop().run_in_executor(None, call)
+
+    def docker_available(self) -> bool:
+        try:
+            from .broker import docker as docker_mod
+
+            api = docker_mod.connect()
+            api.ping()
+        except Exception:  # noqa: BLE001 - any failure means "not available"
+            return False
+        return True
+
+    # ------------------------------------------------------------------ audit reading
+
+    def head_seq(self) -> int:
+        head = self.audit.head
+        if isinstance(head, dict):
+            return int(head.get("seq", -1))
+        return int(getattr(head, "seq", -1))
+
+    def last_checkpoint(self) -> tuple[int, str] | None:
+        cp = getattr(self.audit, "last_checkpoint", None)
+        if cp is None:
+            return None
+        if isinstance(cp, dict):
+            return int(cp["seq"]), str(cp.get("ts", ""))
+        return int(cp.seq), str(getattr(cp, "ts", ""))
+
+    def query(
+        self,
+        session_id: str | None,
+        run_id: str | None,
+        types: list[str] | None,
+        from_seq: int,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        if not self.data.audit_log.exists():
+            return []
+        return audit_index.query(
+            self.data.audit_dir,
+            session_id=session_id,
+            run_id=run_id,
+            types=types,
+            from_seq=from_seq,
+            limit=limit,
+        )
+
+    def verify(self) -> VerifyReport:
+        return verify_log(self.data.audit_dir, self.audit_pub)
+
+    def replay(self, run_id: str, policy: dict[str, Any] | None) -> ReplayResult:
+        from . import replay as replay_mod
+
+        return replay_mod.replay(
+            self.data.audit_dir, run_id, policy=policy, public_key=self.audit_pub
+        )
+
+    def simulate(self, session_id: str, policy: Policy) -> list[SimulationChange]:
+        from . import replay as replay_mod
+
+        return replay_mod.simulate(self.data.audit_dir, policy, session_id=session_id)
