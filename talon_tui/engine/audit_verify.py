@@ -338,7 +338,8 @@ def verify_log(
 
     def report(chunks: list[_Chunk], bad: _Chunk | None) -> VerifyReport:
         events = sum(c.count for c in chunks) + (bad.count if bad else 0)
-        signed = [c.signed_seq for c in chunks if c.signed_seq is not None]
+        scanned = [*chunks, bad] if bad is not None else chunks
+        signed = [c.signed_seq for c in scanned if c.signed_seq is not None]
         signed_seq = signed[-1] if signed else None
         if bad is not None and bad.error is not None:
             damage, seq, message = bad.error
