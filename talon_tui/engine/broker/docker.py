@@ -79,7 +79,7 @@ def validate_params(raw: DockerRunParams | Mapping[str, Any]) -> DockerRunParams
     refused by name and never reach Docker."""
     if isinstance(raw, DockerRunParams):
         # Re-validate: the object may have been built with model_construct or mutated.
-        raw = raw.model_dump()
+        raw = raw.model_dump(warnings=False)
     if not isinstance(raw, Mapping):
         raise BadRequest("docker.run params must be a JSON object")
     allowed = set(DockerRunParams.model_fields)
@@ -498,6 +498,10 @@ def _run_container(
                     # The streams closed but the process kept running past the deadline.
                     timed_out = True
             if exit_code is None:
+                # Drop the attach stream first: the engine does not finish a container whose
+                # output it cannot deliver, so a kill would wait on our full socket.
+                _close(sock)
+                sock = None
                 _kill(api, container_id)
                 exit_code = api.wait(container_id, timeout=10)["StatusCode"]
         except (APIError, RequestException) as exc:
