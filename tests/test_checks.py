@@ -245,6 +245,14 @@ def test_check_fetch_target():
         checks.check_fetch_target(checks.parse_fetch_url("http://127.0.0.1/"), c)
     c = HttpConstraints(domains=["127.0.0.1"], schemes=["http"], allow_private_addresses=True)
     checks.check_fetch_target(checks.parse_fetch_url("http://127.0.0.1/"), c)
+    c = HttpConstraints(
+        domains=["169.254.169.254", "[::ffff:169.254.169.254]"],
+        schemes=["http"],
+        allow_private_addresses=True,
+    )
+    for url in ["http://169.254.169.254/", "http://[::ffff:169.254.169.254]/"]:
+        with pytest.raises(ConstraintViolation, match="metadata"):
+            checks.check_fetch_target(checks.parse_fetch_url(url), c)
 
 
 def test_check_method():
@@ -435,3 +443,18 @@ def test_command_allowed():
     ]:
         assert not checks.command_allowed(bad, cmds)
     assert not checks.command_allowed("/usr/bin/../bin/ls", ["/usr/bin/../bin/ls"])
+
+
+def test_is_metadata_address():
+    for a in [
+        "169.254.169.254",
+        "100.100.100.200",
+        "fd00:ec2::254",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "::169.254.169.254",
+    ]:
+        assert checks.is_metadata_address(a), a
+    for a in ["169.254.169.253", "127.0.0.1", "::1", "8.8.8.8", "nonsense"]:
+        assert not checks.is_metadata_address(a), a

@@ -16,6 +16,8 @@ Decisions (documented once, here):
   no percent-encoded or zone-scoped hosts, explicit port 1-65535. IPv4 literals must be written
   as canonical dotted quads: decimal, hex, octal and short forms (`2130706433`, `0x7f.1`,
   `0177.0.0.1`, `127.1`) are refused because resolvers disagree on what they mean.
+- Cloud metadata addresses (169.254.169.254, 100.100.100.200, fd00:ec2::254, and IPv6 forms
+  embedding them) are refused even when `allow_private_addresses` is set.
 - Ports: the scheme's default port is always allowed; any other port only if listed in `ports`.
 - Domains: exact host, or `*.example.com` for strict subdomains (not `example.com` itself).
   A bare `*` matches nothing. Comparison is on the lowercase IDNA (punycode) form; IP literal
@@ -371,6 +373,11 @@ def check_fetch_target(parsed: ParsedURL, constraints: HttpConstraints) -> None:
             f"(default port, or one of {list(constraints.ports)})",
             details={"url": parsed.url, "port": parsed.port},
         )
+    if parsed.ip is not None and is_metadata_address(parsed.ip):
+        raise ConstraintViolation(
+            f"address {parsed.host} is a cloud metadata endpoint; it is never reachable",
+            details={"url": parsed.url, "address": parsed.host},
+        )
     if parsed.ip is not None and not constraints.allow_private_addresses:
         reason = address_forbidden(parsed.ip)
         if reason is not None:
@@ -535,6 +542,29 @@ def address_forbidden(ip: IPAddress | str) -> str | None:
     if not ip.is_global:
         return "not a public address"
     return None
+
+
+_METADATA = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("100.100.100.200/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+)
+
+
+def is_metadata_address(ip: IPAddress | str) -> bool:
+    """A cloud metadata endpoint, directly or embedded in an IPv6 form (mapped, NAT64...)."""
+    if isinstance(ip, str):
+        parsed = parse_ip_literal(ip)
+        if parsed is None:
+            return False
+        ip = parsed
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        embedded = _embedded_v4(ip)
+        if embedded is not None:
+            ip = embedded[1]
+    return any(ip in net for net in _METADATA if net.version == ip.version)
 
 
 # --------------------------------------------------------------------------- images, commands
