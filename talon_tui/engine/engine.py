@@ -136,8 +136,7 @@ class Engine(IntentFlow):
         `engine.stopped`, write the final checkpoint and release the lock."""
         if not self.started:
             return
-        for approval_id in self.approvals.cancel_all():
-            self.bus.publish("approval", {"action": "expired", "approval_id": approval_id})
+        self.deny_waiting()
         if self._active:
             self._idle.clear()
             try:
@@ -151,6 +150,10 @@ class Engine(IntentFlow):
         self.bus.close()
         self.store.unlock()
         self._pool.shutdown(wait=False)
+
+    def deny_waiting(self) -> None:
+        """Shutdown begins: every intent waiting for an approval is denied now."""
+        self.approvals.cancel_all()  # each waiter records and publishes its own denial
 
     # ------------------------------------------------------------------ audit plumbing
 
