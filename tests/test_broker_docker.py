@@ -213,8 +213,14 @@ def test_invalid_utf8_is_replaced(run):
 def test_stdin_contract_cat_echoes_json(run):
     payload = {"query": "héllo ✓", "n": [1, 2, 3], "nested": {"ok": True, "none": None}}
     r = run(["cat"], input=payload)
+    assert r["stdout"].endswith("}\n") and r["stdout"].count("\n") == 1
     assert json.loads(r["stdout"]) == payload
     assert parse_skill_answer(r["stdout"]) == payload
+
+
+def test_input_is_one_line(run):
+    r = run(sh('read -r line; echo "got:$line"; cat'), input={"text": "two\nlines"})
+    assert r["stdout"] == 'got:{"text":"two\\nlines"}\n'
 
 
 def test_no_input_means_empty_closed_stdin(run):
@@ -227,7 +233,7 @@ def test_large_input_is_delivered_whole(run):
     r = run(sh("cat | wc -c"))
     assert r["stdout"].strip() == "0"
     r = run(sh("cat | wc -c"), input=payload)
-    assert int(r["stdout"].strip()) == len(json.dumps(payload, separators=(",", ":")))
+    assert int(r["stdout"].strip()) == len(json.dumps(payload, separators=(",", ":"))) + 1
 
 
 def test_large_input_to_a_process_that_never_reads_cannot_hang(run):

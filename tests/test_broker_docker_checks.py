@@ -134,6 +134,15 @@ def test_input_must_be_json(value):
         run_docker({"image": IMAGE_ID, "input": value}, cons(), client=EngineTrap())
 
 
+def test_input_size_is_capped():
+    with pytest.raises(BadRequest, match="input is"):
+        run_docker(
+            {"image": IMAGE_ID, "input": "x" * (dk.MAX_INPUT_BYTES + 1)},
+            cons(),
+            client=EngineTrap(),
+        )
+
+
 def test_params_must_be_an_object():
     with pytest.raises(BadRequest):
         validate_params(["image", IMAGE_ID])

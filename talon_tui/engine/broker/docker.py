@@ -136,7 +136,8 @@ def _encode_input(value: Any) -> bytes:
         return b""
     try:
         data = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        encoded = data.encode("utf-8")
+        # One line: skills reading a line (readline, `read`) get the whole input.
+        encoded = data.encode("utf-8") + b"\n"
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise BadRequest(f"input is not JSON: {exc}") from exc
     if len(encoded) > MAX_INPUT_BYTES:
