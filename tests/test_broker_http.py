@@ -330,3 +330,23 @@ def test_bad_headers_refused(a, headers):
     with pytest.raises(ConstraintViolation):
         fetch(a.base + "/", local(a), headers=headers)
     assert a.requests == []
+
+
+def test_secret_reflected_in_encoded_forms_is_redacted(a):
+    import base64
+    from urllib.parse import quote
+
+    store = Secrets({"api": SECRET})
+    b64 = base64.b64encode(SECRET.encode()).decode()
+    r = fetch(
+        a.base + "/echo",
+        local(a),
+        headers={
+            "X-Key": {"secret_ref": "api"},
+            "X-B64": b64,
+            "X-Pct": quote(SECRET + "/", safe=""),
+        },
+        secrets=store,
+    )
+    dumped = json.dumps(r)
+    assert SECRET not in dumped and b64[2:-2] not in dumped

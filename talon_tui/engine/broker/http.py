@@ -26,7 +26,9 @@ Decisions:
   framing headers (Host, Connection, Transfer-Encoding, Content-Length, TE, Upgrade, ...) and
   Accept-Encoding are refused. `{"secret_ref": name}` values come from the secret store.
 - Secret values are replaced by `«secret:name»` in the returned body and headers and in every
-  error message; `bytes` and `sha256` describe the body as returned (redacted), so the hash is
+  error message (exact bytes everywhere; for text also the JSON-escaped, base64 and
+  percent-encoded forms, via secrets.redact — a binary body gets exact-byte redaction only);
+  `bytes` and `sha256` describe the body as returned (redacted), so the hash is
   no oracle for guessing a secret.
 - Result: `{status_code, headers, body, bytes, sha256, truncated, url}` plus `encoding:
   "base64"` for a non-UTF-8 body and `redirect_refused` when a redirect was not followed.
@@ -62,6 +64,7 @@ from ..checks import (
 )
 from ..errors import ConstraintViolation, TalonError, ToolError
 from ..models import HttpConstraints, HttpFetchParams, SecretRef
+from ..secrets import redact as redact_text
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REFUSED_HEADERS = frozenset(
@@ -131,12 +134,15 @@ class Redactor:
         return sorted(self.secrets.items(), key=lambda kv: -len(kv[0]))
 
     def text(self, s: str) -> tuple[str, bool]:
-        hit = False
+        """Exact values plus their JSON-escaped, base64 and percent-encoded forms."""
+        if not self.secrets:
+            return s, False
+        out, hit = redact_text(s, {name: value for value, name in self.secrets.items()})
         for value, name in self._ordered():
-            if value in s:
-                s = s.replace(value, f"«secret:{name}»")
+            if value in out:
+                out = out.replace(value, f"«secret:{name}»")
                 hit = True
-        return s, hit
+        return out, hit
 
     def data(self, b: bytes) -> tuple[bytes, bool]:
         hit = False
@@ -451,7 +457,9 @@ def _result(resp: _Response, url: str, redactor: Redactor) -> dict[str, Any]:
         headers[key] = f"{headers[key]}, {v}" if key in headers else v
     out: dict[str, Any] = {"status_code": resp.status, "headers": headers}
     try:
-        out["body"] = body.decode("utf-8")
+        text, _ = redactor.text(body.decode("utf-8"))
+        body = text.encode("utf-8")
+        out["body"] = text
     except UnicodeDecodeError:
         out["body"] = base64.b64encode(body).decode("ascii")
         out["encoding"] = "base64"
