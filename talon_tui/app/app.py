@@ -1,0 +1,268 @@
+"""The Talon console: one app factory used by the CLI and the tests.
+
+The app owns navigation (a registry of named screens, `:` jump, `esc` back), help generated
+from bindings, the command palette providers, themes, and one worker that consumes the engine's
+event bus and posts `EngineEvent` messages to the screens. Screens talk only to `EngineAPI`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from talon_tui.engine import ids
+from talon_tui.engine.api import BusMessage, EngineAPI
+from talon_tui.engine.errors import TalonError
+
+from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands
+from .messages import EngineEvent
+from .screens.approvals import ApprovalsScreen
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen
+from .screens.jump import JumpScreen
+from .screens.sessions import SessionsScreen
+from .screens.skills import SkillsScreen
+from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
+from .widgets.safe_text import safe_plain
+from .widgets.summaries import intent_target
+
+Service = Callable[[], Awaitable[Any]]
+
+# name -> (one-line help, needs an argument)
+SCREENS: dict[str, tuple[str, str | None]] = {
+    "dashboard": ("overview: sessions, runs, approvals, agents, chain", None),
+    "sessions": ("sessions table: create, close, agent keys", None),
+    "approvals": ("queue of intents waiting for an operator", None),
+    "audit": ("the whole audit log, live, with chain verification", None),
+    "replay": ("step through a recorded run without executing", "run id (optional)"),
+    "skills": ("registered skills and their signatures", None),
+    "session": ("one session: runs, policy, audit, agents", "session id"),
+    "policy": ("edit a session's policy", "session id"),
+}
+TOP_LEVEL = ("dashboard", "sessions", "approvals", "audit", "replay", "skills")
+
+
+class TalonApp(App[None]):
+    """Keyboard-driven console over one `EngineAPI`."""
+
+    TITLE = "Talon"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {
+        SessionCommands,
+        PolicyCommands,
+        AuditCommands,
+        ReplayCommands,
+        GoCommands,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(":", "jump", "jump", id="app.jump", tooltip="Jump to a screen by name"),
+        Binding("question_mark", "help", "keys", id="app.help", tooltip="Keys of this screen"),
+        Binding("escape", "go_back", "back", id="app.back", tooltip="Back to the previous screen"),
+        Binding("1", "go('dashboard')", "dash", id="app.dashboard", show=False),
+        Binding("2", "go('sessions')", "sessions", id="app.sessions", show=False),
+        Binding("3", "go('approvals')", "approvals", id="app.approvals", show=False),
+        Binding("4", "go('audit')", "audit", id="app.audit", show=False),
+        Binding("5", "go('skills')", "skills", id="app.skills", show=False),
+        Binding("r", "go('replay')", "replay", id="app.replay", tooltip="Replay a run"),
+    ]
+
+    def __init__(
+        self,
+        engine: EngineAPI,
+        *,
+        readonly: bool = False,
+        theme: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        services: Sequence[Service] = (),
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.readonly = readonly
+        self.clock: Callable[[], datetime] = clock or (lambda: ids.utcnow())
+        self.requested_theme = theme
+        self.services = list(services)
+        self.refresh_interval = 0.3  # seconds between screen reloads under a stream of events
+        self.pending_approvals = 0
+        self.mode_label = "read-only" if readonly else ""
+
+    # ------------------------------------------------------------------ start-up
+
+    def on_mount(self) -> None:
+        self._install_themes()
+        self.sub_title = self._subtitle()
+        self.push_screen(DashboardScreen(self.engine))
+        self.consume_events()
+        for service in self.services:
+            self.run_worker(service(), group="services", exit_on_error=False)
+
+    def _install_themes(self) -> None:
+        loaded = load_themes()
+        for theme in loaded.themes:
+            self.register_theme(theme)
+        for problem in loaded.problems:
+            self.notify(
+                f"{problem} — that theme is skipped", title="Theme file", severity="warning"
+            )
+        wanted = self.requested_theme or DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
+            return
+        fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
+        self.theme = fallback
+        self.notify(
+            f"theme {wanted!r} is not available (broken or missing); using {fallback}",
+            title="Theme",
+            severity="warning",
+            markup=False,
+        )
+
+    def _subtitle(self) -> str:
+        parts = []
+        if self.readonly:
+            parts.append("READ-ONLY")
+        if self.pending_approvals:
+            parts.append(f"⚠ {self.pending_approvals} waiting for approval (3)")
+        return " · ".join(parts)
+
+    # ------------------------------------------------------------------ engine events
+
+    @work(exclusive=True, group="engine-events", exit_on_error=False)
+    async def consume_events(self) -> None:
+        """The one consumer of `engine.subscribe()`: forwards each message to the screens."""
+        try:
+            status = await self.engine.status()
+            self.pending_approvals = status.pending_approvals
+            self.sub_title = self._subtitle()
+        except TalonError as exc:
+            self.notify(str(exc), title="Engine", severity="error", markup=False)
+        async for msg in self.engine.subscribe():
+            self.dispatch_bus(msg)
+
+    def dispatch_bus(self, msg: BusMessage) -> None:
+        if msg.kind == "approval":
+            self._on_approval(msg.payload)
+        for screen in self.screen_stack:
+            if not screen.is_modal:
+                screen.post_message(EngineEvent(msg))
+
+    def _on_approval(self, payload: dict[str, Any]) -> None:
+        action = payload.get("action")
+        approval = payload.get("approval") or {}
+        if action == "requested":
+            self.pending_approvals += 1
+            if not self.readonly:
+                tool = safe_plain(approval.get("tool"), 30)
+                subject = safe_plain(approval.get("subject"), 30)
+                target = safe_plain(intent_target(approval.get("params")), 60)
+                self.notify(
+                    f"{tool} {target}\nagent {subject} — press 3 to decide",
+                    title="Approval needed",
+                    severity="warning",
+                    timeout=8,
+                    markup=False,
+                )
+        elif action in ("decided", "expired"):
+            self.pending_approvals = max(0, self.pending_approvals - 1)
+        self.sub_title = self._subtitle()
+
+    # ------------------------------------------------------------------ navigation
+
+    def make_screen(self, name: str, arg: str | None = None) -> Screen | None:
+        """A new screen for `name` (see SCREENS), or None with a notification."""
+        if name == "dashboard":
+            return DashboardScreen(self.engine)
+        if name == "sessions":
+            return SessionsScreen(self.engine)
+        if name == "approvals":
+            return ApprovalsScreen(self.engine)
+        if name == "skills":
+            return SkillsScreen(self.engine)
+        if name == "audit":
+            from .screens.audit import AuditScreen
+
+            return AuditScreen(self.engine, session_id=arg, readonly=self.readonly)
+        if name == "replay":
+            from .screens.replay import ReplayScreen
+
+            return ReplayScreen(self.engine, arg)
+        session_id = arg or getattr(self.screen, "session_id", None)
+        if name in ("session", "policy") and not session_id:
+            self.notify(f"{name} needs a session id, e.g. :{name} sess_…", severity="warning")
+            return None
+        if name == "session":
+            from .screens.session_detail import SessionDetailScreen
+
+            return SessionDetailScreen(self.engine, session_id)
+        if name == "policy":
+            from .screens.policy_editor import PolicyEditorScreen
+
+            return PolicyEditorScreen(self.engine, session_id, readonly=self.readonly)
+        self.notify(f"no screen called {name!r}; try one of: {', '.join(SCREENS)}", markup=False)
+        return None
+
+    async def go(self, name: str, arg: str | None = None) -> None:
+        """Open a screen: top-level views replace the view stack above the dashboard (k9s),
+        detail views stack on top so `esc` returns to where the operator was."""
+        screen = self.make_screen(name, arg)
+        if screen is None:
+            return
+        if name in TOP_LEVEL:
+            while len(self.screen_stack) > 2:
+                await self.pop_screen()
+            if name == "dashboard" and isinstance(self.screen, DashboardScreen):
+                return
+        await self.push_screen(screen)
+
+    async def action_go(self, name: str, arg: str | None = None) -> None:
+        await self.go(name, arg)
+
+    async def action_go_back(self) -> None:
+        if len(self.screen_stack) > 2:
+            await self.pop_screen()
+
+    def action_jump(self) -> None:
+        def jumped(choice: tuple[str, str | None] | None) -> None:
+            if choice:
+                self.run_worker(self.go(*choice), group="nav")
+
+        self.push_screen(JumpScreen(SCREENS), jumped)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for theme in ("talon-dark", "talon-light", "talon-high-contrast"):
+            if theme in self.available_themes:
+                yield SystemCommand(
+                    f"theme: {theme}", f"switch to the {theme} theme", _set_theme(self, theme)
+                )
+
+
+def _set_theme(app: App, name: str) -> Callable[[], None]:
+    def apply() -> None:
+        app.theme = name
+
+    return apply
+
+
+def create_app(
+    engine: EngineAPI,
+    *,
+    readonly: bool = False,
+    theme: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    services: Sequence[Service] = (),
+) -> TalonApp:
+    """The console over `engine`. `services` are coroutines run as workers for the app's life
+    (the in-process pipe server, the demo agent)."""
+    return TalonApp(engine, readonly=readonly, theme=theme, clock=clock, services=services)

@@ -1,0 +1,199 @@
+"""Approvals: intents waiting for an operator. `y` approve once, `a` approve and remember
+(after showing the override it adds), `n` deny."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static
+
+from talon_tui.engine.api import ApprovalRequest
+from talon_tui.engine.errors import TalonError
+
+from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
+from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
+from ..widgets.summaries import age_seconds, human_age, intent_target
+from .base import TalonScreen, fill_table, selected_key
+from .confirm import ConfirmScreen
+
+
+class ApprovalsScreen(TalonScreen):
+    CSS_PATH = "approvals.tcss"
+    CHANGING = frozenset({"approve", "remember", "deny"})
+    RELOAD_ON = frozenset({"approval", "missed"})
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "approve", "approve once", id="approvals.approve", tooltip="Allow this once"),
+        Binding(
+            "a",
+            "remember",
+            "approve+remember",
+            id="approvals.remember",
+            tooltip="Allow and add the narrowest override to the policy (shown first)",
+        ),
+        Binding("n", "deny", "deny", id="approvals.deny", tooltip="Refuse the intent"),
+    ]
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine, name="approvals")
+        self.approvals: list[ApprovalRequest] = []
+        self.labels: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="approvals-hint", classes="hint")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="approvals-table")
+        with VerticalScroll(id="approval-detail", classes="detail"):
+            yield Static(id="approval-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for col in ("session", "agent", "tool", "params", "origin", "age", "left"):
+            table.add_column(col, key=col)
+        table.focus()
+        self.set_interval(1.0, self._tick)
+        super().on_mount()
+
+    async def load(self) -> None:
+        approvals = await self.engine.list_approvals()
+        sessions = await self.engine.list_sessions()
+        self.labels = {s.id: s.label for s in sessions}
+        self.approvals = sorted(approvals, key=lambda a: a.created)
+        self._show()
+
+    def _timing(self, approval: ApprovalRequest) -> tuple[Text, Text]:
+        now = self.now()
+        age = human_age(age_seconds(approval.created, now))
+        left = seconds_left(approval.expires, now)
+        color = DENY_COLOR if left <= 15 else APPROVAL_COLOR
+        return Text(age), Text(f"{left}s", style=f"bold {color}")
+
+    def _show(self) -> None:
+        rows = []
+        for a in self.approvals:
+            age, left = self._timing(a)
+            rows.append(
+                (
+                    a.approval_id,
+                    (
+                        safe_text(self.labels.get(a.session_id, a.session_id), 20),
+                        safe_text(a.subject, 18),
+                        safe_text(a.tool, 12),
+                        safe_text(intent_target(a.params) or a.params, 40),
+                        safe_text(a.origin, 8),
+                        age,
+                        left,
+                    ),
+                )
+            )
+        fill_table(self.query_one(DataTable), rows)
+        hint = self.query_one("#approvals-hint", Static)
+        if self.approvals:
+            hint.update(
+                Text.assemble(
+                    decision_badge("APPROVAL"),
+                    f" {len(self.approvals)} waiting · y approve once · a approve and remember"
+                    " · n deny · unanswered intents are denied when the countdown ends",
+                )
+            )
+        else:
+            hint.update(Text("Nothing is waiting for approval.", style="italic"))
+        self._show_detail()
+
+    def _tick(self) -> None:
+        table = self.query_one(DataTable)
+        for a in self.approvals:
+            if a.approval_id not in table.rows:
+                continue
+            age, left = self._timing(a)
+            table.update_cell(a.approval_id, "age", age)
+            table.update_cell(a.approval_id, "left", left)
+
+    def selected(self) -> ApprovalRequest | None:
+        key = selected_key(self.query_one(DataTable))
+        return next((a for a in self.approvals if a.approval_id == key), None)
+
+    def _show_detail(self) -> None:
+        a = self.selected()
+        body = self.query_one("#approval-body", Static)
+        if a is None:
+            body.update("")
+            return
+        text = Text.assemble(decision_badge("APPROVAL"), " ", (a.approval_id, "dim"), "\n")
+        text.append_text(labelled("session", self.labels.get(a.session_id, a.session_id), 80))
+        text.append(f"  ({a.session_id})\n", style="dim")
+        text.append_text(labelled("agent", a.subject, 80))
+        text.append("\n")
+        text.append_text(labelled("tool", a.tool, 40))
+        text.append("   ")
+        text.append_text(labelled("origin", a.origin, 20))
+        text.append("\n")
+        if a.reason:
+            text.append_text(labelled("why", a.reason, 400))
+            text.append("\n")
+        text.append("params:\n", style="dim")
+        text.append_text(safe_text(a.params, DETAIL_MAX, multiline=True))
+        body.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    # ------------------------------------------------------------------ decisions
+
+    def action_approve(self) -> None:
+        a = self.selected()
+        if a is not None:
+            self.decide(a.approval_id, allow=True, remember=False)
+
+    def action_deny(self) -> None:
+        a = self.selected()
+        if a is not None:
+            self.decide(a.approval_id, allow=False, remember=False)
+
+    def action_remember(self) -> None:
+        a = self.selected()
+        if a is None:
+            return
+        if a.remember_override is None:
+            self.notify(
+                "this intent has no narrow override to remember; approve once with y",
+                severity="warning",
+            )
+            return
+        body = Text("Allow this intent now and add this override to the session's policy:\n\n")
+        body.append_text(safe_text(a.remember_override, DETAIL_MAX, multiline=True))
+        body.append("\n\nLater intents that match it are allowed without asking.", style="bold")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.decide(a.approval_id, allow=True, remember=True)
+
+        self.app.push_screen(
+            ConfirmScreen("Approve and remember", body, confirm_label="Approve + add (y)"), answered
+        )
+
+    @work(group="decide")
+    async def decide(self, approval_id: str, *, allow: bool, remember: bool) -> None:
+        try:
+            await self.engine.decide_approval(approval_id, allow, remember)
+        except TalonError as exc:
+            self.notify(str(exc), title="Approval", severity="error", markup=False)
+        else:
+            verb = "approved and remembered" if remember else "approved" if allow else "denied"
+            self.notify(f"{approval_id} {verb}", markup=False)
+        await self.load()
+
+
+def seconds_left(expires: str, now: datetime) -> int:
+    """Whole seconds until `expires` (0 once passed)."""
+    try:
+        end = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return max(0, int((end - now).total_seconds()))

@@ -1,0 +1,226 @@
+"""Dashboard: what is happening right now, at a glance."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+
+from talon_tui.engine.api import EngineStatus, RunSummary, SessionInfo
+from talon_tui.engine.errors import TalonError
+
+from ..messages import EngineEvent
+from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge, status_badge
+from ..widgets.safe_text import safe_text
+from ..widgets.sparkline import DecisionSparkline
+from ..widgets.summaries import age_seconds, human_age, intent_target, short_ts
+from .base import TalonScreen, selected_key
+
+DENIALS_SHOWN = 12
+SPARK_EVENTS = 5000  # decisions read from the log at start to draw the last hour
+
+
+class DashboardScreen(TalonScreen):
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "app.go('sessions')", "sessions", id="dashboard.sessions"),
+        Binding("a", "app.go('approvals')", "approvals", id="dashboard.approvals"),
+        Binding("u", "app.go('audit')", "audit", id="dashboard.audit"),
+        Binding("k", "app.go('skills')", "skills", id="dashboard.skills"),
+        Binding("v", "verify", "verify chain", id="dashboard.verify", tooltip="Verify the log"),
+        Binding("enter", "open_run", "open run", id="dashboard.open_run", show=False),
+    ]
+
+    def __init__(self, engine) -> None:
+        super().__init__(engine, name="dashboard")
+        self.sessions: dict[str, SessionInfo] = {}
+        self.status: EngineStatus | None = None
+        self.denials: list[dict[str, Any]] = []
+        self.verify_line: Text | None = None
+        self._spark_loaded = False
+        self._head_seq = -1
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="tiles"):
+            for tile in ("sessions", "runs", "approvals", "agents", "chain"):
+                yield Static(id=f"tile-{tile}", classes="tile")
+        with Vertical(id="spark-box"):
+            yield DecisionSparkline(self.now, id="spark")
+        with Horizontal(id="tables"):
+            with Vertical(id="runs-box"):
+                yield Static("Running runs", classes="box-title")
+                yield DataTable(cursor_type="row", id="running")
+            with Vertical(id="denials-box"):
+                yield Static("Latest denials", classes="box-title")
+                yield DataTable(cursor_type="row", id="denials")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#spark-box").border_title = "Decisions per minute"
+        self.query_one("#running", DataTable).add_columns("run", "session", "steps", "started")
+        self.query_one("#denials", DataTable).add_columns("time", "tool", "target", "reason")
+        super().on_mount()
+
+    # ------------------------------------------------------------------ data
+
+    async def load(self) -> None:
+        status = await self.engine.status()
+        sessions = await self.engine.list_sessions()
+        runs = await self.engine.list_runs(limit=200)
+        self.status = status
+        self.sessions = {s.id: s for s in sessions}
+        self._head_seq = max(self._head_seq, status.audit_head_seq)
+        if not self._spark_loaded:
+            await self._load_decisions(status.audit_head_seq)
+        self._show_tiles()
+        self._show_running([r for r in runs if r.status == "running"])
+        self._show_denials()
+
+    async def _load_decisions(self, head_seq: int) -> None:
+        events = await self.engine.query_audit(
+            types=["policy.decision"], from_seq=max(0, head_seq - SPARK_EVENTS), limit=SPARK_EVENTS
+        )
+        spark = self.query_one(DecisionSparkline)
+        spark.clear()
+        for event in events:
+            self._count_decision(event, spark)
+        self._spark_loaded = True
+
+    def _count_decision(self, event: dict[str, Any], spark: DecisionSparkline) -> None:
+        data = event.get("data") or {}
+        spark.add(data.get("decision"), event.get("ts"))
+        if data.get("decision") == "DENY":
+            self.denials.append(event)
+            del self.denials[:-DENIALS_SHOWN]
+
+    def live_event(self, event: EngineEvent) -> None:
+        if event.kind != "audit" or not self._spark_loaded:
+            return
+        audit = event.payload
+        seq = audit.get("seq")
+        if isinstance(seq, int) and seq <= self._head_seq:
+            return
+        if isinstance(seq, int):
+            self._head_seq = seq
+        if audit.get("type") == "policy.decision":
+            self._count_decision(audit, self.query_one(DecisionSparkline))
+            if (audit.get("data") or {}).get("decision") == "DENY" and self.is_current:
+                self._show_denials()
+        elif audit.get("type") == "audit.checkpoint" and self.status is not None:
+            data = audit.get("data") or {}
+            self.status.last_checkpoint_seq = data.get("checkpoint_seq")
+            self.status.last_checkpoint_ts = audit.get("ts")
+        if self.status is not None and isinstance(seq, int):
+            self.status.audit_head_seq = seq
+            self._show_chain()
+
+    # ------------------------------------------------------------------ rendering
+
+    def _show_tiles(self) -> None:
+        st = self.status
+        if st is None:
+            return
+        self._tile("sessions", "Sessions", f"{st.sessions_open}", f"open · {len(self.sessions)} total")
+        oldest = st.oldest_approval_age_s
+        waiting = f"oldest {human_age(oldest)}" if st.pending_approvals else "none waiting"
+        self._tile(
+            "approvals",
+            "Approvals",
+            f"{st.pending_approvals}",
+            waiting,
+            color=APPROVAL_COLOR if st.pending_approvals else None,
+        )
+        self._tile("agents", "Agents", f"{st.agents_connected}", "connected")
+        self._show_chain()
+
+    def _show_chain(self) -> None:
+        st = self.status
+        if st is None:
+            return
+        if st.last_checkpoint_seq is not None:
+            signed = f"signed #{st.last_checkpoint_seq} {short_ts(st.last_checkpoint_ts)[11:]}"
+        else:
+            signed = "no signed checkpoint yet"
+        body = Text(f"head #{st.audit_head_seq}\n", style="bold", end="")
+        body.append(signed, style="dim")
+        if self.verify_line is not None:
+            body.append("\n")
+            body.append_text(self.verify_line)
+        self.query_one("#tile-chain", Static).update(
+            Text.assemble(("Audit chain\n", "bold"), body)
+        )
+
+    def _tile(self, name: str, title: str, big: str, small: str, color: str | None = None) -> None:
+        text = Text(f"{title}\n", style="bold", end="")
+        text.append(big, style=f"bold {color}" if color else "bold")
+        text.append(f"  {small}", style="dim")
+        self.query_one(f"#tile-{name}", Static).update(text)
+
+    def _show_running(self, runs: list[RunSummary]) -> None:
+        self._tile("runs", "Running runs", f"{len(runs)}", "in progress")
+        table = self.query_one("#running", DataTable)
+        keep = selected_key(table)
+        table.clear()
+        now = self.now()
+        for run in runs[:50]:
+            label = self.sessions.get(run.session_id or "")
+            table.add_row(
+                Text(run.run_id),
+                safe_text(label.label if label else run.session_id or "—", 24),
+                Text(str(run.steps)),
+                Text(f"{human_age(age_seconds(run.started, now))} ago"),
+                key=run.run_id,
+            )
+        if keep is not None and keep in {r.run_id for r in runs[:50]}:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+
+    def _show_denials(self) -> None:
+        table = self.query_one("#denials", DataTable)
+        table.clear()
+        for event in reversed(self.denials):
+            data = event.get("data") or {}
+            table.add_row(
+                Text(short_ts(event.get("ts"))[11:]),
+                safe_text(data.get("tool"), 14),
+                safe_text(intent_target(data.get("params")), 24),
+                Text.assemble(decision_badge("DENY"), " ", safe_text(data.get("reason"), 200)),
+                key=str(event.get("seq")),
+            )
+
+    # ------------------------------------------------------------------ actions
+
+    def action_open_run(self) -> None:
+        table = self.focused
+        if not isinstance(table, DataTable) or table.id != "running":
+            return
+        run_id = selected_key(table)
+        if run_id:
+            from .run_timeline import RunTimelineScreen
+
+            self.app.push_screen(RunTimelineScreen(self.engine, run_id))
+
+    @work(exclusive=True, group="verify")
+    async def action_verify(self) -> None:
+        self.verify_line = Text("verifying…", style="dim")
+        self._show_chain()
+        try:
+            report = await self.engine.verify_audit()
+        except TalonError as exc:
+            self.verify_line = Text(f"verify failed: {exc}", style=DENY_COLOR)
+        else:
+            if report.valid:
+                self.verify_line = Text.assemble(
+                    status_badge("ok"), f" {report.events} events valid"
+                )
+            else:
+                self.verify_line = Text.assemble(
+                    decision_badge("DENY"),
+                    f" broken at #{report.first_bad_seq}: {report.damage or report.message}",
+                )
+        self._show_chain()

@@ -1,0 +1,83 @@
+"""`?`: the keys of the screen the operator was on, generated from its bindings."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Static
+
+
+def binding_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
+    """(key, what it does, where, id) for every active binding of `screen`, screen keys first."""
+    app = screen.app
+    rows: list[tuple[int, str, str, str, str]] = []
+    seen: set[str] = set()
+    for key, active in screen.active_bindings.items():
+        binding = active.binding
+        if binding.system or not active.enabled:
+            continue
+        what = binding.description or binding.action
+        if binding.tooltip:
+            what = f"{what} — {binding.tooltip}" if binding.description else binding.tooltip
+        ident = binding.id or binding.action
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if active.node is app:
+            order, where = 1, "global"
+        elif active.node is screen:
+            order, where = 0, "screen"
+        else:
+            order, where = 2, type(active.node).__name__.lower()
+        rows.append((order, app.get_key_display(binding), what, where, ident))
+    rows.sort(key=lambda r: r[0])
+    return [r[1:] for r in rows]
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: 90%; max-width: 110; height: 90%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    HelpScreen #help-title { text-style: bold; padding: 0 1; }
+    HelpScreen DataTable { height: 1fr; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "close", "close", id="help.close"),
+    ]
+
+    def __init__(self, screen: Screen) -> None:
+        super().__init__()
+        self.target = screen
+        self.rows = binding_rows(screen)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            title = type(self.target).__name__.removesuffix("Screen").lower() or "screen"
+            yield Static(
+                Text.assemble(
+                    ("Keys: ", "bold"),
+                    (title, "bold"),
+                    ("   : jump · / filter · ctrl+p palette · esc back", "dim"),
+                ),
+                id="help-title",
+            )
+            yield DataTable(cursor_type="row", zebra_stripes=True, id="help-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("key", "action", "where", "id")
+        for key, what, where, ident in self.rows:
+            table.add_row(Text(key, style="bold"), Text(what), Text(where), Text(ident, "dim"))
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,237 @@
+"""One run's step timeline from the audit log: decision badges, reasons, tool result
+summaries, and "fix safely" on a denial (opens the policy editor with the suggested override)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..messages import EngineEvent
+from ..widgets.badges import decision_badge, status_badge
+from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
+from ..widgets.summaries import intent_target, result_summary, short_ts
+from .base import TalonScreen, fill_table, selected_key
+
+RUN_EVENT_LIMIT = 5000
+
+
+@dataclass
+class Step:
+    """One intent of a run, folded from its audit events."""
+
+    intent_id: str
+    seq: int
+    ts: str
+    tool: str = ""
+    params: Any = None
+    origin: str = "agent"
+    decision: str | None = None
+    first_decision: str | None = None
+    reason: str = ""
+    by: str = ""
+    suggested_fix: dict[str, Any] | None = None
+    approval: str | None = None  # waiting | approved | denied | timed out
+    status: str | None = None
+    output: Any = None
+    output_bytes: int | None = None
+    message: str = ""
+    events: list[int] = field(default_factory=list)
+
+    def result(self) -> str:
+        if self.status is None:
+            return "waiting for approval" if self.approval == "waiting" else ""
+        if self.status != "ok":
+            return f"{self.status}: {self.message}" if self.message else self.status
+        return result_summary(self.tool, self.params, self.output, self.status)
+
+
+def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]]:
+    """Steps in order plus run facts (`content`, `status`, `session_id`, `subject`)."""
+    steps: dict[str, Step] = {}
+    run: dict[str, Any] = {"status": "running"}
+    for e in events:
+        data = e.get("data") or {}
+        etype = e.get("type")
+        run.setdefault("session_id", e.get("session_id"))
+        if etype == "run.started":
+            run.update(content=data.get("content", ""), subject=data.get("subject"), started=e["ts"])
+            continue
+        if etype == "run.finished":
+            run.update(status=data.get("status"), finished=e.get("ts"))
+            continue
+        iid = data.get("intent_id")
+        if not iid:
+            continue
+        step = steps.get(iid)
+        if step is None:
+            step = steps[iid] = Step(intent_id=iid, seq=e["seq"], ts=e["ts"])
+        step.events.append(e["seq"])
+        if etype == "policy.intent.received":
+            step.tool, step.params = data.get("tool", ""), data.get("params")
+            step.origin = data.get("origin", "agent")
+        elif etype == "policy.decision":
+            step.tool = step.tool or data.get("tool", "")
+            step.first_decision = step.first_decision or data.get("decision")
+            step.decision = data.get("decision")
+            step.reason = data.get("reason") or ""
+            step.by = data.get("by") or ""
+            if data.get("suggested_fix"):
+                step.suggested_fix = data["suggested_fix"]
+        elif etype == "approval.requested":
+            step.approval = "waiting"
+        elif etype == "approval.decided":
+            step.approval = (
+                "timed out" if data.get("timed_out") else "approved" if data.get("allow") else "denied"
+            )
+            if not data.get("allow"):
+                step.decision = "DENY"
+        elif etype == "tool.executed":
+            step.status = data.get("status")
+            step.output = data.get("output")
+            step.output_bytes = data.get("bytes")
+            step.message = data.get("message") or ""
+            if step.status == "ok" and step.decision == "REQUIRE_APPROVAL":
+                step.decision = "ALLOW"
+    return sorted(steps.values(), key=lambda s: s.seq), run
+
+
+def decision_cell(step: Step) -> Text:
+    if step.first_decision == "REQUIRE_APPROVAL" and step.decision != "REQUIRE_APPROVAL":
+        return Text.assemble(decision_badge("APPROVAL"), "→", decision_badge(step.decision))
+    return decision_badge(step.decision)
+
+
+class RunTimelineScreen(TalonScreen):
+    CSS_PATH = "run_timeline.tcss"
+    CHANGING = frozenset({"fix_safely"})
+    RELOAD_ON = frozenset({"missed"})
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "f",
+            "fix_safely",
+            "fix safely",
+            id="run.fix",
+            tooltip="Open the policy editor with the narrowest override allowing this denied step",
+        ),
+        Binding("r", "replay", "replay", id="run.replay", tooltip="Replay this run step by step"),
+    ]
+
+    def __init__(self, engine, run_id: str, session_id: str | None = None) -> None:
+        super().__init__(engine, name="run")
+        self.run_id = run_id
+        self.session_id = session_id
+        self.steps: list[Step] = []
+        self.run_facts: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="run-title", classes="hint")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="steps")
+        with VerticalScroll(id="step-detail", classes="detail"):
+            yield Static(id="step-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for col in ("#", "time", "tool", "target", "decision", "reason", "result"):
+            table.add_column(col, key=col)
+        table.focus()
+        super().on_mount()
+
+    def live_event(self, event: EngineEvent) -> None:
+        if event.kind == "audit" and event.payload.get("run_id") == self.run_id:
+            self.request_reload()
+
+    async def load(self) -> None:
+        events = await self.engine.query_audit(run_id=self.run_id, limit=RUN_EVENT_LIMIT)
+        self.steps, self.run_facts = fold_steps(events)
+        self.session_id = self.session_id or self.run_facts.get("session_id")
+        title = Text.assemble(("Run ", "bold"), (self.run_id, "bold"), "  ")
+        title.append_text(status_badge(self.run_facts.get("status")))
+        title.append(f"  {len(self.steps)} steps  ", style="dim")
+        if self.run_facts.get("content"):
+            title.append_text(safe_text(self.run_facts["content"], 80, style="italic"))
+        self.query_one("#run-title", Static).update(title)
+        rows = []
+        for i, step in enumerate(self.steps, 1):
+            rows.append(
+                (
+                    step.intent_id,
+                    (
+                        Text(str(i), justify="right"),
+                        Text(short_ts(step.ts)[11:]),
+                        safe_text(step.tool, 12),
+                        safe_text(intent_target(step.params), 32),
+                        decision_cell(step),
+                        safe_text(step.reason, 48),
+                        safe_text(step.result(), 40),
+                    ),
+                )
+            )
+        fill_table(self.query_one(DataTable), rows)
+        self._show_detail()
+
+    def selected(self) -> Step | None:
+        key = selected_key(self.query_one(DataTable))
+        return next((s for s in self.steps if s.intent_id == key), None)
+
+    def _show_detail(self) -> None:
+        step = self.selected()
+        body = self.query_one("#step-body", Static)
+        if step is None:
+            body.update(Text("No steps recorded for this run yet.", style="italic"))
+            return
+        text = Text.assemble(decision_cell(step), " ", (step.intent_id, "dim"), "\n")
+        text.append_text(labelled("tool", step.tool, 40))
+        text.append_text(labelled("   origin", step.origin, 20))
+        if step.by:
+            text.append_text(labelled("   decided by", step.by, 20))
+        text.append("\n")
+        text.append_text(labelled("reason", step.reason, 2000))
+        text.append("\n")
+        if step.approval:
+            text.append_text(labelled("approval", step.approval, 20))
+            text.append("\n")
+        if step.suggested_fix and step.decision == "DENY":
+            text.append("fix safely (f) would add:\n", style="bold")
+            text.append_text(safe_text(step.suggested_fix, DETAIL_MAX, multiline=True))
+            text.append("\n")
+        text.append("params:\n", style="dim")
+        text.append_text(safe_text(step.params, DETAIL_MAX, multiline=True))
+        if step.status is not None:
+            text.append("\n")
+            text.append_text(labelled("result", step.result(), 400))
+            if step.output is not None:
+                text.append("\noutput (as recorded):\n", style="dim")
+                text.append_text(safe_text(step.output, DETAIL_MAX, multiline=True))
+        body.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def action_fix_safely(self) -> None:
+        step = self.selected()
+        if step is None or step.decision != "DENY" or not step.suggested_fix:
+            self.notify("select a denied step that has a suggested fix", severity="warning")
+            return
+        if not self.session_id:
+            return
+        from .policy_editor import PolicyEditorScreen
+
+        self.app.push_screen(
+            PolicyEditorScreen(
+                self.engine,
+                self.session_id,
+                prefill_override=dict(step.suggested_fix),
+                readonly=self.readonly,
+            )
+        )
+
+    def action_replay(self) -> None:
+        self.run_worker(self.talon.go("replay", self.run_id), group="nav")

@@ -1,0 +1,104 @@
+"""The one place that turns agent-controlled values into something the screen may show.
+
+Everything an agent or a skill controls (labels, params, paths, URLs, outputs, reasons quoting
+them) goes through here. The result is a `rich.text.Text` built literally: never parsed as
+markup, control characters, ANSI escapes and bidi overrides shown visibly (`\\x1b`, `\\u202e`),
+and long values cut with an ellipsis. A `str` handed to a DataTable cell, a Static or a Label
+would be parsed as markup, so screens never pass agent data as `str`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+
+ELLIPSIS = "…"
+DEFAULT_MAX = 120
+DETAIL_MAX = 20_000
+
+# Characters that could move the cursor, clear the screen, change colours or reorder text.
+_INVISIBLE = {0x7F, 0x200B, 0x200C, 0x200D, 0x2028, 0x2029, 0xFEFF} | set(range(0x202A, 0x202F))
+_INVISIBLE |= set(range(0x2066, 0x206A)) | {0x061C, 0x200E, 0x200F}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+
+
+def _escape_char(ch: str, multiline: bool) -> str:
+    if multiline and ch == "\n":
+        return ch
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    if code < 0x20 or 0x80 <= code < 0xA0 or code == 0x7F:
+        return f"\\x{code:02x}"
+    if code in _INVISIBLE:
+        return f"\\u{code:04x}"
+    if 0xD800 <= code < 0xE000:  # lone surrogate
+        return f"\\u{code:04x}"
+    return ch
+
+
+def _needs_escape(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code < 0xA0 or code in _INVISIBLE or 0xD800 <= code < 0xE000
+
+
+def visible(value: str, *, multiline: bool = False) -> str:
+    """`value` with every control character written out (`\\x1b`, `\\n` unless multiline)."""
+    if not any(_needs_escape(ch) for ch in value):
+        return value
+    return "".join(_escape_char(ch, multiline) for ch in value)
+
+
+def as_string(value: Any, *, indent: int | None = None) -> str:
+    """A readable string form: strings as they are, everything else as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def cut(value: str, max_len: int) -> str:
+    """`value` cut to `max_len` characters, the last one an ellipsis when anything was cut."""
+    if max_len <= 0 or len(value) <= max_len:
+        return value
+    return value[: max(max_len - 1, 0)] + ELLIPSIS
+
+
+def safe_text(
+    value: Any,
+    max_len: int = DEFAULT_MAX,
+    *,
+    style: str = "",
+    multiline: bool = False,
+) -> Text:
+    """Agent-controlled `value` as literal `Text`: no markup, controls visible, cut to length.
+
+    Only a prefix of a huge value is looked at, so a 1 MB string costs no more than a short one.
+    """
+    raw = as_string(value, indent=2 if multiline and not isinstance(value, str) else None)
+    head = raw[: max_len + 1] if max_len > 0 else raw
+    shown = visible(head, multiline=multiline)
+    if max_len > 0 and (len(raw) > max_len or len(shown) > max_len):
+        shown = cut(shown, max_len)
+        if not shown.endswith(ELLIPSIS):
+            shown = shown[:-1] + ELLIPSIS
+    return Text(shown, style=style, no_wrap=not multiline, end="")
+
+
+def safe_plain(value: Any, max_len: int = DEFAULT_MAX) -> str:
+    """The same treatment as `safe_text`, as a plain string for places that take no Text
+    (notifications with markup off, window titles)."""
+    return safe_text(value, max_len).plain
+
+
+def labelled(label: str, value: Any, max_len: int = DEFAULT_MAX, *, style: str = "") -> Text:
+    """`label: value` where the label is ours (dim) and the value is agent data (literal)."""
+    text = Text(f"{label}: ", style="dim", end="")
+    text.append_text(safe_text(value, max_len, style=style))
+    return text

@@ -1,0 +1,124 @@
+"""`talon` / `talon console` / `talon demo`: open the console.
+
+If no engine runs on the data dir, the console hosts the Engine in-process and serves the agent
+pipe so agents can connect; if one already runs (engine.lock held), it attaches to it as an
+admin client over the pipe. Either way the screens see one `EngineAPI`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from talon_tui.engine.errors import TalonError
+from talon_tui.engine.paths import DataDir, resolve_data_dir
+
+from .common import fail
+
+
+@dataclass
+class Hosted:
+    """The engine interface the console uses and what was started to provide it."""
+
+    api: Any
+    mode: str  # in-process | attached
+    engine: Any = None
+    pipe: Any = None
+    services: list[Any] = field(default_factory=list)
+
+
+def _admin_token(data: DataDir) -> str:
+    env = os.environ.get("TALON_ADMIN_TOKEN")
+    if env:
+        return env.strip()
+    try:
+        return data.admin_token_path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise TalonError(
+            f"an engine runs on {data.root} but its admin token cannot be read ({exc}); "
+            "set TALON_ADMIN_TOKEN"
+        ) from exc
+
+
+@contextlib.asynccontextmanager
+async def hosted_engine(data_dir: Path) -> AsyncIterator[Hosted]:
+    """Start the in-process Engine and its pipe server, or attach to the running one."""
+    from talon_tui.engine.engine import Engine, EngineLocked
+    from talon_tui.engine.pipe import PipeServer
+
+    data = DataDir(data_dir)
+    engine = Engine(data_dir)
+    try:
+        await engine.start()
+    except EngineLocked:
+        from talon_tui.engine.client import AdminClient
+
+        client = await AdminClient.connect(data.socket_path, _admin_token(data))
+        try:
+            yield Hosted(api=client, mode="attached")
+        finally:
+            await client.close()
+        return
+    pipe = PipeServer(engine, data.socket_path)
+    try:
+        await pipe.start()
+        yield Hosted(api=engine, mode="in-process", engine=engine, pipe=pipe)
+    finally:
+        with contextlib.suppress(TalonError, OSError):
+            await pipe.stop(grace=2.0)
+        await engine.stop("console closed")
+
+
+async def run_console(
+    data_dir: Path, *, readonly: bool, theme: str | None, demo: bool = False
+) -> None:
+    from talon_tui.app.app import create_app
+
+    async with hosted_engine(data_dir) as hosted:
+        services = []
+        if demo:
+            from talon_tui.app.demo import demo_services
+
+            services = await demo_services(hosted.api, data_dir)
+        app = create_app(hosted.api, readonly=readonly, theme=theme, services=services)
+        await app.run_async()
+
+
+def _run(data_dir: Path, args: argparse.Namespace, demo: bool) -> int:
+    try:
+        asyncio.run(
+            run_console(
+                data_dir,
+                readonly=bool(getattr(args, "readonly", False)),
+                theme=getattr(args, "theme", None),
+                demo=demo,
+            )
+        )
+    except TalonError as exc:
+        fail(str(exc), code=1)
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    return _run(resolve_data_dir(args.data_dir), args, demo=False)
+
+
+def default_demo_dir() -> Path:
+    """The demo never touches the user's real data: its own platform data dir."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("talon-demo", appauthor=False))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).expanduser().absolute() if args.data_dir else default_demo_dir()
+    if not sys.stdout.isatty():
+        print(f"talon demo: data dir {data_dir}", file=sys.stderr)
+    return _run(data_dir, args, demo=True)
