@@ -134,10 +134,10 @@ def parse_frame(line: bytes) -> dict[str, Any]:
         raise BadRequest(f"frame nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise BadRequest(f"frame is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRequest("frame must be a JSON object")
     if not _depth_ok(value):
         raise BadRequest(f"frame nests deeper than {MAX_DEPTH} levels")
+    if not isinstance(value, dict):
+        raise BadRequest("frame must be a JSON object")
     return value
 
 
