@@ -13,7 +13,7 @@ import copy
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
@@ -218,10 +218,6 @@ class PolicyEditorScreen(TalonScreen):
             self.add_class("-readonly")
         # TalonScreen.on_mount (run by Textual after this one) starts the first load.
 
-    def on_screen_resume(self, event: events.ScreenResume) -> None:
-        """Modals of this editor come and go: no reload (and no engine call) each time."""
-        event.prevent_default()
-
     async def load(self) -> None:
         policy = await self.engine.get_policy(self.session_id)
         for session in await self.engine.list_sessions():
@@ -233,9 +229,11 @@ class PolicyEditorScreen(TalonScreen):
         if not was_dirty:
             self._overrides = copy.deepcopy(self._saved["overrides"])
         self._refresh()
-        self.query_one("#overrides", DataTable).focus()
-        if first and self._prefill is not None and not self.readonly:
-            self.fix_safely(self._prefill)
+        if first:
+            # Later loads (after each modal, on policy.updated) keep the unsaved copy and focus.
+            self.query_one("#overrides", DataTable).focus()
+            if self._prefill is not None and not self.readonly:
+                self.fix_safely(self._prefill)
 
     def live_event(self, event: EngineEvent) -> None:
         payload = event.payload
