@@ -197,7 +197,10 @@ def test_stderr_counts_toward_the_same_cap(run):
     r = run(sh("echo 12345; yes >&2"), max_output_bytes=1000)
     assert r["truncated"] is True
     assert len(r["stdout"].encode()) + len(r["stderr"].encode()) == 1000
-    assert r["stdout"] == "12345\n"
+    # The engine copies the two streams independently: stdout may arrive before or after
+    # the cap was used up by stderr, never more than what was written.
+    assert "12345\n".startswith(r["stdout"])
+    assert set(r["stderr"]) <= {"y", "\n"} and len(r["stderr"]) >= 1000 - 6
 
 
 def test_zero_output_cap(run):
