@@ -133,3 +133,19 @@ def test_exit_code_and_stderr(ws):
 def test_nul_in_argv_refused(ws):
     with pytest.raises(ConstraintViolation, match="NUL"):
         run(ws, [ECHO, "a\x00b"])
+
+
+def test_program_closing_pipes_then_exiting_keeps_its_exit_code(ws):
+    code = "import os, time; os.close(1); os.close(2); time.sleep(0.3); raise SystemExit(7)"
+    for _ in range(3):
+        r = run(ws, [PY, "-c", code])
+        assert r["exit_code"] == 7 and r["timed_out"] is False
+
+
+def test_program_closing_pipes_still_hits_timeout(ws):
+    r = run(
+        ws,
+        [PY, "-c", "import os, time; os.close(1); os.close(2); time.sleep(30)"],
+        timeout_seconds=1,
+    )
+    assert r["timed_out"] is True and r["exit_code"] == -9

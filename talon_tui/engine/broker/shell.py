@@ -151,9 +151,15 @@ def run_shell_exec(
                 _killpg(pgid)  # nothing the program started outlives it
                 killed = True
                 deadline = min(deadline, time.monotonic() + 2)
+        # both pipes closed: give the program until the deadline to exit on its own
+        while not killed and not _leader_exited(proc.pid):
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            time.sleep(0.005)
     finally:
         sel.close()
-        _killpg(pgid)
+        _killpg(pgid)  # the program (if still running) and anything it left behind
         proc.stdout.close()
         proc.stderr.close()
         proc.wait()
