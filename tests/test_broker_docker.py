@@ -411,3 +411,39 @@ def test_image_volumes_become_tmpfs_not_host_volumes(docker_api, test_image, tes
         assert after - before == set()
     finally:
         docker_api.remove_image(image_id, force=True)
+
+
+def test_through_the_broker_with_a_capability_token(docker_api, test_image, test_labels):
+    """End to end: the token's signed constraints, not the caller, decide the container."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from talon_tui.engine.broker import Broker
+    from talon_tui.engine.canon import intent_hash
+    from talon_tui.engine.models import Session, ToolIntent
+    from talon_tui.engine.tokens import CapabilityIssuer, CapabilityVerifier
+
+    key = Ed25519PrivateKey.generate()
+    issuer = CapabilityIssuer(key)
+    broker = Broker(CapabilityVerifier(key.public_key()))
+    session = Session(id="sess_d", label="d", workspace="/nonexistent", created="2026-01-01")
+    cons = DockerConstraints(images=[test_image], timeout_seconds=10).model_dump(mode="json")
+
+    def token_for(params):
+        return issuer.issue(
+            session_id="sess_d",
+            subject="agent:t",
+            tool="docker.run",
+            constraints=cons,
+            intent_hash=intent_hash("docker.run", params),
+        ).token
+
+    params = {"image": test_image, "command": ["sh", "-c", "id -u; cat /proc/net/dev"]}
+    r = broker.execute(
+        ToolIntent(tool="docker.run", params=params), token_for(params), session=session
+    )
+    assert r["exit_code"] == 0 and r["stdout"].splitlines()[0] == "65534"
+    assert " eth0:" not in r["stdout"]
+
+    bad = {"image": test_image, "command": ["id"], "privileged": True}
+    with pytest.raises(ConstraintViolation):
+        broker.execute(ToolIntent(tool="docker.run", params=bad), token_for(bad), session=session)
