@@ -126,7 +126,9 @@ class AuditScreen(TalonScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "filter", id="audit.filter", tooltip="Filter the log"),
         Binding("v", "verify", "verify chain", id="audit.verify", tooltip="Check every hash"),
-        Binding("d", "cycle_decision", "decision", id="audit.decision", tooltip="Filter ALLOW/DENY"),
+        Binding(
+            "d", "cycle_decision", "decision", id="audit.decision", tooltip="Filter ALLOW/DENY"
+        ),
         Binding("s", "same('session_id')", "this session", id="audit.same_session"),
         Binding("n", "same('run_id')", "this run", id="audit.same_run"),
         Binding("t", "same('type')", "this type", id="audit.same_type"),
