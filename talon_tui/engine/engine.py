@@ -44,7 +44,7 @@ from .models import Policy, Session, parse_policy
 from .paths import DataDir
 from .runs import RunProjection
 from .state import policy_sha256
-from .store import EngineStore
+from .store import EngineStore, GroupCommit
 
 VERSION = "0.1.0"
 STOP_GRACE_SECONDS = 10.0
@@ -109,6 +109,7 @@ class Engine(IntentFlow):
             self.admin_token = self.store.admin_token()
             await self._loop.run_in_executor(self._pool, self.store.open, self.checkpoint_every)
             self.audit = self.store.audit
+            self._commit = GroupCommit(self.audit, self._pool)
             for event in await self._loop.run_in_executor(self._pool, self.store.read_all):
                 self.runs.apply(event)
             self.audit.add_listener(self._on_event)
@@ -186,8 +187,8 @@ class Engine(IntentFlow):
         return self.audit.append(etype, session_id=session_id, run_id=run_id, data=data)
 
     async def durable(self) -> None:
-        """Everything appended so far is on disk (group commit in a thread)."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, self.audit.sync)
+        """Return once everything appended so far is on disk (group commit, see store)."""
+        await self._commit.wait()
 
     # ------------------------------------------------------------------ agents and auth
 
