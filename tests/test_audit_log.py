@@ -337,3 +337,17 @@ def test_index_survives_a_corrupt_index_file(tmp_path, keypair):
     idx = AuditIndex.load(tmp_path / "audit")
     assert idx.rebuilt and idx.seqs_for(run_id="run_x") == [0]
     assert orjson.loads(lines(tmp_path)[0])["run_id"] == "run_x"
+
+
+@pytest.mark.parametrize("bad", [{"session_id": "\ud800"}, {"run_id": 7}, {"session_id": b"x"}])
+def test_bad_envelope_ids_are_refused_before_anything_is_written(tmp_path, keypair, bad):
+    log = open_log(tmp_path, keypair)
+    with pytest.raises((NotCanonical, audit_mod.AuditError)):
+        log.append("run.started", **bad)
+    assert (tmp_path / "audit" / "audit.jsonl").read_bytes() == b""
+
+
+def test_external_checkpoints_are_refused(tmp_path, keypair):
+    log = open_log(tmp_path, keypair)
+    with pytest.raises(audit_mod.AuditError, match="written and signed by the log"):
+        log.append("audit.checkpoint", data={"checkpoint_seq": 0})

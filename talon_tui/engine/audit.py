@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -66,6 +67,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 _TAIL_BLOCK = 1 << 16
+_GATHER_ROUNDS = 4
 _KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
 
 
@@ -83,6 +85,10 @@ def encode_event(event: dict[str, Any]) -> tuple[bytes, str]:
     values `check_canonical` lets through (str, bool, None, int within +/-2**53, list, dict).
     """
     check_canonical(event)
+    return _encode_checked(event)
+
+
+def _encode_checked(event: dict[str, Any]) -> tuple[bytes, str]:
     body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     h = "sha256:" + hashlib.sha256(event["prev_hash"].encode() + body).hexdigest()
     return body[:-1] + b',"hash":"' + h.encode() + b'"}\n', h
@@ -260,8 +266,10 @@ class AuditLog:
         data = {} if data is None else data
         check_canonical(data, "$.data")
         for name, value in (("session_id", session_id), ("run_id", run_id)):
-            if value is not None and not isinstance(value, str):
-                raise AuditError(f"{name} must be a string or None, not {value!r}")
+            if value is not None:
+                if value.__class__ is not str:
+                    raise AuditError(f"{name} must be a string or None, not {value!r}")
+                check_canonical(value, f"$.{name}")
         with self._lock:
             event = self._write(type, session_id, run_id, data)
             if self._since_checkpoint >= self.checkpoint_every:
@@ -297,7 +305,8 @@ class AuditLog:
             "data": data,
             "prev_hash": self._prev,
         }
-        line, h = encode_event(event)
+        # data was checked by append(); the envelope fields are ours and typed
+        line, h = _encode_checked(event)
         try:
             view = memoryview(line)
             while view:
@@ -349,10 +358,18 @@ class AuditLog:
             else:
                 return
         try:
-            upto = self._written
             fd = self._fd
             if fd is None:
                 raise AuditClosed(f"audit log {self.path} is not open")
+            if self._failed is not None:
+                raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
+            # let writers that are about to append join this fsync (group commit)
+            for _ in range(_GATHER_ROUNDS):
+                before = self._written
+                time.sleep(0)
+                if self._written == before:
+                    break
+            upto = self._written
             try:
                 os.fdatasync(fd)
             except OSError as exc:
