@@ -26,107 +26,19 @@ from talon_tui.engine.models import Policy, parse_policy
 from ..messages import EngineEvent
 from ..widgets.advisor_panel import LEVEL_STYLES, AdvisorPanel
 from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, NEUTRAL_STYLE
-from ..widgets.override_form import OverrideFormScreen
-from ..widgets.policy_diff import PolicyDiffScreen, SimulationScreen, danger_consequences
+from ..widgets.override_form import OverrideFormScreen, constraint_summary
+from ..widgets.policy_diff import (
+    PolicyDiffScreen,
+    SimulationScreen,
+    danger_consequences,
+    describe_changes,
+    merge_fix,
+)
 from ..widgets.safe_text import safe_text
 from .base import TalonScreen, selected_key
 from .confirm import ConfirmScreen
 
-SUMMARY_VALUE_MAX = 40
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
-    return f"{n} B"
-
-
-def _values(values: list[Any]) -> Text:
-    out = Text(end="")
-    for i, v in enumerate(values):
-        if i:
-            out.append(", ", style="dim")
-        out.append_text(safe_text(v, SUMMARY_VALUE_MAX))
-    return out
-
-
-def constraint_summary(override: dict[str, Any]) -> Text:
-    """A one-line summary of what an override allows; policy values drawn literally."""
-    c = override.get("constraints") or {}
-    parts: list[Text] = []
-
-    def part(label: str, value: Text | str) -> None:
-        text = Text(f"{label} ", style="dim", end="")
-        text.append_text(value if isinstance(value, Text) else Text(value))
-        parts.append(text)
-
-    tool = override.get("tool")
-    if not override.get("allow", True):
-        parts.append(Text(f"denies every {tool} intent", style="bold"))
-    elif tool in ("file.read", "file.write"):
-        part("roots", _values(c.get("roots") or []))
-        part("max", _size(int(c.get("max_bytes", 0))))
-    elif tool == "http.fetch":
-        part("domains", _values(c.get("domains") or []))
-        part("methods", ",".join(c.get("methods") or []))
-        if c.get("allow_private_addresses"):
-            parts.append(Text("private addresses", style="bold red"))
-    elif tool == "docker.run":
-        part("images", _values(c.get("images") or []))
-        parts.append(
-            Text("network on", style="bold red") if c.get("network") else Text("no network")
-        )
-        if c.get("mounts"):
-            parts.append(Text(f"{len(c['mounts'])} mount(s)", style="bold red"))
-    elif tool == "shell.exec":
-        part("commands", _values(c.get("commands") or []))
-        part("roots", _values(c.get("roots") or []))
-    if c.get("ttl_seconds") is not None and override.get("allow", True):
-        part("ttl", f"{c['ttl_seconds']} s")
-    if override.get("note"):
-        part("note", safe_text(override["note"], SUMMARY_VALUE_MAX))
-    return Text(" · ", style="dim").join(parts)
-
-
-def merge_fix(existing: dict[str, Any], fix: dict[str, Any]) -> dict[str, Any]:
-    """`existing` widened just enough to also allow what `fix` allows: allowlists united,
-    limits raised to the fix's, flags switched on if the fix needs them; ttl and approval kept."""
-    merged = copy.deepcopy(existing)
-    merged["enabled"] = True
-    mc = merged.setdefault("constraints", {}) or {}
-    merged["constraints"] = mc
-    for key, value in (fix.get("constraints") or {}).items():
-        if key == "ttl_seconds":
-            continue
-        current = mc.get(key)
-        if isinstance(value, list):
-            mc[key] = list(current or []) + [v for v in value if v not in (current or [])]
-        elif isinstance(value, bool):
-            mc[key] = bool(current) or value
-        elif isinstance(value, int | float) and isinstance(current, int | float):
-            mc[key] = max(current, value)
-        elif current is None:
-            mc[key] = value
-    return merged
-
-
-def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Text]:
-    """One line per setting that differs between two override documents."""
-    lines: list[Text] = []
-    for key in ("allow", "approval", "enabled"):
-        if old.get(key) != new.get(key):
-            lines.append(Text(f"{key}: {old.get(key)} → {new.get(key)}"))
-    oc, nc = old.get("constraints") or {}, new.get("constraints") or {}
-    for key in sorted(set(oc) | set(nc)):
-        if oc.get(key) == nc.get(key):
-            continue
-        line = Text(f"{key}: ", style="bold", end="")
-        line.append_text(safe_text(oc.get(key), 60))
-        line.append(" → ")
-        line.append_text(safe_text(nc.get(key), 60))
-        lines.append(line)
-    return lines
+__all__ = ["PolicyEditorScreen", "constraint_summary", "merge_fix"]
 
 
 class PolicyEditorScreen(TalonScreen):

@@ -30,9 +30,9 @@ from .safe_text import safe_text
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 APPROVAL_CHOICES = (
-    ("untrusted: ask for skill output", "untrusted"),
-    ("never: run without asking", "never"),
-    ("always: every intent asks", "always"),
+    ("untrusted", "untrusted"),
+    ("never", "never"),
+    ("always", "always"),
 )
 
 # Which form fields each tool has; everything else in an override's constraints is kept as is.
@@ -98,6 +98,63 @@ def new_override(tool: str = "file.read") -> dict[str, Any]:
     return {"tool": tool, "allow": True, "approval": "untrusted", "enabled": True, "note": ""}
 
 
+SUMMARY_VALUE_MAX = 40
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} B"
+
+
+def _values(values: list[Any]) -> Text:
+    out = Text(end="")
+    for i, v in enumerate(values):
+        if i:
+            out.append(", ", style="dim")
+        out.append_text(safe_text(v, SUMMARY_VALUE_MAX))
+    return out
+
+
+def constraint_summary(override: dict[str, Any]) -> Text:
+    """A one-line summary of what an override allows; policy values drawn literally."""
+    c = override.get("constraints") or {}
+    parts: list[Text] = []
+
+    def part(label: str, value: Text | str) -> None:
+        text = Text(f"{label} ", style="dim", end="")
+        text.append_text(value if isinstance(value, Text) else Text(value))
+        parts.append(text)
+
+    tool = override.get("tool")
+    if not override.get("allow", True):
+        parts.append(Text(f"denies every {tool} intent", style="bold"))
+    elif tool in ("file.read", "file.write"):
+        part("roots", _values(c.get("roots") or []))
+        part("max", _size(int(c.get("max_bytes", 0))))
+    elif tool == "http.fetch":
+        part("domains", _values(c.get("domains") or []))
+        part("methods", ",".join(c.get("methods") or []))
+        if c.get("allow_private_addresses"):
+            parts.append(Text("private addresses", style="bold red"))
+    elif tool == "docker.run":
+        part("images", _values(c.get("images") or []))
+        parts.append(
+            Text("network on", style="bold red") if c.get("network") else Text("no network")
+        )
+        if c.get("mounts"):
+            parts.append(Text(f"{len(c['mounts'])} mount(s)", style="bold red"))
+    elif tool == "shell.exec":
+        part("commands", _values(c.get("commands") or []))
+        part("roots", _values(c.get("roots") or []))
+    if c.get("ttl_seconds") is not None and override.get("allow", True):
+        part("ttl", f"{c['ttl_seconds']} s")
+    if override.get("note"):
+        part("note", safe_text(override["note"], SUMMARY_VALUE_MAX))
+    return Text(" · ", style="dim").join(parts)
+
+
 class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
     """Add or edit one override; dismisses with the validated override document or None."""
 
@@ -150,9 +207,12 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                             compact=True,
                         )
                     with Vertical(classes="form-cell", id="c-allow"):
-                        yield Label("Effect (unchecked: deny)")
+                        yield Label("Effect")
                         yield Checkbox(
-                            "allow", value=bool(o.get("allow", True)), id="f-allow", disabled=ro
+                            "allow (else deny)",
+                            value=bool(o.get("allow", True)),
+                            id="f-allow",
+                            disabled=ro,
                         )
                     with Vertical(classes="form-cell", id="c-approval"):
                         yield Label("Approval")
@@ -169,6 +229,13 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                         yield Checkbox(
                             "on", value=bool(o.get("enabled", True)), id="f-enabled", disabled=ro
                         )
+                yield Static(
+                    Text(
+                        "approval: untrusted = ask when a skill's output asked for it · "
+                        "never = allowed intents run without asking · always = every intent waits",
+                    ),
+                    classes="form-help",
+                )
                 yield Label("Note")
                 yield Input(value=str(o.get("note", "")), id="f-note", disabled=ro, compact=True)
                 yield Static("", id="err-tool", classes="field-error")

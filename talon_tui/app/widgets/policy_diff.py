@@ -12,6 +12,7 @@ value reaches the screen through `safe_text` / `visible`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from pathlib import Path
@@ -138,6 +139,49 @@ def danger_consequences(
     before = _powers(old_overrides)
     after = _powers(new_overrides)
     return [text for key, text in after.items() if key not in before]
+
+
+# --------------------------------------------------------------------------- fix safely
+
+
+def merge_fix(existing: dict[str, Any], fix: dict[str, Any]) -> dict[str, Any]:
+    """`existing` widened just enough to also allow what `fix` allows: allowlists united,
+    limits raised to the fix's, flags switched on if the fix needs them; ttl and approval kept."""
+    merged = copy.deepcopy(existing)
+    merged["enabled"] = True
+    mc = merged.setdefault("constraints", {}) or {}
+    merged["constraints"] = mc
+    for key, value in (fix.get("constraints") or {}).items():
+        if key == "ttl_seconds":
+            continue
+        current = mc.get(key)
+        if isinstance(value, list):
+            mc[key] = list(current or []) + [v for v in value if v not in (current or [])]
+        elif isinstance(value, bool):
+            mc[key] = bool(current) or value
+        elif isinstance(value, int | float) and isinstance(current, int | float):
+            mc[key] = max(current, value)
+        elif current is None:
+            mc[key] = value
+    return merged
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Text]:
+    """One line per setting that differs between two override documents."""
+    lines: list[Text] = []
+    for key in ("allow", "approval", "enabled"):
+        if old.get(key) != new.get(key):
+            lines.append(Text(f"{key}: {old.get(key)} → {new.get(key)}"))
+    oc, nc = old.get("constraints") or {}, new.get("constraints") or {}
+    for key in sorted(set(oc) | set(nc)):
+        if oc.get(key) == nc.get(key):
+            continue
+        line = Text(f"{key}: ", style="bold", end="")
+        line.append_text(safe_text(oc.get(key), 60))
+        line.append(" → ")
+        line.append_text(safe_text(nc.get(key), 60))
+        lines.append(line)
+    return lines
 
 
 # --------------------------------------------------------------------------- modals
