@@ -42,13 +42,13 @@ def match_mark(step: ReplayStep) -> Text:
 
 
 class WhatIfScreen(ModalScreen[dict[str, Any] | None]):
-    """Choose the other policy: a JSON file path, or (`p`) the session's current policy."""
+    """Choose the other policy: a JSON file path, or (ctrl+o) the session's current policy."""
 
     CSS_PATH = "replay.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss_none", "cancel", id="what_if.cancel"),
         Binding(
-            "ctrl+p", "session_policy", "session's policy", id="what_if.session", priority=True
+            "ctrl+o", "session_policy", "session's policy", id="what_if.session", priority=True
         ),
     ]
 
@@ -61,7 +61,7 @@ class WhatIfScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical(id="what-if"):
             yield Static("What if another policy had decided?", classes="title", markup=False)
             yield Static(
-                "Policy file (JSON), then enter — or ctrl+p for the session's current policy.",
+                "Policy file (JSON), then enter — or ctrl+o for the session's current policy.",
                 classes="hint",
                 markup=False,
             )
