@@ -4,7 +4,7 @@ A thread worker builds a byte-offset index of the jsonl file tail first, in batc
 in size, so the first paint reads one 64 KiB block however long the log is. The Line API
 renders only the visible lines, from LRU caches of formatted rows and of Strips; a cache miss
 loads a prefetch window of lines below it in one read. New lines are picked up by polling the
-file size every 50 ms (and at once when the screen forwards an engine audit event); the list
+file size every 25 ms (and at once when the screen forwards an engine audit event); the list
 follows them unless the operator moved away, in which case it counts them as pending.
 Filters produce another offset list by the same scan, never a list of parsed events.
 """
@@ -40,7 +40,7 @@ from .log_index import (
     scan_forward,
 )
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.025
 PREFETCH = 120
 ROW_CACHE = 4000
 STRIP_CACHE = 2000

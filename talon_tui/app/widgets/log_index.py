@@ -21,7 +21,7 @@ import orjson
 LinePredicate = Callable[[bytes], bool]
 
 FIRST_BATCH = 64 * 1024
-MAX_BATCH = 32 * 1024 * 1024
+MAX_BATCH = 8 * 1024 * 1024
 
 
 def complete_end(fd: int) -> int:
