@@ -1,0 +1,245 @@
+"""Pipe benchmark (issue 4): allowed file.read intents through a real `talon serve`.
+
+Measures intents/s and p50/p99 latency for 1 agent (sequential) and 8 agents (one process
+each), with fsync-before-ack on, and a plain asyncio JSON-lines echo server in the same run
+as the baseline (the cost of the IPC alone). Then profiles the server for a sequential run
+and prints where the time goes.
+
+    .venv/bin/python bench/pipe_bench.py [--n 2000] [--agents 8] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import pstats
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+POLICY = {
+    "version": 1,
+    "overrides": [
+        {
+            "tool": "file.read",
+            "allow": True,
+            "approval": "never",
+            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
+        }
+    ],
+}
+INTENT = {"op": "intent", "tool": "file.read", "params": {"path": "work/a.txt"}}
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def echo_server(path: str, ready: mp.Event) -> None:
+    async def handle(reader, writer):
+        while line := await reader.readline():
+            frame = json.loads(line)
+            reply = {"id": frame.get("id"), "ok": True}
+            writer.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_unix_server(handle, path=path)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_serve(data: Path, profile_to: Path | None = None) -> subprocess.Popen:
+    cmd = [sys.executable]
+    if profile_to is not None:
+        cmd += ["-m", "cProfile", "-o", str(profile_to)]
+    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data)]
+    env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready or b"listening" not in proc.stdout.readline():
+        proc.kill()
+        raise SystemExit(f"talon serve did not start: {proc.stderr.read().decode()}")
+    return proc
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+
+
+def make_session(data: Path, ws: Path) -> str:
+    from talon_tui.engine.client import AdminClient
+
+    async def go():
+        async with await AdminClient.connect(data) as admin:
+            _s, key = await admin.create_session("bench", str(ws), POLICY)
+            return key
+
+    return asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def agent(path: str, key: str | None, n: int, start: mp.Event, out: mp.Queue) -> None:
+    """One blocking client: hello (if a key), then n round trips; reports latencies."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    f = sock.makefile("rb")
+    if key is not None:
+        sock.sendall(
+            json.dumps({"id": 0, "op": "hello", "auth": {"agent_key": key}}).encode() + b"\n"
+        )
+        assert json.loads(f.readline())["ok"]
+    frames = [json.dumps({"id": i, **INTENT}).encode() + b"\n" for i in range(1, n + 1)]
+    start.wait()
+    lat = []
+    errors = 0
+    for frame in frames:
+        t0 = time.perf_counter()
+        sock.sendall(frame)
+        reply = f.readline()
+        lat.append(time.perf_counter() - t0)
+        if b'"ok":true' not in reply:
+            errors += 1
+    sock.close()
+    out.put((lat, errors))
+
+
+def measure(path: str, keys: list[str | None], n: int) -> dict:
+    start = mp.Event()
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=agent, args=(path, k, n, start, out)) for k in keys]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)  # let every client connect and say hello before the clock starts
+    t0 = time.perf_counter()
+    start.set()
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    lat = sorted(x for r in results for x in r[0])
+    return {
+        "clients": len(keys),
+        "requests": len(lat),
+        "errors": sum(r[1] for r in results),
+        "per_s": round(len(lat) / elapsed),
+        "p50_ms": round(statistics.median(lat) * 1000, 3),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 3),
+    }
+
+
+# --------------------------------------------------------------------------- profile
+
+AREAS = [
+    ("checkpoint fsync + HEAD on the loop (every 1000 events)", ("fdatasync", "fsync")),
+    ("audit append (canonical check, encode, hash, write)", ("audit.py", "canon.py")),
+    ("capability tokens (issue + verify)", ("tokens.py", "jwt", "ed25519")),
+    ("policy evaluate", ("policy.py", "checks.py")),
+    ("broker file.read (openat walk)", ("broker/files.py", "broker.py")),
+    ("pipe framing + JSON", ("pipe.py", "json/", "ops.py", "orjson")),
+    ("pydantic models", ("pydantic",)),
+    ("event loop + thread hops", ("asyncio", "selectors", "threading", "queue")),
+]
+
+
+def summarize_profile(path: Path, top: int = 15) -> None:
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (_cc, nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((tt, nc, f"{Path(file).name}:{line}({func})", f"{file} {func}"))
+    rows.sort(reverse=True)
+    print(f"\nserver profile (tottime, one sequential agent; total {total:.2f} s incl. idle wait)")
+    for tt, nc, name, _ in rows[:top]:
+        print(f"  {tt * 1000:9.1f} ms  {nc:8d} calls  {name}")
+    print("by area (tottime, excluding the loop's idle epoll wait):")
+    busy = sum(tt for tt, _n, name, _ in rows if "poll" not in name)
+    for label, needles in AREAS:
+        t = sum(
+            tt
+            for tt, _n, name, key in rows
+            if "poll" not in name and any(x in key for x in needles)
+        )
+        print(f"  {label:<55} {t * 1000:9.1f} ms  {100 * t / busy:5.1f}%")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="intents per agent")
+    ap.add_argument("--agents", type=int, default=8)
+    ap.add_argument("--no-profile", action="store_true")
+    args = ap.parse_args()
+    mp.set_start_method("fork")
+    with tempfile.TemporaryDirectory(prefix="talon-bench-") as tmp:
+        root = Path(tmp)
+        ws = root / "ws"
+        (ws / "work").mkdir(parents=True)
+        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
+
+        echo_path = str(root / "echo.sock")
+        ready = mp.Event()
+        echo = mp.Process(target=echo_server, args=(echo_path, ready), daemon=True)
+        echo.start()
+        ready.wait(10)
+        rows = [
+            ("echo baseline, 1 client", measure(echo_path, [None], args.n)),
+            (
+                f"echo baseline, {args.agents} clients",
+                measure(echo_path, [None] * args.agents, args.n),
+            ),
+        ]
+        echo.terminate()
+
+        data = root / "data"
+        serve = start_serve(data)
+        try:
+            keys = [make_session(data, ws) for _ in range(args.agents)]
+            sock = str(data / "run" / "agent.sock")
+            measure(sock, keys[:1], 200)  # warm up
+            rows.append(("talon file.read, 1 agent", measure(sock, keys[:1], args.n)))
+            rows.append((f"talon file.read, {args.agents} agents", measure(sock, keys, args.n)))
+        finally:
+            stop_serve(serve)
+
+        print(f"pipe benchmark: fsync before ack on; {os.cpu_count()} cores; n={args.n} per client")
+        print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        for label, r in rows:
+            print(f"{label:<34}{r['per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+        print("targets: p50 <= 1 ms sequential, p99 <= 5 ms, >= 2,000 intents/s with 8 agents")
+
+        if not args.no_profile:
+            pdata = root / "pdata"
+            prof = root / "serve.prof"
+            serve = start_serve(pdata, profile_to=prof)
+            try:
+                key = make_session(pdata, ws)
+                measure(str(pdata / "run" / "agent.sock"), [key], args.n)
+            finally:
+                stop_serve(serve)
+            summarize_profile(prof)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
