@@ -14,6 +14,7 @@ import fcntl
 import functools
 import os
 import secrets as pysecrets
+import time
 from typing import Any
 
 from . import audit_index, keys
@@ -92,8 +93,6 @@ class EngineStore:
 
     def open(self, checkpoint_every: int) -> None:
         """Blocking: load keys and state, open (and recover) the audit log."""
-        import time
-
         policy_priv, policy_pub = keys.load_or_create(self.data.keys_dir, "policy")
         self.audit_priv, self.audit_pub = keys.load_or_create(self.data.keys_dir, "audit")
         self.state = StateStore(self.data.state_path, workspaces_dir=self.data.workspaces_dir)
@@ -221,6 +220,16 @@ class EngineStore:
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
     def docker_available(self) -> bool:
+        """Whether Docker answers (cached for 30 s: the console asks often)."""
+        now = time.monotonic()
+        cached = getattr(self, "_docker_seen", None)
+        if cached is not None and now - cached[0] < 30:
+            return cached[1]
+        ok = self._ping_docker()
+        self._docker_seen = (now, ok)
+        return ok
+
+    def _ping_docker(self) -> bool:
         try:
             from .broker import docker as docker_mod
 
