@@ -221,6 +221,7 @@ class AuditList(ScrollView, can_focus=True):
 
     def _index_done(self) -> None:
         self.complete = True
+        self._show_status()  # a log that fits the first batch is done before any worker runs
         self.post_message(self.Indexed(self))
         if self._jump_seq is not None:
             seq, self._jump_seq = self._jump_seq, None
