@@ -1,4 +1,4 @@
-"""One audit event as one screen line: seq, time, type, session, run, decision badge, summary.
+"""One audit event as one screen line: seq, time, type, decision badge, session, run, summary.
 
 Every value that came from an agent (params, paths, outputs, reasons, labels) goes through
 `safe_text`, so it is literal, control characters are visible and long values end in `…`.
@@ -98,14 +98,15 @@ def event_row(event: dict[str, Any], *, show_session: bool = True) -> Text:
     row.append(" ")
     row.append_text(_cell(event.get("type"), TYPE_W, "cyan"))
     row.append(" ")
+    # The decision comes before the ids so that a narrow terminal (80 columns) cuts ids, not it.
+    badge = decision_badge(event_decision(event))
+    badge.pad_right(BADGE_W - badge.cell_len)
+    row.append_text(badge)
+    row.append(" ")
     if show_session:
         row.append_text(_cell(short_id(event.get("session_id")), SESSION_W, "dim"))
         row.append(" ")
     row.append_text(_cell(short_id(event.get("run_id")), RUN_W, "dim"))
-    row.append(" ")
-    badge = decision_badge(event_decision(event))
-    badge.pad_right(BADGE_W - badge.cell_len)
-    row.append_text(badge)
     row.append(" ")
     row.append_text(summary(event))
     return row
