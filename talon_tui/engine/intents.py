@@ -346,10 +346,12 @@ class IntentFlow:
             raw = await self.store.execute(intent, issued.token, session, subject)
         except TalonError as exc:
             self._tool_failed(exc, intent, ref, sid, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, sid)
             raise
         except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
             err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
             self._tool_failed(err, intent, ref, sid, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, sid)
             raise err from exc
         duration_ms = int((time.perf_counter() - started) * 1000)
         result, redacted = self.store.redactor(jsonable(raw))
@@ -437,6 +439,23 @@ class IntentFlow:
             run_id=ref["run_id"],
         )
         exc.message = message
+
+    def _skill_not_run(self: Engine, skill: Any, ref: dict[str, str], sid: str) -> None:
+        """Close a `skill.started` whose run was refused or failed (no exit code)."""
+        if skill is None:
+            return
+        self._record(
+            "skill.finished",
+            {
+                "skill": skill.name,
+                "version": skill.version,
+                "image": skill.image,
+                "intent_id": ref["intent_id"],
+                "exit_code": None,
+            },
+            session_id=sid,
+            run_id=ref["run_id"],
+        )
 
     async def _follow_skill(
         self: Engine, session: Session, subject: str, result: dict[str, Any], run_id: str

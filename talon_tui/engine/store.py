@@ -21,7 +21,7 @@ from . import audit_index, keys
 from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
 from .audit import AuditLog, verify_log
 from .broker.broker import Broker
-from .errors import NotFound, TalonError
+from .errors import BadRequest, NotFound, TalonError
 from .models import Policy, Session, Skill, ToolIntent
 from .paths import DataDir, write_private
 from .secrets import Redactor, SecretStore
@@ -43,6 +43,7 @@ class EngineStore:
         self._sessions: dict[str, Session] = {}
         self._policies: dict[str, Policy] = {}
         self._skills_by_image: dict[str, Skill] = {}
+        self._skills: tuple[Skill, ...] = ()
         self.redactor: Redactor = Redactor({})
         self._lock_fd: int | None = None
 
@@ -106,7 +107,10 @@ class EngineStore:
             min_iat=int(time.time()) - 1,
         )
         self.broker = Broker(
-            self.verifier, secrets=self.secrets, docker_runtime=self.docker_runtime
+            self.verifier,
+            secrets=self.secrets,
+            docker_runtime=self.docker_runtime,
+            skill_verifier=self.skill_verified,
         )
         for s in self.state.list_sessions():
             self._sessions[s.id] = s
@@ -176,7 +180,30 @@ class EngineStore:
     # ------------------------------------------------------------------ skills, secrets
 
     def _reload_skills(self) -> None:
-        self._skills_by_image = {s.image: s for s in self.state.list_skills()}
+        skills = self.state.list_skills()
+        self._skills = tuple(skills)  # replaced whole: broker threads read a snapshot
+        self._skills_by_image = {s.image: s for s in skills}
+
+    def skill_verified(self, image: str, image_id: str) -> bool:
+        """The broker's `skill_check` (called from its thread, for `require_signed` runs):
+        True only if a registered skill names exactly this image — the pinned reference Docker
+        resolved, or the image id it resolved to — and its signature verifies now against
+        `<data>/keys/trusted/*.pub` (a key removed since registration no longer counts).
+        Only the engine's own registry and key files are consulted, never the intent."""
+        from .skills import load_trusted_keys, verify_skill
+
+        if not isinstance(image, str) or not isinstance(image_id, str) or not image_id:
+            return False
+        candidates = [s for s in self._skills if s.image in (image, image_id)]
+        if not candidates:
+            return False
+        trusted = load_trusted_keys(self.data.trusted_keys_dir)
+        if not trusted:
+            return False
+        return any(
+            verify_skill(s, self.data.trusted_keys_dir, trusted_keys=trusted) == "verified"
+            for s in candidates
+        )
 
     def skills(self) -> list[SkillInfo]:
         return [
@@ -190,6 +217,24 @@ class EngineStore:
         return verify_skill(skill, self.data.trusted_keys_dir)
 
     def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
+        from .checks import image_is_pinned
+
+        if not isinstance(skill, dict):
+            raise BadRequest("skill must be a JSON object")
+        # the engine stamps the registration time; a client's value is ignored
+        skill = {k: v for k, v in skill.items() if k != "registered"}
+        image = skill.get("image")
+        if not isinstance(image, str) or not image_is_pinned(image):
+            raise BadRequest(
+                f"skill image {str(image)[:200]!r} is not pinned: give it as "
+                "name@sha256:<digest> or sha256:<image id> (a tag can be moved to another image)"
+            )
+        if not isinstance(skill.get("manifest", {}), dict):
+            raise BadRequest("skill manifest must be a JSON object")
+        for field in ("signature", "key_id"):
+            value = skill.get(field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise BadRequest(f"skill {field} must be a non-empty string when given")
         sk = self.state.add_skill(skill)
         self._reload_skills()
         return SkillInfo(**sk.model_dump(), signature_status=self._sig(sk))

@@ -54,10 +54,15 @@ class Broker:
         *,
         secrets: SecretSource | None = None,
         docker_runtime: str | None = None,
+        skill_verifier: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.verifier = verifier
         self.secrets = secrets
         self.docker_runtime = docker_runtime
+        #: `skill_verifier(image, image_id)`: True only for a registered skill with a verified
+        #: signature; the engine's view, never the intent's. Without one, `require_signed`
+        #: overrides refuse every run (fail closed).
+        self.skill_verifier = skill_verifier
         self._runners: dict[str, Callable[[BaseModel, BaseModel, Session], dict[str, Any]]] = {
             "file.read": self._file_read,
             "file.write": self._file_write,
@@ -154,4 +159,9 @@ class Broker:
             from .docker import run_docker
         except ImportError as exc:
             raise ToolError(f"docker.run is not available: {exc}") from exc
-        return run_docker(params, constraints, runtime=self.docker_runtime)
+        return run_docker(
+            params,
+            constraints,
+            runtime=self.docker_runtime,
+            skill_check=self.skill_verifier,
+        )
