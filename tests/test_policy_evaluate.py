@@ -347,10 +347,8 @@ def test_odd_methods_are_refused(method):
     [
         "http://127.0.0.1/",
         "http://10.0.0.5/",
-        "http://169.254.169.254/latest/meta-data/",
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
-        "http://[fd00:ec2::254]/",
         "http://0.0.0.0/",
     ],
 )
@@ -365,6 +363,24 @@ def test_private_ip_literals_need_allow_private_addresses(url):
     assert evaluate(intent("http.fetch", url=url), opened).decision == "ALLOW"
     none = evaluate(intent("http.fetch", url=url), Policy())
     assert none.suggested_fix is None and "no fix is suggested" in none.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://[::ffff:169.254.169.254]/",
+    ],
+)
+def test_metadata_addresses_denied_even_with_allow_private_addresses(url):
+    """Cloud metadata endpoints hand out credentials: no policy switch opens them."""
+    from talon_tui.engine.checks import parse_fetch_url
+
+    host = parse_fetch_url(url).host
+    opened = policy(http([host], schemes=["http"], allow_private_addresses=True))
+    d = evaluate(intent("http.fetch", url=url), opened)
+    assert d.decision == "DENY" and "metadata" in d.reason
 
 
 @pytest.mark.parametrize(
