@@ -10,14 +10,19 @@ always names the first bad seq and the kind of damage exactly as a sequential pa
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
+import re
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import add, itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,22 @@ _HASH_AT = b',"hash":"'
 _ID_FIELDS = ("session_id", "run_id", "ts", "event_id")
 _ID_TYPES = (str, type(None))
 CHUNK_BYTES = 8 << 20
+BLOCK_BYTES = 64 << 10  # lines checked together by _fast_block (small enough to stay in cache)
+
+_loads, _dumps, sha256 = orjson.loads, orjson.dumps, hashlib.sha256
+_HEAD = itemgetter(slice(None, -82))  # a line (no newline) without `,"hash":"sha256:…"}`
+_TAIL = itemgetter(slice(-82, None))
+# seq, prev_hash, type, data, then the fields that must be a str or null (_ID_FIELDS)
+_ENVELOPE = itemgetter("seq", "prev_hash", "type", "data", "event_id", "run_id", "session_id", "ts")
+_HEXDIGEST = methodcaller("hexdigest")
+_DICT_ONLY, _INT_ONLY, _STR_ONLY = {dict}, {int}, {str}
+_ID_TYPE_SET = {str, type(None)}
+# Number shape: digits and signs become "0", "." and "E" become "e", "," and "[" become ":".
+# In compact JSON a float is a number token with a fraction or an exponent, after `:` `,` or
+# `[` and before `,` `}` or `]`, so it always shows up as ":0…e0…" then ":", "}" or "]". A
+# match inside a string is only a false alarm: the block is then checked line by line.
+_NUMBER_SHAPE = bytes.maketrans(b"0123456789+-.E,[", b"000000000000ee::")
+_FLOAT_SHAPE = re.compile(rb":0+e0+(?:e0+)?[:}\]]")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -170,70 +191,196 @@ def _scan(
     file_size: int,
     progress: Progress | None = None,
 ) -> _Chunk:
-    """Check every line starting in [start, end). With no expectation, trust the first link."""
+    """Check every line starting in [start, end). With no expectation, trust the first link.
+
+    Blocks of whole lines go through `_fast_block`, which checks them all at once in C-level
+    calls; a block it cannot vouch for (any damage, or anything unusual such as a float, a big
+    integer or an escape that re-encodes differently) is re-checked line by line by
+    `_check_one`, which decides exactly as the original sequential pass did.
+    """
     pub = Ed25519PublicKey.from_public_bytes(pub_raw) if pub_raw else None
     kid = key_id(pub) if pub else None
-    res = _Chunk(start=start, end=end)
-    loads, dumps, sha256 = orjson.loads, orjson.dumps, hashlib.sha256
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        offset = start
-        next_report = start + (1 << 20)
-        while offset < end:
-            line = fh.readline()
-            if not line:
-                break
-            ev = _fast_event(line, loads, dumps, sha256)
-            try:
-                if ev is None:
-                    ev = _check_line(line, offset, file_size, expect_seq)
-                seq = ev["seq"]
-                if expect_seq is not None:
-                    if seq > expect_seq:
-                        if _find_seq(Path(path), offset + len(line), expect_seq):
-                            raise _Bad(
-                                "reordered",
-                                expect_seq,
-                                f"event {seq} stands where {expect_seq} belongs; "
-                                f"{expect_seq} comes later",
-                            )
-                        raise _Bad(
-                            "gap",
-                            expect_seq,
-                            f"events {expect_seq}..{seq - 1} are missing",
-                        )
-                    if seq < expect_seq:
-                        raise _Bad(
-                            "reordered",
-                            expect_seq,
-                            f"event {seq} is where {expect_seq} belongs",
-                        )
-                    if ev["prev_hash"] != expect_prev:
-                        raise _Bad(
-                            "broken_link",
-                            seq,
-                            f"event {seq}'s prev_hash is not the hash of event {seq - 1} "
-                            "(one of them was rewritten)",
-                        )
-                elif seq == 0 and ev["prev_hash"] != ZERO_HASH:
-                    raise _Bad("broken_link", 0, "event 0's prev_hash is not the zero hash")
-                if ev["type"] == CHECKPOINT_TYPE:
-                    res.signed_seq = _check_checkpoint(ev, pub, kid)
-                if head is not None and seq == head[0]:
-                    res.head_match = ev["hash"] == head[1]
-            except _Bad as bad:
-                res.error = (bad.damage, bad.seq, bad.message)
-                return res
-            if res.first_seq is None:
-                res.first_seq, res.first_prev = seq, ev["prev_hash"]
-            res.last_seq, res.last_hash = seq, ev["hash"]
-            res.count += 1
-            expect_seq, expect_prev = seq + 1, ev["hash"]
-            offset += len(line)
-            if progress is not None and offset >= next_report:
-                progress(offset, file_size)
-                next_report = offset + (1 << 20)
-    return res
+    st = _ScanState(_Chunk(start=start, end=end), expect_seq, expect_prev, pub, kid, head)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # parsed events hold no cycles; collection passes only cost time here
+    try:
+        with open(path, "rb") as fh:
+            offset = start
+            next_report = start + (1 << 20)
+            while offset < end:
+                block = os.pread(fh.fileno(), min(BLOCK_BYTES, end - offset), offset)
+                if not block:
+                    break
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    # a line longer than a block, or the last line without a newline (it may
+                    # have grown since the size was taken: read it whole, as readline would)
+                    fh.seek(offset)
+                    line = fh.readline()
+                    if not line or not _check_one(line, offset, st, path, file_size):
+                        return st.res
+                    offset += len(line)
+                else:
+                    lines = block.split(b"\n")
+                    del lines[-1]  # after the last newline: the start of the next block
+                    if not _fast_block(lines, st):
+                        for line in lines:
+                            line += b"\n"
+                            if not _check_one(line, offset, st, path, file_size):
+                                return st.res
+                            offset += len(line)
+                    else:
+                        offset += cut
+                if progress is not None and offset >= next_report:
+                    progress(offset, file_size)
+                    next_report = offset + (1 << 20)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return st.res
+
+
+class _ScanState:
+    """What a scan expects next and what it has found so far."""
+
+    __slots__ = ("expect_prev", "expect_seq", "head", "kid", "pub", "res")
+
+    def __init__(
+        self,
+        res: _Chunk,
+        expect_seq: int | None,
+        expect_prev: str | None,
+        pub: Ed25519PublicKey | None,
+        kid: str | None,
+        head: tuple[int, str] | None,
+    ) -> None:
+        self.res, self.expect_seq, self.expect_prev = res, expect_seq, expect_prev
+        self.pub, self.kid, self.head = pub, kid, head
+
+
+def _check_one(line: bytes, offset: int, st: _ScanState, path: str, file_size: int) -> bool:
+    """Check one line (with its newline) the sequential way; False once damage is recorded."""
+    res, expect_seq, expect_prev = st.res, st.expect_seq, st.expect_prev
+    ev = _fast_event(line, orjson.loads, orjson.dumps, hashlib.sha256)
+    try:
+        if ev is None:
+            ev = _check_line(line, offset, file_size, expect_seq)
+        seq = ev["seq"]
+        if expect_seq is not None:
+            if seq > expect_seq:
+                if _find_seq(Path(path), offset + len(line), expect_seq):
+                    raise _Bad(
+                        "reordered",
+                        expect_seq,
+                        f"event {seq} stands where {expect_seq} belongs; {expect_seq} comes later",
+                    )
+                raise _Bad(
+                    "gap",
+                    expect_seq,
+                    f"events {expect_seq}..{seq - 1} are missing",
+                )
+            if seq < expect_seq:
+                raise _Bad(
+                    "reordered",
+                    expect_seq,
+                    f"event {seq} is where {expect_seq} belongs",
+                )
+            if ev["prev_hash"] != expect_prev:
+                raise _Bad(
+                    "broken_link",
+                    seq,
+                    f"event {seq}'s prev_hash is not the hash of event {seq - 1} "
+                    "(one of them was rewritten)",
+                )
+        elif seq == 0 and ev["prev_hash"] != ZERO_HASH:
+            raise _Bad("broken_link", 0, "event 0's prev_hash is not the zero hash")
+        if ev["type"] == CHECKPOINT_TYPE:
+            res.signed_seq = _check_checkpoint(ev, st.pub, st.kid)
+        if st.head is not None and seq == st.head[0]:
+            res.head_match = ev["hash"] == st.head[1]
+    except _Bad as bad:
+        res.error = (bad.damage, bad.seq, bad.message)
+        return False
+    if res.first_seq is None:
+        res.first_seq, res.first_prev = seq, ev["prev_hash"]
+    res.last_seq, res.last_hash = seq, ev["hash"]
+    res.count += 1
+    st.expect_seq, st.expect_prev = seq + 1, ev["hash"]
+    return True
+
+
+def _fast_block(lines: list[bytes], st: _ScanState) -> bool:
+    """Check whole lines (newlines stripped) in bulk; True only if every one is good and linked.
+
+    Accepts a block only when each line would pass `_fast_event` and the sequential link
+    checks, so its verdict never differs from the line-by-line pass; False changes nothing
+    in `st` and sends the block back to `_check_one`. The argument, step by step:
+
+    * every line parses (orjson) as an object; popping "hash" leaves its other members;
+    * D = orjson.dumps([those objects], sorted keys, 53-bit integers) equals
+      T = "[" + ",".join(line[:-82] + "}") + "]": each line minus its last 82 bytes, closed.
+      Both are JSON arrays and a JSON text has one parse, so element i of D (the canonical
+      form of event i without its hash) is byte-for-byte the raw body of line i;
+    * the last 82 bytes of each line are `,"hash":"sha256:` + the sha256 of prev_hash + body
+      + `"}`, so the hash member is the line's last, top-level member and holds that value;
+    * no float anywhere (they have no single canonical form; see `_FLOAT_SHAPE`), envelope
+      types as `_fast_event` requires, seq consecutive and prev_hash linked.
+    """
+    n = len(lines)
+    try:
+        evs = list(map(_loads, lines))
+        if set(map(type, evs)) != _DICT_ONLY:
+            return False
+        deque(map(dict.pop, evs, repeat("hash", n)), maxlen=0)  # KeyError if one is missing
+        bodies = list(map(add, map(_HEAD, lines), repeat(b"}", n)))
+        text = b",".join(bodies)
+        if _dumps(evs, option=_ORJSON_OPTS) != b"[" + text + b"]":
+            return False
+        seqs, prevs, types, datas, *ids = zip(*map(_ENVELOPE, evs), strict=True)
+        prev_b = list(map(str.encode, prevs))  # TypeError unless every prev_hash is a str
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, KeyError, TypeError):
+        return False
+    first = seqs[0]
+    if (
+        set(map(type, seqs)) != _INT_ONLY
+        or seqs != tuple(range(first, first + n))
+        or set(map(type, types)) != _STR_ONLY
+        or set(map(type, datas)) != _DICT_ONLY
+        or not set(map(type, chain.from_iterable(ids))) <= _ID_TYPE_SET
+        or _FLOAT_SHAPE.search(text.translate(_NUMBER_SHAPE)) is not None
+    ):
+        return False
+    digests = list(map(_HEXDIGEST, map(sha256, map(add, prev_b, bodies))))
+    tails = ',"hash":"sha256:' + '"},"hash":"sha256:'.join(digests) + '"}'
+    if b"".join(map(_TAIL, lines)) != tails.encode():
+        return False
+    hashes = tuple(map(add, repeat("sha256:", n), digests))
+    if prevs[1:] != hashes[:-1]:
+        return False
+    if st.expect_seq is not None:
+        if first != st.expect_seq or prevs[0] != st.expect_prev:
+            return False
+    elif first == 0 and prevs[0] != ZERO_HASH:
+        return False
+    res = st.res
+    signed = res.signed_seq
+    if CHECKPOINT_TYPE in types:
+        for i, t in enumerate(types):
+            if t == CHECKPOINT_TYPE:
+                try:
+                    signed = _check_checkpoint(evs[i], st.pub, st.kid)
+                except _Bad:
+                    return False
+    head = st.head
+    if head is not None and first <= head[0] < first + n:
+        res.head_match = hashes[head[0] - first] == head[1]
+    res.signed_seq = signed
+    if res.first_seq is None:
+        res.first_seq, res.first_prev = first, prevs[0]
+    res.last_seq, res.last_hash = first + n - 1, hashes[-1]
+    res.count += n
+    st.expect_seq, st.expect_prev = first + n, hashes[-1]
+    return True
 
 
 def _fast_event(line: bytes, loads: Any, dumps: Any, sha256: Any) -> dict[str, Any] | None:
@@ -266,7 +413,7 @@ def _fast_event(line: bytes, loads: Any, dumps: Any, sha256: Any) -> dict[str, A
         canon = dumps(ev, option=_ORJSON_OPTS)
     except orjson.JSONEncodeError:
         return None
-    if canon[:-1] != line[: n - 83] or _has_float(data):
+    if canon[:-1] != line[: n - 83] or _has_float(ev):  # floats anywhere, as _line_hash
         return None
     if "sha256:" + sha256(prev.encode() + canon).hexdigest() != h:
         return None
