@@ -8,11 +8,14 @@ readers re-check each event they load, and `verify_log` is what vouches for the 
 
 from __future__ import annotations
 
-import json
+import gc
 import os
+import re
 import struct
 from array import array
 from collections.abc import Iterator
+from itertools import groupby, repeat
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,27 @@ INDEX_NAME = "index.bin"
 INDEX_MAGIC = b"TALONIDX1\n"
 _HASH_FIELD = b',"hash":"'
 _RUN_FIELD = b',"run_id":'
+_SCAN_BLOCK = 4 << 20
+_Match = type(re.match(b"", b""))
+# The end of a line as the writer makes it: run_id, seq, session_id, ts, type, hash (sorted
+# keys, last members). Groups: run_id and session_id as raw JSON (null or a string without
+# escapes). Nothing in it matches a newline, so each match lies within one line and ends it.
+_TAIL_IDS = re.compile(
+    rb',"run_id":(null|"[^"\\\n]*"),"seq":-?[0-9]+,"session_id":(null|"[^"\\\n]*"),'
+    rb'"ts":"[^"\\\n]*","type":"[^"\\\n]*","hash":"sha256:[0-9a-f]{64}"\}\n'
+)
+
+
+def _groups(raw_ids: tuple[bytes, ...], first: int) -> list[tuple[str, int, int]]:
+    """(id, first seq, count) for each run of equal raw JSON ids from seq `first`; null skipped."""
+    out = []
+    seq = first
+    for raw, same in groupby(raw_ids):
+        n = len(list(same))
+        if raw != b"null":
+            out.append((raw[1:-1].decode("utf-8"), seq, n))
+        seq += n
+    return out
 
 
 class AuditError(TalonError):
@@ -201,38 +225,93 @@ class AuditIndex:
         return parts is not None and parts[1] == self.last_hash
 
     def _scan(self, start: int) -> None:
-        offsets, runs, sessions = self.offsets, self.runs, self.sessions
+        """Index every complete line from `start` (a line start) to the end of the log.
+
+        Reads big blocks; when every line of a block ends in the canonical tail
+        `,"run_id":…,"seq":N,"session_id":…,"ts":"…","type":"…","hash":"…"}` (one regex pass
+        finds them all), offsets and ids come from C-level calls; otherwise that block is
+        indexed line by line as before (orjson for lines in any other layout).
+        """
         offset = start
         last: bytes | None = None
-        with open(self.log, "rb") as fh:
-            fh.seek(start)
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # torn tail: not part of the log until recovered
-                seq = len(offsets)
-                ids = _envelope_ids(line)
-                if ids is None:
-                    try:
-                        ev = orjson.loads(line)
-                        run_id, session_id = ev.get("run_id"), ev.get("session_id")
-                    except (orjson.JSONDecodeError, AttributeError):
-                        run_id = session_id = None
-                else:
-                    _, run_id, session_id = ids
-                offsets.append(offset)
-                if isinstance(run_id, str):
-                    runs.setdefault(run_id, array("I")).append(seq)
-                if isinstance(session_id, str):
-                    sessions.setdefault(session_id, array("I")).append(seq)
-                offset += len(line)
-                last = line
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with open(self.log, "rb") as fh:
+                fd = fh.fileno()
+                while True:
+                    block = os.pread(fd, _SCAN_BLOCK, offset)
+                    cut = block.rfind(b"\n") + 1
+                    if cut == 0:
+                        if len(block) < _SCAN_BLOCK:
+                            break  # end of log, or a torn tail: not part of the log yet
+                        fh.seek(offset)
+                        line = fh.readline()  # one line longer than a block
+                        if not line.endswith(b"\n"):
+                            break
+                        self._index_lines([line], offset)
+                        offset += len(line)
+                        last = line
+                        continue
+                    if not self._index_block(block, cut, offset):
+                        lines = block[:cut].splitlines(keepends=True)
+                        self._index_lines(lines, offset)
+                    offset += cut
+                    last = block[block.rfind(b"\n", 0, cut - 1) + 1 :]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         if last is not None:
             parts = split_hash(last)
             self.last_hash = parts[1] if parts else None
         self.size = offset
 
+    def _index_block(self, block: bytes, cut: int, offset: int) -> bool:
+        """Index the whole lines in block[:cut] in bulk; False (nothing changed) if one differs."""
+        matches = list(_TAIL_IDS.finditer(block, 0, cut))
+        n = len(matches)
+        if n != block.count(b"\n", 0, cut):
+            return False
+        first = len(self.offsets)
+        runs, sessions = zip(*map(_Match.groups, matches), strict=True)
+        try:
+            run_groups, session_groups = _groups(runs, first), _groups(sessions, first)
+        except UnicodeDecodeError:
+            return False
+        # each match ends its line, so line i+1 starts where match i ends
+        self.offsets.append(offset)
+        matches.pop()
+        self.offsets.extend(map(add, map(_Match.end, matches), repeat(offset)))
+        for index, groups in ((self.runs, run_groups), (self.sessions, session_groups)):
+            for key, seq, count in groups:
+                arr = index.get(key)
+                if arr is None:
+                    arr = index[key] = array("I")
+                arr.extend(range(seq, seq + count))
+        return True
+
+    def _index_lines(self, lines: list[bytes], offset: int) -> None:
+        offsets, runs, sessions = self.offsets, self.runs, self.sessions
+        for line in lines:
+            seq = len(offsets)
+            ids = _envelope_ids(line)
+            if ids is None:
+                try:
+                    ev = orjson.loads(line)
+                    run_id, session_id = ev.get("run_id"), ev.get("session_id")
+                except (orjson.JSONDecodeError, AttributeError):
+                    run_id = session_id = None
+            else:
+                _, run_id, session_id = ids
+            offsets.append(offset)
+            if isinstance(run_id, str):
+                runs.setdefault(run_id, array("I")).append(seq)
+            if isinstance(session_id, str):
+                sessions.setdefault(session_id, array("I")).append(seq)
+            offset += len(line)
+
     def save(self) -> None:
-        header = json.dumps(
+        header = orjson.dumps(
             {
                 "version": 1,
                 "size": self.size,
@@ -241,9 +320,8 @@ class AuditIndex:
                 "count": len(self.offsets),
                 "runs": {k: v.tolist() for k, v in self.runs.items()},
                 "sessions": {k: v.tolist() for k, v in self.sessions.items()},
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
         write_private(
             self.path,
             INDEX_MAGIC + struct.pack("<Q", len(header)) + header + self.offsets.tobytes(),

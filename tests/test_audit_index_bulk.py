@@ -1,0 +1,42 @@
+"""AuditIndex's bulk block scan builds exactly the index the line-by-line scan builds."""
+
+from __future__ import annotations
+
+import pytest
+
+from talon_tui.engine import audit_index, keys
+from talon_tui.engine.audit import AuditIndex, AuditLog
+
+IDS = ["run_a", "rün \U0001f600", 'q"uote', "back\\slash", "nl\nx", None]
+
+
+def snapshot(idx: AuditIndex):
+    return (
+        list(idx.offsets),
+        {k: list(v) for k, v in idx.runs.items()},
+        {k: list(v) for k, v in idx.sessions.items()},
+        idx.size,
+        idx.last_hash,
+    )
+
+
+@pytest.mark.parametrize("block", [300, 4096, 1 << 20])
+def test_bulk_index_equals_line_by_line(tmp_path, monkeypatch, block):
+    priv, _ = keys.load_or_create(tmp_path / "keys", "audit")
+    log = AuditLog(tmp_path / "audit", priv, checkpoint_every=7).open()
+    for i in range(120):
+        run = IDS[(i // 3) % len(IDS)]
+        log.append("run.started", session_id=IDS[i % len(IDS)], run_id=run, data={"i": i})
+    log.close()
+    path = tmp_path / "audit" / "audit.jsonl"
+    with open(path, "ab") as fh:
+        fh.write(b'{"seq":999,"run_id":"torn')  # a torn tail is not indexed
+    monkeypatch.setattr(audit_index, "_SCAN_BLOCK", block)
+    bulk = AuditIndex.load(tmp_path / "audit", save=False)
+    monkeypatch.setattr(AuditIndex, "_index_block", lambda self, b, cut, off: False)
+    slow = AuditIndex.load(tmp_path / "audit", save=False)
+    assert snapshot(bulk) == snapshot(slow)
+    assert len(bulk) == 120 + 120 // 7 + 1
+    assert bulk.seqs_for(run_id='q"uote') and bulk.seqs_for(session_id="nl\nx")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert all(lines[s].startswith(b"{") for s in bulk.seqs_for(run_id="rün \U0001f600"))
