@@ -81,8 +81,12 @@ class TalonApp(App[None]):
         theme: str | None = None,
         clock: Callable[[], datetime] | None = None,
         services: Sequence[Service] = (),
+        startup: Service | None = None,
+        shutdown: Service | None = None,
     ) -> None:
         super().__init__()
+        self.startup = startup
+        self.shutdown = shutdown
         self.engine = engine
         self.readonly = readonly
         self.clock: Callable[[], datetime] = clock or (lambda: ids.utcnow())
@@ -94,13 +98,19 @@ class TalonApp(App[None]):
 
     # ------------------------------------------------------------------ start-up
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
+        if self.startup is not None:
+            await self.startup()
         self._install_themes()
         self.sub_title = self._subtitle()
         self.push_screen(DashboardScreen(self.engine))
         self.consume_events()
         for service in self.services:
             self.run_worker(service(), group="services", exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        if self.shutdown is not None:
+            await self.shutdown()
 
     def _install_themes(self) -> None:
         loaded = load_themes()
@@ -262,7 +272,18 @@ def create_app(
     theme: str | None = None,
     clock: Callable[[], datetime] | None = None,
     services: Sequence[Service] = (),
+    startup: Service | None = None,
+    shutdown: Service | None = None,
 ) -> TalonApp:
-    """The console over `engine`. `services` are coroutines run as workers for the app's life
-    (the in-process pipe server, the demo agent)."""
-    return TalonApp(engine, readonly=readonly, theme=theme, clock=clock, services=services)
+    """The console over `engine`. `services` run as workers for the app's life (the demo
+    agent); `startup`/`shutdown` are awaited on the app's own loop before the first screen and
+    at exit (tests use them to host an Engine on the loop the app runs on)."""
+    return TalonApp(
+        engine,
+        readonly=readonly,
+        theme=theme,
+        clock=clock,
+        services=services,
+        startup=startup,
+        shutdown=shutdown,
+    )

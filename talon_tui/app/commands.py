@@ -74,9 +74,7 @@ class SessionCommands(TalonProvider):
         app = self.talon
         out: list[Command] = []
         if not app.readonly:
-            out.append(
-                ("session: create a new session", self._create, "label, workspace, policy")
-            )
+            out.append(("session: create a new session", self._create, "label, workspace, policy"))
         out.append(("session: list all sessions", self.go("sessions"), "the sessions table"))
         for s in await app.engine.list_sessions():
             out.append(
@@ -125,8 +123,7 @@ class AuditCommands(TalonProvider):
                 self.talon.notify(f"chain valid: {report.events} events", title="Audit chain")
             else:
                 self.talon.notify(
-                    f"chain BROKEN at seq {report.first_bad_seq}: {report.damage} "
-                    f"{report.message}",
+                    f"chain BROKEN at seq {report.first_bad_seq}: {report.damage} {report.message}",
                     title="Audit chain",
                     severity="error",
                     markup=False,

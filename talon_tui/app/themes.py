@@ -97,8 +97,9 @@ def load_theme_file(path: Path) -> Theme:
         raise ValueError(f"{path.name}: {loc}: {msg}") from exc
 
 
-def load_themes(directory: Path = THEMES_DIR) -> ThemeLoad:
-    """Every valid theme in `directory`, plus one line per broken file."""
+def load_themes(directory: Path | None = None) -> ThemeLoad:
+    """Every valid theme in `directory` (default THEMES_DIR), plus one line per broken file."""
+    directory = THEMES_DIR if directory is None else directory
     result = ThemeLoad()
     if not directory.is_dir():
         result.problems.append(f"theme directory {directory} not found")

@@ -50,8 +50,9 @@ def _admin_token(data: DataDir) -> str:
 @contextlib.asynccontextmanager
 async def hosted_engine(data_dir: Path) -> AsyncIterator[Hosted]:
     """Start the in-process Engine and its pipe server, or attach to the running one."""
-    from talon_tui.engine.engine import Engine, EngineLocked
+    from talon_tui.engine.engine import Engine
     from talon_tui.engine.pipe import PipeServer
+    from talon_tui.engine.store import EngineLocked
 
     data = DataDir(data_dir)
     engine = Engine(data_dir)
@@ -60,7 +61,9 @@ async def hosted_engine(data_dir: Path) -> AsyncIterator[Hosted]:
     except EngineLocked:
         from talon_tui.engine.client import AdminClient
 
-        client = await AdminClient.connect(data.socket_path, _admin_token(data))
+        client = await AdminClient.connect(
+            data_dir, socket_path=data.socket_path, admin_token=_admin_token(data)
+        )
         try:
             yield Hosted(api=client, mode="attached")
         finally:

@@ -22,6 +22,8 @@ from ..widgets.summaries import age_seconds, human_age, intent_target
 from .base import TalonScreen, fill_table, selected_key
 from .confirm import ConfirmScreen
 
+PARAM_MAX = 240  # characters of each param in the detail pane
+
 
 class ApprovalsScreen(TalonScreen):
     CSS_PATH = "approvals.tcss"
@@ -98,8 +100,7 @@ class ApprovalsScreen(TalonScreen):
             hint.update(
                 Text.assemble(
                     decision_badge("APPROVAL"),
-                    f" {len(self.approvals)} waiting · y approve once · a approve and remember"
-                    " · n deny · unanswered intents are denied when the countdown ends",
+                    f" {len(self.approvals)} waiting · denied when the countdown ends",
                 )
             )
         else:
@@ -137,8 +138,10 @@ class ApprovalsScreen(TalonScreen):
         if a.reason:
             text.append_text(labelled("why", a.reason, 400))
             text.append("\n")
-        text.append("params:\n", style="dim")
-        text.append_text(safe_text(a.params, DETAIL_MAX, multiline=True))
+        text.append("params:", style="dim")
+        for key, value in sorted(a.params.items()):
+            text.append("\n  ")
+            text.append_text(labelled(safe_text(key, 40).plain, value, PARAM_MAX))
         body.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -43,6 +43,7 @@ class DashboardScreen(TalonScreen):
         self.denials: list[dict[str, Any]] = []
         self.verify_line: Text | None = None
         self._spark_loaded = False
+        self._targets: dict[str, str] = {}  # intent_id -> what it touched (recent intents)
         self._head_seq = -1
 
     def compose(self) -> ComposeResult:
@@ -84,7 +85,9 @@ class DashboardScreen(TalonScreen):
 
     async def _load_decisions(self, head_seq: int) -> None:
         events = await self.engine.query_audit(
-            types=["policy.decision"], from_seq=max(0, head_seq - SPARK_EVENTS), limit=SPARK_EVENTS
+            types=["policy.intent.received", "policy.decision"],
+            from_seq=max(0, head_seq - 2 * SPARK_EVENTS),
+            limit=2 * SPARK_EVENTS,
         )
         spark = self.query_one(DecisionSparkline)
         spark.clear()
@@ -94,6 +97,12 @@ class DashboardScreen(TalonScreen):
 
     def _count_decision(self, event: dict[str, Any], spark: DecisionSparkline) -> None:
         data = event.get("data") or {}
+        if event.get("type") == "policy.intent.received":
+            self._targets[str(data.get("intent_id"))] = intent_target(data.get("params"))
+            if len(self._targets) > 2 * DENIALS_SHOWN + 200:
+                for old in list(self._targets)[:200]:
+                    del self._targets[old]
+            return
         spark.add(data.get("decision"), event.get("ts"))
         if data.get("decision") == "DENY":
             self.denials.append(event)
@@ -108,7 +117,9 @@ class DashboardScreen(TalonScreen):
             return
         if isinstance(seq, int):
             self._head_seq = seq
-        if audit.get("type") == "policy.decision":
+        if audit.get("type") == "policy.intent.received":
+            self._count_decision(audit, self.query_one(DecisionSparkline))
+        elif audit.get("type") == "policy.decision":
             self._count_decision(audit, self.query_one(DecisionSparkline))
             if (audit.get("data") or {}).get("decision") == "DENY" and self.is_current:
                 self._show_denials()
@@ -126,7 +137,7 @@ class DashboardScreen(TalonScreen):
         st = self.status
         if st is None:
             return
-        self._tile("sessions", "Sessions", f"{st.sessions_open}", f"open · {len(self.sessions)} total")
+        self._tile("sessions", "Sessions", f"{st.sessions_open}", f"open / {len(self.sessions)}")
         oldest = st.oldest_approval_age_s
         waiting = f"oldest {human_age(oldest)}" if st.pending_approvals else "none waiting"
         self._tile(
@@ -152,9 +163,7 @@ class DashboardScreen(TalonScreen):
         if self.verify_line is not None:
             body.append("\n")
             body.append_text(self.verify_line)
-        self.query_one("#tile-chain", Static).update(
-            Text.assemble(("Audit chain\n", "bold"), body)
-        )
+        self.query_one("#tile-chain", Static).update(Text.assemble(("Audit chain\n", "bold"), body))
 
     def _tile(self, name: str, title: str, big: str, small: str, color: str | None = None) -> None:
         text = Text(f"{title}\n", style="bold", end="")
@@ -188,7 +197,7 @@ class DashboardScreen(TalonScreen):
             table.add_row(
                 Text(short_ts(event.get("ts"))[11:]),
                 safe_text(data.get("tool"), 14),
-                safe_text(intent_target(data.get("params")), 24),
+                safe_text(self._targets.get(str(data.get("intent_id")), ""), 28),
                 Text.assemble(decision_badge("DENY"), " ", safe_text(data.get("reason"), 200)),
                 key=str(event.get("seq")),
             )

@@ -15,9 +15,9 @@ from textual.widgets import DataTable, Footer, Static
 def binding_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
     """(key, what it does, where, id) for every active binding of `screen`, screen keys first."""
     app = screen.app
-    rows: list[tuple[int, str, str, str, str]] = []
+    rows: list[tuple[int, bool, str, str, str, str]] = []
     seen: set[str] = set()
-    for key, active in screen.active_bindings.items():
+    for active in screen.active_bindings.values():
         binding = active.binding
         if binding.system or not active.enabled:
             continue
@@ -34,9 +34,9 @@ def binding_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
             order, where = 0, "screen"
         else:
             order, where = 2, type(active.node).__name__.lower()
-        rows.append((order, app.get_key_display(binding), what, where, ident))
-    rows.sort(key=lambda r: r[0])
-    return [r[1:] for r in rows]
+        rows.append((order, binding.id is None, app.get_key_display(binding), what, where, ident))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [r[2:] for r in rows]
 
 
 class HelpScreen(ModalScreen[None]):

@@ -20,10 +20,10 @@ class JumpScreen(ModalScreen[tuple[str, str | None] | None]):
     DEFAULT_CSS = """
     JumpScreen { align: center top; }
     JumpScreen > Vertical {
-        width: 70; max-width: 95%; height: auto; margin-top: 3;
+        width: 80; max-width: 95%; height: auto; margin-top: 3;
         border: round $primary; background: $surface; padding: 0 1;
     }
-    JumpScreen Input { border: none; height: 1; padding: 0; }
+    JumpScreen Input, JumpScreen Input:focus { border: none; height: 1; padding: 0 1; }
     JumpScreen OptionList { height: auto; max-height: 10; border: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -53,7 +53,7 @@ class JumpScreen(ModalScreen[tuple[str, str | None] | None]):
                 continue
             prompt = Text.assemble((f":{name:<10}", "bold"), (f" {help_}", "dim"))
             if arg:
-                prompt.append(f"  [{arg}]", style="italic dim")
+                prompt.append(f" ({arg})", style="italic dim")
             out.append(Option(prompt, id=name))
         return out
 

@@ -19,6 +19,7 @@ from ..widgets.summaries import intent_target, result_summary, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 RUN_EVENT_LIMIT = 5000
+PARAM_MAX = 240  # characters of each param in the detail pane (the replay shows all)
 
 
 @dataclass
@@ -60,7 +61,9 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
         etype = e.get("type")
         run.setdefault("session_id", e.get("session_id"))
         if etype == "run.started":
-            run.update(content=data.get("content", ""), subject=data.get("subject"), started=e["ts"])
+            run.update(
+                content=data.get("content", ""), subject=data.get("subject"), started=e["ts"]
+            )
             continue
         if etype == "run.finished":
             run.update(status=data.get("status"), finished=e.get("ts"))
@@ -87,7 +90,11 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
             step.approval = "waiting"
         elif etype == "approval.decided":
             step.approval = (
-                "timed out" if data.get("timed_out") else "approved" if data.get("allow") else "denied"
+                "timed out"
+                if data.get("timed_out")
+                else "approved"
+                if data.get("allow")
+                else "denied"
             )
             if not data.get("allow"):
                 step.decision = "DENY"
@@ -202,8 +209,11 @@ class RunTimelineScreen(TalonScreen):
             text.append("fix safely (f) would add:\n", style="bold")
             text.append_text(safe_text(step.suggested_fix, DETAIL_MAX, multiline=True))
             text.append("\n")
-        text.append("params:\n", style="dim")
-        text.append_text(safe_text(step.params, DETAIL_MAX, multiline=True))
+        text.append("params:", style="dim")
+        params = step.params if isinstance(step.params, dict) else {"": step.params}
+        for key, value in sorted(params.items()):
+            text.append("\n  ")
+            text.append_text(labelled(safe_text(key, 40).plain, value, PARAM_MAX))
         if step.status is not None:
             text.append("\n")
             text.append_text(labelled("result", step.result(), 400))

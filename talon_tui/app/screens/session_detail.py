@@ -109,7 +109,9 @@ class SessionDetailScreen(TalonScreen):
         sessions = await self.engine.list_sessions()
         self.session = next((s for s in sessions if s.id == self.session_id), None)
         self.runs = await self.engine.list_runs(self.session_id)
-        self.agents = [a for a in await self.engine.list_agents() if a.session_id == self.session_id]
+        self.agents = [
+            a for a in await self.engine.list_agents() if a.session_id == self.session_id
+        ]
         policy = await self.engine.get_policy(self.session_id)
         self._show_title()
         self._show_runs()
@@ -201,6 +203,3 @@ class SessionDetailScreen(TalonScreen):
         focusable = [w for w in pane.query("*") if w.can_focus]
         if focusable:
             focusable[0].focus()
-
-
-

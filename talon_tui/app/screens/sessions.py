@@ -190,7 +190,9 @@ class SessionsScreen(TalonScreen):
             if yes:
                 self._close(session.id)
 
-        self.app.push_screen(ConfirmScreen("Close session", body, confirm_label="Close (y)"), answered)
+        self.app.push_screen(
+            ConfirmScreen("Close session", body, confirm_label="Close (y)"), answered
+        )
 
     @work(group="change")
     async def _close(self, session_id: str) -> None:

@@ -17,7 +17,7 @@ from talon_tui.engine.api import SkillInfo
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.badges import signature_badge
-from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
+from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen, fill_table, selected_key
 
 
@@ -103,8 +103,10 @@ class SkillsScreen(TalonScreen):
         text.append_text(labelled("key", s.key_id or "—", 100))
         text.append(f"   registered {s.registered or '—'}\n", style="dim")
         text.append_text(labelled("requested tools", ", ".join(requested_tools(s.manifest)), 300))
-        text.append("\nmanifest:\n", style="dim")
-        text.append_text(safe_text(s.manifest, DETAIL_MAX, multiline=True))
+        text.append("\nmanifest:", style="dim")
+        for key, value in sorted(s.manifest.items()):
+            text.append("\n  ")
+            text.append_text(labelled(safe_text(key, 40).plain, value, 240))
         body.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -124,7 +126,9 @@ class SkillsScreen(TalonScreen):
         except TalonError as exc:
             self.notify(str(exc), title="Register skill", severity="error", markup=False)
             return
-        self.notify(f"registered {info.name} {info.version} ({info.signature_status})", markup=False)
+        self.notify(
+            f"registered {info.name} {info.version} ({info.signature_status})", markup=False
+        )
         await self.load()
 
 

@@ -48,7 +48,9 @@ def result_summary(tool: str | None, params: Any, output: Any, status: str | Non
         )
     if tool == "docker.run":
         timed = " (timed out)" if out.get("timed_out") else ""
-        return f"{out.get('image', params.get('image', ''))} exit {out.get('exit_code', '?')}{timed}"
+        return (
+            f"{out.get('image', params.get('image', ''))} exit {out.get('exit_code', '?')}{timed}"
+        )
     if tool == "shell.exec":
         argv = out.get("argv") or params.get("argv") or ["?"]
         return f"{argv[0]} exit {out.get('exit_code', '?')}"
