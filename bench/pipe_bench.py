@@ -146,6 +146,31 @@ def measure(path: str, keys: list[str | None], n: int) -> dict:
     }
 
 
+def server_cpu(proc: subprocess.Popen) -> float:
+    """CPU seconds (user + system, all threads) the server has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(proc: subprocess.Popen, path: str, keys: list[str | None], n: int) -> dict:
+    """`measure`, plus the server's CPU per intent: unlike wall time it barely moves with
+    what else the machine is running, so it compares runs on a shared machine."""
+    before = server_cpu(proc)
+    row = measure(path, keys, n)
+    row["cpu_us"] = round((server_cpu(proc) - before) / row["requests"] * 1e6)
+    return row
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 # --------------------------------------------------------------------------- profile
 
 AREAS = [
@@ -217,15 +242,25 @@ def main() -> int:
             keys = [make_session(data, ws) for _ in range(args.agents)]
             sock = str(data / "run" / "agent.sock")
             measure(sock, keys[:1], 200)  # warm up
-            rows.append(("talon file.read, 1 agent", measure(sock, keys[:1], args.n)))
-            rows.append((f"talon file.read, {args.agents} agents", measure(sock, keys, args.n)))
+            load_before = load_average()
+            rows.append(("talon file.read, 1 agent", timed(serve, sock, keys[:1], args.n)))
+            rows.append(
+                (f"talon file.read, {args.agents} agents", timed(serve, sock, keys, args.n))
+            )
+            load_after = load_average()
         finally:
             stop_serve(serve)
 
         print(f"pipe benchmark: fsync before ack on; {os.cpu_count()} cores; n={args.n} per client")
-        print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        print(f"load average (1/5/15 min) before the talon runs {load_before}, after {load_after}")
+        print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'srv CPU us':>12}")
         for label, r in rows:
-            print(f"{label:<34}{r['per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}")
+            cpu = r.get("cpu_us", "")
+            print(
+                f"{label:<34}{r['per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['errors']:>8}"
+                f"{cpu:>12}"
+            )
+        print("srv CPU us: server CPU (all threads, user + system) per intent")
         print("targets: p50 <= 1 ms sequential, p99 <= 5 ms, >= 2,000 intents/s with 8 agents")
 
         if not args.no_profile:

@@ -148,6 +148,7 @@ class Engine(IntentFlow):
         self.started = False
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self.store.close)
+        self._commit.close()
         self.bus.close()
         self.store.unlock()
         self._pool.shutdown(wait=False)
@@ -170,10 +171,13 @@ class Engine(IntentFlow):
 
     def _apply_event(self, event: dict[str, Any]) -> None:
         change = self.runs.apply(event)
-        self.bus.publish("audit", event)
+        bus = self.bus
+        if not bus.subscriber_count:
+            return  # nobody listens: skip building messages (two model dumps per intent)
+        bus.publish("audit", event)
         if change is not None:
             action, run = change
-            self.bus.publish("run", {"action": action, "run": run.model_dump()})
+            bus.publish("run", {"action": action, "run": run.model_dump()})
 
     def _record(
         self,

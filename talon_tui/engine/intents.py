@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import ids
 from . import policy as policy_engine
 from .broker.docker import parse_skill_answer
-from .canon import NotCanonical, canonical, intent_hash, jsonable, sha256_hex
+from .canon import NotCanonical, canonical, jsonable, sha256_hex
 from .errors import (
     BadRequest,
     ConstraintViolation,
@@ -27,7 +27,7 @@ from .errors import (
     TokenInvalid,
 )
 from .models import Decision, Session, ToolIntent
-from .runs import recordable
+from .runs import canonical_sha256, recordable_hashed
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -100,7 +100,7 @@ class IntentFlow:
             raise TalonError("the engine is not running", code=ErrorCode.INTERNAL)
         session = self._session(session_id, open_only=True)
         try:
-            ih = intent_hash(intent.tool, intent.params)
+            ih = canonical_sha256({"tool": intent.tool, "params": intent.params})
         except NotCanonical as exc:
             raise BadRequest(f"params are not canonical JSON: {exc}") from exc
         one_shot = run_id is None
@@ -355,7 +355,7 @@ class IntentFlow:
             raise err from exc
         duration_ms = int((time.perf_counter() - started) * 1000)
         result, redacted = self.store.redactor(jsonable(raw))
-        output, truncated, size = recordable(result, self.max_output_bytes)
+        output, truncated, size, output_sha256 = recordable_hashed(result, self.max_output_bytes)
         self._record(
             "tool.executed",
             {
@@ -365,7 +365,7 @@ class IntentFlow:
                 "code": None,
                 "message": "",
                 "output": output,
-                "output_sha256": "sha256:" + sha256_hex(canonical(output)),
+                "output_sha256": output_sha256,
                 "bytes": size,
                 "truncated": truncated,
                 "redacted": redacted,

@@ -8,11 +8,14 @@ it every event it appends, so the view always equals what the log says.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Any
 
+import orjson
+
 from .api import RunSummary
-from .canon import NotCanonical, canonical
+from .canon import NotCanonical, check_canonical
 
 #: finished runs kept in memory (running runs are always kept: they are checked on every intent)
 DEFAULT_KEEP_FINISHED = 20_000
@@ -97,25 +100,47 @@ class RunProjection:
                 self._finished -= 1
 
 
+def canonical_bytes(value: Any) -> bytes:
+    """`canon.canonical(value)`, byte for byte: checked canonical first, then orjson with sorted
+    keys, which writes exactly the stdlib canonical form for the values the check lets through
+    (the audit log relies on the same equivalence)."""
+    check_canonical(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def canonical_sha256(value: Any) -> str:
+    """`"sha256:" + hex` of the canonical bytes (intent hashes, output hashes)."""
+    return "sha256:" + hashlib.sha256(canonical_bytes(value)).hexdigest()
+
+
 def recordable(result: Any, cap: int) -> tuple[Any, bool, int]:
     """(output as recorded, truncated?, size of the full result) with the output at most `cap`
     bytes of canonical JSON: long strings are cut first, then the whole output is replaced by
     a preview."""
+    output, truncated, size, _digest = recordable_hashed(result, cap)
+    return output, truncated, size
+
+
+def recordable_hashed(result: Any, cap: int) -> tuple[Any, bool, int, str]:
+    """`recordable` plus the `"sha256:" + hex` of the recorded output's canonical bytes,
+    computed from the bytes already made when the output is the whole result."""
     try:
-        full = canonical(result)
+        full = canonical_bytes(result)
     except NotCanonical:
         result = _scrub(result)
-        full = canonical(result)
+        full = canonical_bytes(result)
     size = len(full)
     if size <= cap:
-        return result, False, size
+        return result, False, size, "sha256:" + hashlib.sha256(full).hexdigest()
     if isinstance(result, dict):
         budget = max(cap // (2 * max(1, len(result))), 256)
         cut = {k: (_cut(v, budget) if isinstance(v, str) else v) for k, v in result.items()}
-        if len(canonical(cut)) <= cap:
-            return cut, True, size
+        cut_bytes = canonical_bytes(cut)
+        if len(cut_bytes) <= cap:
+            return cut, True, size, "sha256:" + hashlib.sha256(cut_bytes).hexdigest()
     text = full.decode("utf-8")
-    return {"preview": _cut(text, cap // 2)}, True, size
+    preview = {"preview": _cut(text, cap // 2)}
+    return preview, True, size, canonical_sha256(preview)
 
 
 def _cut(s: str, max_bytes: int) -> str:
