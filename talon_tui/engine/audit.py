@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,7 +66,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 _TAIL_BLOCK = 1 << 16
-_GATHER_ROUNDS = 4
 _KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
 
 
@@ -103,6 +101,7 @@ class AuditLog:
         signing_key: Ed25519PrivateKey,
         *,
         checkpoint_every: int = 1000,
+        max_fsyncs: int = 1,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
@@ -115,9 +114,12 @@ class AuditLog:
         self._fd: int | None = None
         self._lock = threading.RLock()
         self._sync_cond = threading.Condition()
-        self._syncing = False
+        self._inflight: list[int] = []  # `upto` of each running fsync, in start order
+        self.max_fsyncs = max_fsyncs
         self._written = 0  # events appended (next seq)
         self._durable = 0  # events known to be on disk
+        self.fsyncs = 0  # fsyncs done by sync(), and the events they made durable
+        self.fsynced_events = 0
         self._prev = ZERO_HASH
         self._failed: str | None = None
         self._last_type: str | None = None
@@ -347,37 +349,46 @@ class AuditLog:
         return event
 
     def sync(self) -> None:
-        """Return once every event appended before this call is on disk (group commit)."""
+        """Return once every event appended before this call is on disk (group commit).
+
+        A caller waits for an fsync already running when that fsync started after its event
+        was written (it covers it); otherwise it starts one that covers every line written
+        so far. At most `max_fsyncs` run at once (one = plain leader/follower); a caller
+        finding that many running waits for one to end. Lines written while fsyncs run are
+        all covered by the next one, so concurrent writers share fsyncs; and since each fsync
+        makes durable everything written before it started, finishing out of order is fine.
+        """
         target = self._written
-        with self._sync_cond:
+        cond = self._sync_cond
+        with cond:
             while self._durable < target:
-                if not self._syncing:
-                    self._syncing = True
+                if self._failed is not None:
+                    raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
+                if self._inflight and self._inflight[-1] >= target:
+                    cond.wait()  # a running fsync covers this caller's events
+                elif len(self._inflight) < self.max_fsyncs:
+                    upto = self._written  # every line counted here is already written
+                    self._inflight.append(upto)
                     break
-                self._sync_cond.wait()
+                else:
+                    cond.wait()
             else:
                 return
         try:
             fd = self._fd
             if fd is None:
                 raise AuditClosed(f"audit log {self.path} is not open")
-            if self._failed is not None:
-                raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
-            # let writers that are about to append join this fsync (group commit)
-            for _ in range(_GATHER_ROUNDS):
-                before = self._written
-                time.sleep(0)
-                if self._written == before:
-                    break
-            upto = self._written
             try:
                 os.fdatasync(fd)
             except OSError as exc:
                 self._failed = f"{exc.strerror} syncing {self.path}"
                 raise AuditWriteError(f"cannot sync the audit log: {self._failed}") from exc
-            with self._sync_cond:
-                self._durable = max(self._durable, upto)
+            with cond:
+                self.fsyncs += 1
+                if upto > self._durable:
+                    self.fsynced_events += upto - self._durable
+                    self._durable = upto
         finally:
-            with self._sync_cond:
-                self._syncing = False
-                self._sync_cond.notify_all()
+            with cond:
+                self._inflight.remove(upto)
+                cond.notify_all()
