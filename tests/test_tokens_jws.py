@@ -113,3 +113,31 @@ def test_damaged_tokens_still_refused() -> None:
         issued.token, tool="file.read", intent_hash="sha256:" + "0" * 64, session_id="ses_1"
     )
     assert claims.jti == issued.jti
+
+
+def test_revocations_expire_in_order_and_re_revoking_wins() -> None:
+    from talon_tui.engine.tokens import MAX_LEEWAY_SECONDS, Claims, RevocationList
+
+    now = [1000.0]
+    rl = RevocationList(clock=lambda: now[0])
+
+    def claims(jti: str) -> Claims:
+        return Claims("i", "a", "s", "ses", "t", {}, "ih", jti, 1000, 1000, 1060)
+
+    rl.revoke_jti("a", exp=1010)
+    rl.revoke_jti("b", exp=1020)
+    rl.revoke_jti("c", exp=1010)
+    rl.revoke_jti("c")  # again, now forever
+    rl.revoke_jti("d", exp=1030)
+    rl.revoke_jti("d", exp=1005)  # again, shorter: the newest revocation counts
+    assert all(rl.is_revoked(claims(j)) == "jti" for j in "abcd")
+    now[0] = 1005 + MAX_LEEWAY_SECONDS + 1
+    assert rl.is_revoked(claims("d")) is None
+    assert rl.is_revoked(claims("a")) == "jti"
+    now[0] = 1010 + MAX_LEEWAY_SECONDS + 1
+    assert rl.is_revoked(claims("a")) is None
+    assert rl.is_revoked(claims("b")) == "jti"
+    assert rl.is_revoked(claims("c")) == "jti"
+    now[0] = 10**9
+    assert [rl.is_revoked(claims(j)) for j in "abcd"] == [None, None, "jti", None]
+    assert set(rl._jtis) == {"c"}

@@ -284,11 +284,17 @@ class RevocationList:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _jtis: dict[str, float] = field(default_factory=dict, repr=False)
     _sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    #: (until, jti) for pruning in expiry order; an entry whose `until` no longer matches
+    #: `_jtis` (the jti was revoked again) is skipped
+    _expiry: list[tuple[float, str]] = field(default_factory=list, repr=False)
 
     def revoke_jti(self, jti: str, exp: float | None = None) -> None:
         """Revoke one token; remembered until `exp` (forever if unknown)."""
+        until = math.inf if exp is None else float(exp) + MAX_LEEWAY_SECONDS
         with self._lock:
-            self._jtis[jti] = math.inf if exp is None else float(exp) + MAX_LEEWAY_SECONDS
+            self._jtis[jti] = until
+            if until != math.inf:
+                heapq.heappush(self._expiry, (until, jti))
 
     def revoke_session(self, session_id: str, at: float | None = None) -> None:
         """Revoke every token of `session_id` issued before now (or before `at`)."""
@@ -300,9 +306,12 @@ class RevocationList:
         """Why the token is revoked (`"jti"` or `"session"`), or None."""
         with self._lock:
             now = self.clock()
-            for jti in [j for j, until in self._jtis.items() if until < now]:
-                del self._jtis[jti]
-            if claims.jti in self._jtis:
+            expiry, jtis = self._expiry, self._jtis
+            while expiry and expiry[0][0] < now:  # forget expired revocations, oldest first
+                until, jti = heapq.heappop(expiry)
+                if jtis.get(jti) == until:
+                    del jtis[jti]
+            if claims.jti in jtis:
                 return "jti"
             revoked_at = self._sessions.get(claims.sid)
             if revoked_at is not None and claims.iat < revoked_at:
