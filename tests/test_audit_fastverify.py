@@ -168,14 +168,14 @@ def test_non_canonical_spellings_agree_with_the_stdlib(
     if raw_hash:
         # hashed over bytes that are not the canonical form: never valid
         assert (fast.valid, fast.first_bad_seq, fast.damage) == (False, target, "modified")
-        if other != b'"n":7.0':  # the stdlib prints 7.0 the same way (the DESIGN bans floats)
-            assert readme.startswith(f"seq {target}:"), readme
+        assert readme.startswith(f"seq {target}:"), readme
     elif fast.valid:
         # re-spelled, but hashed over the canonical form: the README agrees it holds
         assert readme == "chain OK", readme
     else:
-        # floats: the stdlib accepts 7.0 but the DESIGN forbids floats
+        # floats: the DESIGN forbids them, and the README script refuses them too
         assert other.startswith(b'"n":') and fast.first_bad_seq == target
+        assert readme.startswith(f"seq {target}:"), readme
 
 
 def test_floats_are_refused_wherever_they_are(tmp_path, monkeypatch):

@@ -9,8 +9,7 @@ import sys
 import talon_tui.engine
 
 ENGINE_MODULES = sorted(
-    m.name
-    for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine.")
+    m.name for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine.")
 )
 
 CHECK = """
