@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--readonly", action="store_true", help="hide every action that changes state"
         )
         p.add_argument("--theme", help="theme name (talon-dark, talon-light, talon-high-contrast)")
+        p.add_argument(
+            "--docker-runtime",
+            help="container runtime for every docker.run of the in-process engine (e.g. runsc)",
+        )
 
     p = leaf(("serve",))
     p.add_argument("--docker-runtime", help="container runtime for every docker.run (e.g. runsc)")

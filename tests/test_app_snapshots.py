@@ -101,7 +101,12 @@ def test_approve_and_remember_confirmation(snap_compare):
 
 
 @pytest.mark.usefixtures("frozen")
-def test_skills(snap_compare):
+def test_skills(snap_compare, monkeypatch):
+    from talon_tui.engine.store import EngineStore
+
+    # the runtime line says whether Docker answers: the same on every machine
+    monkeypatch.setattr(EngineStore, "docker_available", lambda self: False)
+
     async def register(pilot, hosted):
         await hosted.engine.register_skill(
             {

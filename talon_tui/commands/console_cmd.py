@@ -47,23 +47,37 @@ def _admin_token(data: DataDir) -> str:
         ) from exc
 
 
+async def attach(data_dir: Path) -> Any:
+    """An `AdminClient` on the engine that holds `engine.lock` on `data_dir`, or a `TalonError`
+    in one line when it does not answer (a stale socket, an engine still starting or hung)."""
+    from talon_tui.engine.client import AdminClient, ClientError
+
+    data = DataDir(data_dir)
+    token = _admin_token(data)
+    try:
+        return await AdminClient.connect(data_dir, socket_path=data.socket_path, admin_token=token)
+    except (ClientError, OSError) as exc:
+        raise TalonError(
+            f"an engine holds {data.lock_path} but does not answer on {data.socket_path} "
+            f"({exc}); if `talon serve` is still starting, retry; if it hangs, stop it"
+        ) from None
+
+
 @contextlib.asynccontextmanager
-async def hosted_engine(data_dir: Path) -> AsyncIterator[Hosted]:
+async def hosted_engine(
+    data_dir: Path, *, docker_runtime: str | None = None
+) -> AsyncIterator[Hosted]:
     """Start the in-process Engine and its pipe server, or attach to the running one."""
     from talon_tui.engine.engine import Engine
     from talon_tui.engine.pipe import PipeServer
     from talon_tui.engine.store import EngineLocked
 
     data = DataDir(data_dir)
-    engine = Engine(data_dir)
+    engine = Engine(data_dir, docker_runtime=docker_runtime)
     try:
         await engine.start()
     except EngineLocked:
-        from talon_tui.engine.client import AdminClient
-
-        client = await AdminClient.connect(
-            data_dir, socket_path=data.socket_path, admin_token=_admin_token(data)
-        )
+        client = await attach(data_dir)
         try:
             yield Hosted(api=client, mode="attached")
         finally:
@@ -79,18 +93,35 @@ async def hosted_engine(data_dir: Path) -> AsyncIterator[Hosted]:
         await engine.stop("console closed")
 
 
-async def run_console(
-    data_dir: Path, *, readonly: bool, theme: str | None, demo: bool = False
-) -> None:
+async def console_app(
+    hosted: Hosted,
+    data_dir: Path,
+    *,
+    readonly: bool = False,
+    theme: str | None = None,
+    demo: bool = False,
+) -> Any:
+    """The console app over `hosted.api` (the CLI and the attach tests build it here)."""
     from talon_tui.app.app import create_app
 
-    async with hosted_engine(data_dir) as hosted:
-        services = []
-        if demo:
-            from talon_tui.app.demo import demo_services
+    services = []
+    if demo:
+        from talon_tui.app.demo import demo_services
 
-            services = await demo_services(hosted.api, data_dir)
-        app = create_app(hosted.api, readonly=readonly, theme=theme, services=services)
+        services = await demo_services(hosted.api, data_dir)
+    return create_app(hosted.api, readonly=readonly, theme=theme, services=services)
+
+
+async def run_console(
+    data_dir: Path,
+    *,
+    readonly: bool,
+    theme: str | None,
+    demo: bool = False,
+    docker_runtime: str | None = None,
+) -> None:
+    async with hosted_engine(data_dir, docker_runtime=docker_runtime) as hosted:
+        app = await console_app(hosted, data_dir, readonly=readonly, theme=theme, demo=demo)
         await app.run_async()
 
 
@@ -102,6 +133,7 @@ def _run(data_dir: Path, args: argparse.Namespace, demo: bool) -> int:
                 readonly=bool(getattr(args, "readonly", False)),
                 theme=getattr(args, "theme", None),
                 demo=demo,
+                docker_runtime=getattr(args, "docker_runtime", None),
             )
         )
     except TalonError as exc:

@@ -98,8 +98,10 @@ class AdminClient:
         reply = await self.call("policy.set", session_id=session_id, policy=policy)
         return parse_policy(reply["policy"])
 
-    async def list_runs(self, session_id: str | None = None, limit: int = 500) -> list[RunSummary]:
-        reply = await self.call("run.list", session_id=session_id, limit=limit)
+    async def list_runs(
+        self, session_id: str | None = None, limit: int = 500, offset: int = 0
+    ) -> list[RunSummary]:
+        reply = await self.call("run.list", session_id=session_id, limit=limit, offset=offset)
         return [RunSummary.model_validate(r) for r in reply["runs"]]
 
     async def list_agents(self) -> list[AgentPeer]:

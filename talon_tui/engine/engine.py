@@ -364,8 +364,10 @@ class Engine(IntentFlow):
 
     # ------------------------------------------------------------------ EngineAPI: runs, agents
 
-    async def list_runs(self, session_id: str | None = None, limit: int = 500) -> list[RunSummary]:
-        return self.runs.list(session_id, limit)
+    async def list_runs(
+        self, session_id: str | None = None, limit: int = 500, offset: int = 0
+    ) -> list[RunSummary]:
+        return self.runs.list(session_id, limit, offset)
 
     async def list_agents(self) -> list[AgentPeer]:
         return [p.model_copy() for p in self.peers.values()]

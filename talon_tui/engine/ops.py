@@ -114,7 +114,9 @@ async def op_agent_key_issue(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any
 
 async def op_run_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     runs = await ctx.engine.list_runs(
-        field(f, "session_id", str, None), field(f, "limit", int, 500)
+        field(f, "session_id", str, None),
+        field(f, "limit", int, 500),
+        max(0, field(f, "offset", int, 0)),
     )
     return {"runs": [r.model_dump() for r in runs]}
 

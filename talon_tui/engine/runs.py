@@ -28,6 +28,9 @@ class RunProjection:
         self._finished = 0
         self.session_runs: dict[str, int] = {}
         self.session_last_activity: dict[str, str] = {}
+        self._version = 0  # bumped when a run is added or evicted
+        self._orders: dict[str | None, list[RunSummary]] = {}
+        self._orders_version = -1
 
     def get(self, run_id: str) -> RunSummary | None:
         return self._runs.get(run_id)
@@ -35,8 +38,13 @@ class RunProjection:
     def running(self) -> list[RunSummary]:
         return [r for r in self._runs.values() if r.status == "running"]
 
-    def list(self, session_id: str | None = None, limit: int = 500) -> list[RunSummary]:
-        """Newest first."""
+    def list(
+        self, session_id: str | None = None, limit: int = 500, offset: int = 0
+    ) -> list[RunSummary]:
+        """Newest first: `limit` runs from position `offset` (pages for long sessions)."""
+        if offset > 0:
+            order = self._order(session_id)
+            return [run.model_copy() for run in order[offset : offset + limit]]
         out: list[RunSummary] = []
         for run in reversed(self._runs.values()):
             if session_id is not None and run.session_id != session_id:
@@ -45,6 +53,22 @@ class RunProjection:
             if len(out) >= limit:
                 break
         return out
+
+    def _order(self, session_id: str | None) -> list[RunSummary]:
+        """The newest-first runs of a session, kept until a run is added or evicted, so paging
+        through 100,000 runs does not walk them all for every page."""
+        if self._orders_version != self._version:
+            self._orders = {}
+            self._orders_version = self._version
+        order = self._orders.get(session_id)
+        if order is None:
+            order = [
+                run
+                for run in reversed(self._runs.values())
+                if session_id is None or run.session_id == session_id
+            ]
+            self._orders[session_id] = order
+        return order
 
     def apply(self, event: dict[str, Any]) -> tuple[str, RunSummary] | None:
         """Fold one audit event in; returns ("started"|"finished", run) on a run change."""
@@ -65,6 +89,7 @@ class RunProjection:
                 content=str(data.get("content") or ""),
             )
             self._runs[run_id] = run
+            self._version += 1
             if sid is not None:
                 self.session_runs[sid] = self.session_runs.get(sid, 0) + 1
             return ("started", run)
@@ -98,6 +123,7 @@ class RunProjection:
             if self._runs[run_id].status != "running":
                 del self._runs[run_id]
                 self._finished -= 1
+                self._version += 1
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -9,17 +9,20 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Static, TextArea
 
 from ..messages import EngineEvent
 from ..widgets.badges import decision_badge, status_badge
-from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
+from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
 from ..widgets.summaries import intent_target, result_summary, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 RUN_EVENT_LIMIT = 5000
-PARAM_MAX = 240  # characters of each param in the detail pane (the replay shows all)
+PARAM_MAX = 240  # characters of each param in the detail pane (enter shows them in full)
+FULL_MAX = 200_000  # characters of one value in the step detail view; the rest is exported
+LINE_CHUNK = 100  # long lines are broken here so the read-only TextArea never wraps 1 MB
 
 
 @dataclass
@@ -127,6 +130,13 @@ class RunTimelineScreen(TalonScreen):
             tooltip="Open the policy editor with the narrowest override allowing this denied step",
         ),
         Binding("r", "replay", "replay", id="run.replay", tooltip="Replay this run step by step"),
+        Binding(
+            "enter",
+            "step_detail",
+            "step detail",
+            id="run.step_detail",
+            tooltip="Every value of the selected step in full",
+        ),
     ]
 
     def __init__(self, engine, run_id: str, session_id: str | None = None) -> None:
@@ -225,6 +235,15 @@ class RunTimelineScreen(TalonScreen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_step_detail()
+
+    def action_step_detail(self) -> None:
+        step = self.selected()
+        if step is not None:
+            self.app.push_screen(StepDetailScreen(step, self.run_id))
+
     def action_fix_safely(self) -> None:
         step = self.selected()
         if step is None or step.decision != "DENY" or not step.suggested_fix:
@@ -245,3 +264,89 @@ class RunTimelineScreen(TalonScreen):
 
     def action_replay(self) -> None:
         self.run_worker(self.talon.go("replay", self.run_id), group="nav")
+
+
+def full_value(value: Any, run_id: str, max_len: int = FULL_MAX) -> str:
+    """`value` in full as literal text for the step detail view: JSON pretty-printed, control
+    characters written out, lines broken every `LINE_CHUNK` characters, and anything past
+    `max_len` characters replaced by a note saying how much was left out and where to get it."""
+    raw = as_string(value, indent=2)
+    note = ""
+    if len(raw) > max_len:
+        note = (
+            f"\n… {len(raw) - max_len:,} more characters not shown; "
+            f"see `talon audit export --run {run_id}`"
+        )
+        raw = raw[:max_len]
+    lines = []
+    for line in visible(raw, multiline=True).split("\n"):
+        if len(line) <= LINE_CHUNK:
+            lines.append(line)
+        else:
+            lines.extend(line[i : i + LINE_CHUNK] for i in range(0, len(line), LINE_CHUNK))
+    return "\n".join(lines) + note
+
+
+def step_document(step: Step, run_id: str) -> str:
+    """Every value of one step, in full, as one plain document (never markup)."""
+    parts = [
+        f"intent:   {step.intent_id}",
+        f"time:     {step.ts}",
+        f"tool:     {full_value(step.tool, run_id, 200)}",
+        f"origin:   {full_value(step.origin, run_id, 200)}",
+        f"decision: {step.decision or '—'}"
+        + (f" (first {step.first_decision})" if step.first_decision != step.decision else "")
+        + (f", by {step.by}" if step.by else ""),
+    ]
+    if step.approval:
+        parts.append(f"approval: {step.approval}")
+    parts += ["", "── reason", full_value(step.reason or "—", run_id)]
+    params = step.params if isinstance(step.params, dict) else {"": step.params}
+    for key, value in sorted(params.items(), key=lambda kv: str(kv[0])):
+        label = full_value(str(key), run_id, 200)
+        parts += ["", f"── params.{label}" if label else "── params", full_value(value, run_id)]
+    if step.suggested_fix:
+        parts += ["", "── suggested fix", full_value(step.suggested_fix, run_id)]
+    if step.status is not None:
+        parts += ["", "── result", full_value(step.result(), run_id)]
+        if step.output_bytes is not None:
+            parts.append(f"(the real result was {step.output_bytes:,} bytes)")
+        parts += ["", "── output (as recorded)", full_value(step.output, run_id)]
+    return "\n".join(parts) + "\n"
+
+
+class StepDetailScreen(ModalScreen[None]):
+    """One step's full literal values in a read-only, scrollable text view."""
+
+    CSS_PATH = "run_timeline.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "close", id="step_detail.close"),
+    ]
+
+    def __init__(self, step: Step, run_id: str) -> None:
+        super().__init__()
+        self.step = step
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        step = self.step
+        title = Text.assemble(("Step ", "bold"), decision_cell(step), " ")
+        title.append_text(safe_text(step.tool, 30, style="bold"))
+        title.append(f"  {step.intent_id}  run {self.run_id}", style="dim")
+        with Vertical(id="step-full"):
+            yield Static(title, id="step-full-title")
+            yield TextArea(
+                step_document(step, self.run_id),
+                read_only=True,
+                soft_wrap=False,
+                show_line_numbers=False,
+                id="step-full-text",
+            )
+            yield Static(
+                "esc closes · arrows/pgup/pgdn scroll · select text to copy",
+                classes="hint",
+                markup=False,
+            )
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()

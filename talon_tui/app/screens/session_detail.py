@@ -8,16 +8,18 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from talon_tui.engine.api import AgentPeer, RunSummary, SessionInfo
+from talon_tui.engine.api import AgentPeer, SessionInfo
 from talon_tui.engine.models import Policy
 
 from ..messages import EngineEvent
+from ..widgets.audit_list import AuditList
 from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, status_badge
+from ..widgets.runs_list import RunsList
 from ..widgets.safe_text import labelled, safe_text
-from ..widgets.summaries import age_seconds, human_age, short_ts
-from .base import TalonScreen, fill_table, selected_key
+from ..widgets.summaries import short_ts
+from .base import TalonScreen, fill_table
 
 TABS = ("runs", "policy", "audit", "agents")
 
@@ -52,11 +54,24 @@ def policy_text(policy: Policy) -> Text:
     return text
 
 
+class RunFilterInput(Input):
+    """The runs `/` filter; esc goes back to the list (the filter stays)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "back to runs", id="session.filter_leave"),
+    ]
+
+    def action_leave(self) -> None:
+        if not self.value:
+            self.display = False
+        self.screen.query_one(RunsList).focus()
+
+
 class SessionDetailScreen(TalonScreen):
     CSS_PATH = "session_detail.tcss"
-    RELOAD_ON = frozenset({"run", "agent", "missed"})
+    RELOAD_ON = frozenset({"agent", "missed"})  # runs are updated in place from the bus
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open_run", "open run", id="session.open_run", tooltip="Step timeline"),
+        Binding("slash", "filter_runs", "filter", id="session.filter", tooltip="Filter runs"),
         Binding("e", "edit_policy", "edit policy", id="session.edit", tooltip="Policy editor"),
         Binding("r", "replay", "replay", id="session.replay", tooltip="Replay the selected run"),
         Binding("right_square_bracket", "tab(1)", "next tab", id="session.next_tab"),
@@ -67,17 +82,18 @@ class SessionDetailScreen(TalonScreen):
         super().__init__(engine, name="session")
         self.session_id = session_id
         self.session: SessionInfo | None = None
-        self.runs: list[RunSummary] = []
+        self._runs_loaded = False
         self.agents: list[AgentPeer] = []
 
     def compose(self) -> ComposeResult:
-        from ..widgets.audit_list import AuditList
-
         yield Header()
         yield Static(id="session-title", classes="hint")
         with TabbedContent(id="session-tabs"):
             with TabPane("Runs", id="runs"):
-                yield DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
+                yield RunFilterInput(
+                    placeholder="filter runs: status:error,denied words…", id="runs-filter"
+                )
+                yield RunsList(self.engine, self.session_id, id="runs-list")
             with TabPane("Policy", id="policy"), VerticalScroll():
                 yield Static(id="policy-view")
             with TabPane("Audit", id="audit"):
@@ -87,17 +103,20 @@ class SessionDetailScreen(TalonScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        runs = self.query_one("#runs-table", DataTable)
-        for col in ("run", "status", "steps", "allow", "deny", "approval", "started", "content"):
-            runs.add_column(col, key=col)
+        self.query_one("#runs-filter", Input).display = False
         agents = self.query_one("#agents-table", DataTable)
         for col in ("connection", "subject", "uid", "pid", "connected"):
             agents.add_column(col, key=col)
-        runs.focus()
+        self.query_one(RunsList).focus()
         super().on_mount()
 
     def live_event(self, event: EngineEvent) -> None:
         payload = event.payload
+        if event.kind == "run" and isinstance(payload.get("run"), dict):
+            self.query_one(RunsList).run_changed(str(payload.get("action")), payload["run"])
+            return
+        if event.kind == "missed":
+            self._runs_loaded = False  # the bus dropped messages: fetch the runs again
         if (
             event.kind == "audit"
             and payload.get("session_id") == self.session_id
@@ -108,13 +127,14 @@ class SessionDetailScreen(TalonScreen):
     async def load(self) -> None:
         sessions = await self.engine.list_sessions()
         self.session = next((s for s in sessions if s.id == self.session_id), None)
-        self.runs = await self.engine.list_runs(self.session_id)
         self.agents = [
             a for a in await self.engine.list_agents() if a.session_id == self.session_id
         ]
         policy = await self.engine.get_policy(self.session_id)
         self._show_title()
-        self._show_runs()
+        if not self._runs_loaded:
+            self._runs_loaded = True
+            await self.query_one(RunsList).load()
         self._show_agents()
         self.query_one("#policy-view", Static).update(policy_text(policy))
 
@@ -130,27 +150,6 @@ class SessionDetailScreen(TalonScreen):
             title.append("  ")
             title.append_text(safe_text(s.workspace, 50, style="dim"))
         self.query_one("#session-title", Static).update(title)
-
-    def _show_runs(self) -> None:
-        now = self.now()
-        rows = []
-        for r in self.runs:
-            rows.append(
-                (
-                    r.run_id,
-                    (
-                        Text(r.run_id),
-                        status_badge(r.status),
-                        Text(str(r.steps), justify="right"),
-                        Text(str(r.allowed), justify="right", style="#3fb950"),
-                        Text(str(r.denied), justify="right", style="#f85149"),
-                        Text(str(r.approvals), justify="right", style="#e3a008"),
-                        Text(f"{human_age(age_seconds(r.started, now))} ago"),
-                        safe_text(r.content, 40),
-                    ),
-                )
-            )
-        fill_table(self.query_one("#runs-table", DataTable), rows)
 
     def _show_agents(self) -> None:
         rows = []
@@ -172,21 +171,38 @@ class SessionDetailScreen(TalonScreen):
     # ------------------------------------------------------------------ actions
 
     def selected_run(self) -> str | None:
-        return selected_key(self.query_one("#runs-table", DataTable))
+        run = self.query_one(RunsList).selected
+        return run.run_id if run is not None else None
 
-    def action_open_run(self) -> None:
-        if self.query_one(TabbedContent).active != "runs":
-            return
-        run_id = self.selected_run()
-        if run_id:
-            from .run_timeline import RunTimelineScreen
+    def on_runs_list_run_chosen(self, event: RunsList.RunChosen) -> None:
+        event.stop()
+        from .run_timeline import RunTimelineScreen
 
-            self.app.push_screen(RunTimelineScreen(self.engine, run_id, self.session_id))
+        self.app.push_screen(RunTimelineScreen(self.engine, event.run.run_id, self.session_id))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "runs-table":
+    def on_audit_list_event_chosen(self, event: AuditList.EventChosen) -> None:
+        event.stop()
+        from .audit import EventDetailScreen
+
+        self.app.push_screen(EventDetailScreen(event.event, event.offset))
+
+    def action_filter_runs(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "runs":
+            tabs.active = "runs"
+        box = self.query_one("#runs-filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "runs-filter":
             event.stop()
-            self.action_open_run()
+            self.query_one(RunsList).set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "runs-filter":
+            event.stop()
+            self.query_one(RunsList).focus()
 
     def action_edit_policy(self) -> None:
         self.run_worker(self.talon.go("policy", self.session_id), group="nav")

@@ -16,7 +16,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 from talon_tui.engine.api import SkillInfo
 from talon_tui.engine.errors import TalonError
 
-from ..widgets.badges import signature_badge
+from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, signature_badge
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen, fill_table, selected_key
 
@@ -30,6 +30,21 @@ def requested_tools(manifest: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):
             return [str(k) for k in value]
     return []
+
+
+DEFAULT_RUNTIME = "runc (default)"
+
+
+def runtime_line(runtime: str | None, docker_available: bool) -> Text:
+    """Which container runtime isolates the skills, and whether a Docker engine answers."""
+    text = Text("Skills isolated by ", end="")
+    text.append_text(safe_text(runtime or DEFAULT_RUNTIME, 40, style="bold"))
+    text.append("  ·  Docker engine ")
+    if docker_available:
+        text.append(" reachable ", style=ALLOW_STYLE)
+    else:
+        text.append(" not reachable ", style=DENY_STYLE)
+    return text
 
 
 class SkillsScreen(TalonScreen):
@@ -47,6 +62,7 @@ class SkillsScreen(TalonScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(id="skills-runtime", classes="hint")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="skills-table")
         with VerticalScroll(id="skill-detail", classes="detail"):
             yield Static(id="skill-body")
@@ -64,6 +80,10 @@ class SkillsScreen(TalonScreen):
             self.reload()
 
     async def load(self) -> None:
+        status = await self.engine.status()
+        self.query_one("#skills-runtime", Static).update(
+            runtime_line(status.docker_runtime, status.docker_available)
+        )
         self.skills = await self.engine.list_skills()
         rows = []
         for s in self.skills:
