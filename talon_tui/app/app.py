@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from time import monotonic
 from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from talon_tui.engine import ids
 from talon_tui.engine.api import BusMessage, EngineAPI
@@ -40,12 +42,14 @@ SCREENS: dict[str, tuple[str, str | None]] = {
     "sessions": ("sessions table: create, close, agent keys", None),
     "approvals": ("queue of intents waiting for an operator", None),
     "audit": ("the whole audit log, live, with chain verification", None),
-    "replay": ("step through a recorded run without executing", "run id (optional)"),
+    "replay": ("step through a recorded run, nothing executes", "run id, optional"),
     "skills": ("registered skills and their signatures", None),
     "session": ("one session: runs, policy, audit, agents", "session id"),
     "policy": ("edit a session's policy", "session id"),
+    "quit": ("leave the console (ctrl+q)", None),
 }
 TOP_LEVEL = ("dashboard", "sessions", "approvals", "audit", "replay", "skills")
+APPROVAL_TOAST_S = 8.0  # how long an approval toast stays; later requests are folded into one
 
 
 class TalonApp(App[None]):
@@ -53,6 +57,12 @@ class TalonApp(App[None]):
 
     TITLE = "Talon"
     CSS_PATH = "app.tcss"
+    # Screens get -narrow/-wide and -short/-tall classes so every .tcss can fit 80x24.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {
         SessionCommands,
@@ -65,12 +75,13 @@ class TalonApp(App[None]):
         Binding(":", "jump", "jump", id="app.jump", tooltip="Jump to a screen by name"),
         Binding("question_mark", "help", "keys", id="app.help", tooltip="Keys of this screen"),
         Binding("escape", "go_back", "back", id="app.back", tooltip="Back to the previous screen"),
-        Binding("1", "go('dashboard')", "dash", id="app.dashboard", show=False),
+        Binding("1", "go('dashboard')", "dashboard", id="app.dashboard", show=False),
         Binding("2", "go('sessions')", "sessions", id="app.sessions", show=False),
         Binding("3", "go('approvals')", "approvals", id="app.approvals", show=False),
         Binding("4", "go('audit')", "audit", id="app.audit", show=False),
         Binding("5", "go('skills')", "skills", id="app.skills", show=False),
-        Binding("r", "go('replay')", "replay", id="app.replay", tooltip="Replay a run"),
+        # from anywhere; shown in the dashboard's footer and in `?` (the footer is narrow)
+        Binding("r", "go('replay')", "replay", id="app.replay", show=False, tooltip="Replay a run"),
     ]
 
     def __init__(
@@ -95,6 +106,9 @@ class TalonApp(App[None]):
         self.refresh_interval = 0.3  # seconds between screen reloads under a stream of events
         self.pending_approvals = 0
         self.mode_label = "read-only" if readonly else ""
+        self.approval_toasts = 0  # approval toasts shown, for tests
+        self._toast_until = 0.0  # monotonic time the current approval toast goes away
+        self._unannounced = 0  # approvals requested while a toast was up
 
     # ------------------------------------------------------------------ start-up
 
@@ -111,6 +125,21 @@ class TalonApp(App[None]):
     async def on_unmount(self) -> None:
         if self.shutdown is not None:
             await self.shutdown()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A service (the demo agents) that fails tells the operator instead of vanishing."""
+        worker = event.worker
+        if worker.group == "services" and event.state == WorkerState.ERROR:
+            error = worker.error
+            while isinstance(error, BaseExceptionGroup) and error.exceptions:
+                error = error.exceptions[0]
+            self.notify(
+                str(error),
+                title="Background service stopped",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
 
     def _install_themes(self) -> None:
         loaded = load_themes()
@@ -168,19 +197,40 @@ class TalonApp(App[None]):
         if action == "requested":
             self.pending_approvals += 1
             if not self.readonly:
-                tool = safe_plain(approval.get("tool"), 30)
-                subject = safe_plain(approval.get("subject"), 30)
-                target = safe_plain(intent_target(approval.get("params")), 60)
-                self.notify(
-                    f"{tool} {target}\nagent {subject} — press 3 to decide",
-                    title="Approval needed",
-                    severity="warning",
-                    timeout=8,
-                    markup=False,
-                )
+                self._announce_approval(approval)
         elif action in ("decided", "expired"):
             self.pending_approvals = max(0, self.pending_approvals - 1)
         self.sub_title = self._subtitle()
+
+    def _announce_approval(self, approval: dict[str, Any]) -> None:
+        """One toast at a time: the first request is described; requests that arrive while
+        it is up are folded into one "N waiting" toast when it goes away."""
+        now = monotonic()
+        if now < self._toast_until:
+            if not self._unannounced:
+                self.set_timer(self._toast_until - now, self._announce_waiting)
+            self._unannounced += 1
+            return
+        tool = safe_plain(approval.get("tool"), 30)
+        subject = safe_plain(approval.get("subject"), 30)
+        target = safe_plain(intent_target(approval.get("params")), 60)
+        self._toast(f"{tool} {target}\nfrom {subject} — press 3 to decide", "Approval needed")
+
+    def _announce_waiting(self) -> None:
+        self._unannounced = 0
+        if self.pending_approvals:
+            n = self.pending_approvals
+            self._toast(
+                f"{n} intent{'s' if n != 1 else ''} waiting — press 3 to decide",
+                "Approvals waiting",
+            )
+
+    def _toast(self, message: str, title: str) -> None:
+        self._toast_until = monotonic() + APPROVAL_TOAST_S
+        self.approval_toasts += 1
+        self.notify(
+            message, title=title, severity="warning", timeout=APPROVAL_TOAST_S, markup=False
+        )
 
     # ------------------------------------------------------------------ navigation
 
@@ -204,8 +254,12 @@ class TalonApp(App[None]):
             return ReplayScreen(self.engine, arg)
         session_id = arg or getattr(self.screen, "session_id", None)
         if name in ("session", "policy") and not session_id:
-            self.notify(f"{name} needs a session id, e.g. :{name} sess_…", severity="warning")
-            return None
+            self.notify(
+                f"pick a session and press {'enter' if name == 'session' else 'e'}",
+                title=f":{name} needs a session",
+                markup=False,
+            )
+            return SessionsScreen(self.engine)
         if name == "session":
             from .screens.session_detail import SessionDetailScreen
 
@@ -220,10 +274,13 @@ class TalonApp(App[None]):
     async def go(self, name: str, arg: str | None = None) -> None:
         """Open a screen: top-level views replace the view stack above the dashboard (k9s),
         detail views stack on top so `esc` returns to where the operator was."""
+        if name == "quit":
+            self.exit()
+            return
         screen = self.make_screen(name, arg)
         if screen is None:
             return
-        if name in TOP_LEVEL:
+        if name in TOP_LEVEL or isinstance(screen, SessionsScreen):
             while len(self.screen_stack) > 2:
                 await self.pop_screen()
             if name == "dashboard" and isinstance(self.screen, DashboardScreen):

@@ -13,6 +13,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from .screens.session_forms import SAMPLE_POLICIES, read_policy_file
 
 KEYS_FILE = "demo-agents.json"
 MAX_WAITING = 2  # approval-needing intents one demo agent keeps open at once
+FIRST_PACE = 0.05  # seconds between intents of the first round: traffic on screen at once
+RECONNECT_S = 0.5  # wait before reconnecting after the pipe refused or dropped an agent
 
 
 @dataclass(frozen=True)
@@ -148,14 +151,14 @@ class DemoAgent:
             try:
                 client = await AsyncAgentClient.connect(self.key, socket_path=self.socket_path)
             except (ClientError, OSError):
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(RECONNECT_S)
                 continue
             try:
                 while True:
-                    await self.round(client, pace=0.3 if first else self.pace)
+                    await self.round(client, pace=FIRST_PACE if first else self.pace)
                     first = False
             except (ClientError, OSError):
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(RECONNECT_S)
             finally:
                 with contextlib.suppress(ClientError, OSError):
                     await client.close()
@@ -182,13 +185,27 @@ class DemoAgent:
             await call
 
 
-async def demo_services(
-    api: EngineAPI, data_dir: Path, pace: float = 1.5
-) -> list[Callable[[], Awaitable[None]]]:
-    """Prepare the demo data dir and return one long-running service per demo agent."""
+async def run_demo(api: EngineAPI, data_dir: Path, pace: float = 1.5) -> None:
+    """Prepare the demo data dir, then run every demo agent until cancelled.
+
+    Runs as a console service (a worker), so the dashboard is on screen while the sessions are
+    created; each agent connects as soon as its session exists.
+    """
     try:
         agents = await prepare_demo(api, data_dir)
     except TalonError as exc:
         raise TalonError(f"cannot prepare the demo data dir {data_dir}: {exc}") from exc
     socket_path = DataDir(data_dir).socket_path
-    return [DemoAgent(socket_path, key, spec, pace).run_forever for key, spec in agents.values()]
+    async with asyncio.TaskGroup() as group:
+        for key, spec in agents.values():
+            group.create_task(DemoAgent(socket_path, key, spec, pace).run_forever())
+
+
+async def demo_services(
+    api: EngineAPI, data_dir: Path, pace: float = 1.5
+) -> list[Callable[[], Awaitable[None]]]:
+    """The demo as console services: one that prepares the data dir and runs the agents.
+
+    Nothing is prepared here, so the console opens at once; a failure is shown in the console.
+    """
+    return [partial(run_demo, api, data_dir, pace)]

@@ -56,7 +56,8 @@ class ApprovalsScreen(TalonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for col in ("session", "agent", "tool", "params", "origin", "age", "left"):
+        # the countdown before the target is cut: at 80 columns agent and origin go off the edge
+        for col in ("session", "tool", "params", "left", "age", "agent", "origin"):
             table.add_column(col, key=col)
         table.focus()
         self.set_interval(1.0, self._tick)
@@ -78,19 +79,22 @@ class ApprovalsScreen(TalonScreen):
 
     def _show(self) -> None:
         rows = []
+        narrow = self.has_class("-narrow")
         for a in self.approvals:
             age, left = self._timing(a)
             rows.append(
                 (
                     a.approval_id,
                     (
-                        safe_text(self.labels.get(a.session_id, a.session_id), 20),
-                        safe_text(a.subject, 18),
+                        safe_text(
+                            self.labels.get(a.session_id, a.session_id), 16 if narrow else 20
+                        ),
                         safe_text(a.tool, 12),
-                        safe_text(intent_target(a.params) or a.params, 40),
-                        safe_text(a.origin, 8),
-                        age,
+                        safe_text(intent_target(a.params) or a.params, 24 if narrow else 40),
                         left,
+                        age,
+                        safe_text(a.subject, 18),
+                        safe_text(a.origin, 8),
                     ),
                 )
             )
@@ -104,8 +108,11 @@ class ApprovalsScreen(TalonScreen):
                 )
             )
         else:
-            hint.update(Text("Nothing is waiting for approval.", style="italic"))
+            hint.update(
+                Text("Nothing is waiting for approval. New requests appear here.", "italic")
+            )
         self._show_detail()
+        self.refresh_bindings()
 
     def _tick(self) -> None:
         table = self.query_one(DataTable)
@@ -126,12 +133,12 @@ class ApprovalsScreen(TalonScreen):
         if a is None:
             body.update("")
             return
-        text = Text.assemble(decision_badge("APPROVAL"), " ", (a.approval_id, "dim"), "\n")
-        text.append_text(labelled("session", self.labels.get(a.session_id, a.session_id), 80))
-        text.append(f"  ({a.session_id})\n", style="dim")
-        text.append_text(labelled("agent", a.subject, 80))
-        text.append("\n")
+        text = Text.assemble(decision_badge("APPROVAL"), " ")
+        text.append_text(labelled("session", self.labels.get(a.session_id, a.session_id), 40))
+        text.append(f"  {a.session_id}\n", style="dim")
         text.append_text(labelled("tool", a.tool, 40))
+        text.append("   ")
+        text.append_text(labelled("agent", a.subject, 60))
         text.append("   ")
         text.append_text(labelled("origin", a.origin, 20))
         text.append("\n")
@@ -142,10 +149,17 @@ class ApprovalsScreen(TalonScreen):
         for key, value in sorted(a.params.items()):
             text.append("\n  ")
             text.append_text(labelled(safe_text(key, 40).plain, value, PARAM_MAX))
+        text.append(f"\nid {a.approval_id}", style="dim")
         body.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and action in self.CHANGING and not self.approvals:
+            return None  # shown dimmed: nothing to decide on
+        return allowed
 
     # ------------------------------------------------------------------ decisions
 

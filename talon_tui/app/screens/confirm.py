@@ -18,17 +18,7 @@ class ConfirmScreen(ModalScreen[bool]):
     `body` may carry agent data: pass it as `Text` built with `safe_text`, never as a str.
     """
 
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
-        width: 80%; max-width: 100; height: auto; max-height: 90%;
-        border: thick $warning; background: $surface; padding: 1 2;
-    }
-    ConfirmScreen #confirm-title { text-style: bold; color: $warning; margin-bottom: 1; }
-    ConfirmScreen VerticalScroll { height: auto; max-height: 20; }
-    ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    ConfirmScreen Button { margin-left: 2; }
-    """
+    CSS_PATH = "confirm.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "yes", id="confirm.yes", tooltip="Do it"),
         Binding("n", "answer(False)", "no", id="confirm.no", tooltip="Leave things as they are"),

@@ -31,9 +31,19 @@ class DashboardScreen(TalonScreen):
         Binding("s", "app.go('sessions')", "sessions", id="dashboard.sessions"),
         Binding("a", "app.go('approvals')", "approvals", id="dashboard.approvals"),
         Binding("u", "app.go('audit')", "audit", id="dashboard.audit"),
-        Binding("k", "app.go('skills')", "skills", id="dashboard.skills"),
-        Binding("v", "verify", "verify chain", id="dashboard.verify", tooltip="Verify the log"),
-        Binding("enter", "open_run", "open run", id="dashboard.open_run", show=False),
+        # hidden to keep the footer within 80 columns: also on 5 and :skills, listed by `?`
+        Binding("k", "app.go('skills')", "skills", id="dashboard.skills", show=False),
+        Binding("v", "verify", "verify", id="dashboard.verify", tooltip="Verify the audit chain"),
+        Binding("r", "app.go('replay')", "replay", id="dashboard.replay", tooltip="Replay a run"),
+        # priority: the DataTable's own (hidden) enter would hide this one from the footer
+        Binding(
+            "enter",
+            "open_run",
+            "open run",
+            id="dashboard.open_run",
+            priority=True,
+            tooltip="The steps of the selected run or of the run a denial belongs to",
+        ),
     ]
 
     def __init__(self, engine) -> None:
@@ -55,18 +65,33 @@ class DashboardScreen(TalonScreen):
             yield DecisionSparkline(self.now, id="spark")
         with Horizontal(id="tables"):
             with Vertical(id="runs-box"):
-                yield Static("Running runs", classes="box-title")
                 yield DataTable(cursor_type="row", id="running")
             with Vertical(id="denials-box"):
-                yield Static("Latest denials", classes="box-title")
                 yield DataTable(cursor_type="row", id="denials")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#spark-box").border_title = "Decisions per minute"
-        self.query_one("#running", DataTable).add_columns("run", "session", "steps", "started")
+        self.query_one("#runs-box").border_title = "Running runs"
+        self.query_one("#denials-box").border_title = "Latest denials"
+        self.query_one("#running", DataTable).add_columns("session", "steps", "age", "run")
         self.query_one("#denials", DataTable).add_columns("time", "tool", "target", "reason")
+        for tile in self.query(".tile"):
+            tile.update(Text("…", style="dim"))
         super().on_mount()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_run":
+            table = self.focused
+            return (
+                isinstance(table, DataTable)
+                and table.id in ("running", "denials")
+                and bool(table.row_count)
+            )
+        return super().check_action(action, parameters)
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # "open run" follows the focused table
 
     # ------------------------------------------------------------------ data
 
@@ -137,42 +162,48 @@ class DashboardScreen(TalonScreen):
         st = self.status
         if st is None:
             return
-        self._tile("sessions", "Sessions", f"{st.sessions_open}", f"open / {len(self.sessions)}")
+        self._tile("sessions", "Sessions", st.sessions_open, "open", f"{len(self.sessions)} in all")
         oldest = st.oldest_approval_age_s
-        waiting = f"oldest {human_age(oldest)}" if st.pending_approvals else "none waiting"
         self._tile(
             "approvals",
             "Approvals",
-            f"{st.pending_approvals}",
-            waiting,
+            st.pending_approvals,
+            "waiting",
+            f"oldest {human_age(oldest)}" if st.pending_approvals else "press 3 to see",
             color=APPROVAL_COLOR if st.pending_approvals else None,
         )
-        self._tile("agents", "Agents", f"{st.agents_connected}", "connected")
+        self._tile("agents", "Agents", st.agents_connected, "connected", "on the pipe")
         self._show_chain()
 
     def _show_chain(self) -> None:
         st = self.status
         if st is None:
             return
+        text = Text("Audit chain\n", style="bold", no_wrap=True, overflow="ellipsis", end="")
+        text.append(f"head #{st.audit_head_seq}", style="bold")
         if st.last_checkpoint_seq is not None:
-            signed = f"signed #{st.last_checkpoint_seq} {short_ts(st.last_checkpoint_ts)[11:]}"
-        else:
-            signed = "no signed checkpoint yet"
-        body = Text(f"head #{st.audit_head_seq}\n", style="bold", end="")
-        body.append(signed, style="dim")
+            text.append(f" · signed #{st.last_checkpoint_seq}", style="dim")
+        text.append("\n")
         if self.verify_line is not None:
-            body.append("\n")
-            body.append_text(self.verify_line)
-        self.query_one("#tile-chain", Static).update(Text.assemble(("Audit chain\n", "bold"), body))
+            text.append_text(self.verify_line)
+        elif st.last_checkpoint_seq is not None:
+            text.append(f"signed at {short_ts(st.last_checkpoint_ts)[11:]}", style="dim")
+        else:
+            text.append("no signed checkpoint yet", style="dim")
+        self.query_one("#tile-chain", Static).update(text)
 
-    def _tile(self, name: str, title: str, big: str, small: str, color: str | None = None) -> None:
-        text = Text(f"{title}\n", style="bold", end="")
-        text.append(big, style=f"bold {color}" if color else "bold")
-        text.append(f"  {small}", style="dim")
+    def _tile(
+        self, name: str, title: str, big: int, unit: str, small: str, color: str | None = None
+    ) -> None:
+        """Three lines that fit 11 columns (80x24): title, the number and its unit, a hint."""
+        text = Text(f"{title}\n", style="bold", no_wrap=True, overflow="ellipsis", end="")
+        text.append(str(big), style=f"bold {color}" if color else "bold")
+        text.append(f" {unit}\n")
+        text.append(small, style="dim")
         self.query_one(f"#tile-{name}", Static).update(text)
 
     def _show_running(self, runs: list[RunSummary]) -> None:
-        self._tile("runs", "Running runs", f"{len(runs)}", "in progress")
+        self._tile("runs", "Runs", len(runs), "running", "in progress")
         table = self.query_one("#running", DataTable)
         keep = selected_key(table)
         table.clear()
@@ -180,39 +211,54 @@ class DashboardScreen(TalonScreen):
         for run in runs[:50]:
             label = self.sessions.get(run.session_id or "")
             table.add_row(
-                Text(run.run_id),
-                safe_text(label.label if label else run.session_id or "—", 24),
-                Text(str(run.steps)),
-                Text(f"{human_age(age_seconds(run.started, now))} ago"),
+                safe_text(label.label if label else run.session_id or "—", 18),
+                Text(str(run.steps), justify="right"),
+                Text(human_age(age_seconds(run.started, now))),
+                Text(run.run_id, style="dim"),
                 key=run.run_id,
             )
         if keep is not None and keep in {r.run_id for r in runs[:50]}:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
+        self.refresh_bindings()
 
     def _show_denials(self) -> None:
         table = self.query_one("#denials", DataTable)
+        keep = selected_key(table)
         table.clear()
+        narrow = self.has_class("-narrow")
         for event in reversed(self.denials):
             data = event.get("data") or {}
             table.add_row(
-                Text(short_ts(event.get("ts"))[11:]),
+                Text(short_ts(event.get("ts"))[11:], style=DENY_COLOR),
                 safe_text(data.get("tool"), 14),
-                safe_text(self._targets.get(str(data.get("intent_id")), ""), 28),
-                Text.assemble(decision_badge("DENY"), " ", safe_text(data.get("reason"), 200)),
+                safe_text(self._targets.get(str(data.get("intent_id")), ""), 20 if narrow else 28),
+                safe_text(data.get("reason"), 200),
                 key=str(event.get("seq")),
             )
+        if keep is not None and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        self.refresh_bindings()
 
     # ------------------------------------------------------------------ actions
 
     def action_open_run(self) -> None:
         table = self.focused
-        if not isinstance(table, DataTable) or table.id != "running":
+        if not isinstance(table, DataTable):
             return
-        run_id = selected_key(table)
-        if run_id:
-            from .run_timeline import RunTimelineScreen
+        key = selected_key(table)
+        run_id = key if table.id == "running" else self._denial_run(key)
+        if not run_id:
+            self.notify("that denial belongs to no run", severity="warning")
+            return
+        from .run_timeline import RunTimelineScreen
 
-            self.app.push_screen(RunTimelineScreen(self.engine, run_id))
+        self.app.push_screen(RunTimelineScreen(self.engine, run_id))
+
+    def _denial_run(self, seq: Any) -> str | None:
+        for event in self.denials:
+            if str(event.get("seq")) == seq:
+                return event.get("run_id")
+        return None
 
     @work(exclusive=True, group="verify")
     async def action_verify(self) -> None:

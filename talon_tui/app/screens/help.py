@@ -40,15 +40,7 @@ def binding_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical {
-        width: 90%; max-width: 110; height: 90%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    HelpScreen #help-title { text-style: bold; padding: 0 1; }
-    HelpScreen DataTable { height: 1fr; }
-    """
+    CSS_PATH = "help.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "close", "close", id="help.close"),
     ]
@@ -65,7 +57,7 @@ class HelpScreen(ModalScreen[None]):
                 Text.assemble(
                     ("Keys: ", "bold"),
                     (title, "bold"),
-                    ("   : jump · / filter · ctrl+p palette · esc back", "dim"),
+                    ("   : jump · esc back · ctrl+p palette · ctrl+q quit", "dim"),
                 ),
                 id="help-title",
             )
@@ -74,9 +66,12 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("key", "action", "where", "id")
+        # short columns first so a narrow terminal cuts only the long descriptions and ids
+        table.add_columns("key", "where", "action", "id")
         for key, what, where, ident in self.rows:
-            table.add_row(Text(key, style="bold"), Text(what), Text(where), Text(ident, "dim"))
+            table.add_row(
+                Text(key, style="bold"), Text(where, "dim"), Text(what), Text(ident, "dim")
+            )
         table.focus()
 
     def action_close(self) -> None:

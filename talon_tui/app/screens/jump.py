@@ -17,15 +17,7 @@ from textual.widgets.option_list import Option
 class JumpScreen(ModalScreen[tuple[str, str | None] | None]):
     """Dismisses with `(name, arg)` or None."""
 
-    DEFAULT_CSS = """
-    JumpScreen { align: center top; }
-    JumpScreen > Vertical {
-        width: 80; max-width: 95%; height: auto; margin-top: 3;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    JumpScreen Input, JumpScreen Input:focus { border: none; height: 1; padding: 0 1; }
-    JumpScreen OptionList { height: auto; max-height: 10; border: none; }
-    """
+    CSS_PATH = "jump.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="jump.cancel"),
         Binding("down", "pick_next", show=False, id="jump.next"),

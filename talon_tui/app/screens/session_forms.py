@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
@@ -42,17 +42,7 @@ def read_policy_file(path: Path) -> dict[str, Any]:
 class NewSessionScreen(ModalScreen[dict[str, Any] | None]):
     """Label, workspace and starting policy; dismisses with create_session's arguments."""
 
-    DEFAULT_CSS = """
-    NewSessionScreen { align: center middle; }
-    NewSessionScreen > Vertical {
-        width: 80; max-width: 95%; height: auto; border: thick $primary;
-        background: $surface; padding: 1 2;
-    }
-    NewSessionScreen Label { margin-top: 1; }
-    NewSessionScreen #form-error { color: $error; height: auto; }
-    NewSessionScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    NewSessionScreen Button { margin-left: 2; }
-    """
+    CSS_PATH = "session_forms.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="form.cancel"),
         Binding("ctrl+s", "submit", "create", id="form.submit", tooltip="Create the session"),
@@ -64,7 +54,7 @@ class NewSessionScreen(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         options = [(EMPTY_POLICY, "")] + [(p.stem, str(p)) for p in self.policy_files]
-        with Vertical():
+        with VerticalScroll(id="new-session-form"):
             yield Static(Text("New session", style="bold"))
             yield Label("Label")
             yield Input(placeholder="e.g. research-agent", id="label", max_length=200)
@@ -126,14 +116,7 @@ class NewSessionScreen(ModalScreen[dict[str, Any] | None]):
 class AgentKeyScreen(ModalScreen[None]):
     """Shows a new agent key once; `c` copies it to the clipboard."""
 
-    DEFAULT_CSS = """
-    AgentKeyScreen { align: center middle; }
-    AgentKeyScreen > Vertical {
-        width: 90; max-width: 95%; height: auto; border: thick $success;
-        background: $surface; padding: 1 2;
-    }
-    AgentKeyScreen #key { background: $panel; padding: 1; margin: 1 0; text-style: bold; }
-    """
+    CSS_PATH = "session_forms.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "copy key", id="key.copy", tooltip="Copy the key to the clipboard"),
         Binding("escape,enter", "close", "done", id="key.close"),
@@ -147,12 +130,12 @@ class AgentKeyScreen(ModalScreen[None]):
         self.reissued = reissued
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="agent-key"):
             title = Text("Agent key for ", style="bold", end="")
             title.append_text(safe_text(self.label, 40, style="bold"))
             title.append(f"  ({self.session_id})", style="dim")
             yield Static(title)
-            yield Static(safe_text(self.key, 400), id="key")
+            yield Static(safe_text(self.key, 400, multiline=True), id="key")  # wraps, whole
             note = "Shown once: Talon keeps only its hash. Copy it now (c)."
             if self.reissued:
                 note += " The previous key no longer works."

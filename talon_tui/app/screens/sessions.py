@@ -26,7 +26,15 @@ class SessionsScreen(TalonScreen):
     CHANGING = frozenset({"new_session", "close_session", "reissue_key"})
     RELOAD_ON = frozenset({"run", "agent", "missed"})
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "open", id="sessions.open", tooltip="Runs, policy, audit, agents"),
+        # priority: the DataTable's own (hidden) enter would hide this one from the footer
+        Binding(
+            "enter",
+            "open",
+            "open",
+            id="sessions.open",
+            priority=True,
+            tooltip="Runs, policy, audit, agents",
+        ),
         Binding("n", "new_session", "new", id="sessions.new", tooltip="Create a session"),
         Binding("e", "edit_policy", "policy", id="sessions.policy", tooltip="Edit its policy"),
         Binding("c", "close_session", "close", id="sessions.close", tooltip="Close (confirms)"),
@@ -53,15 +61,24 @@ class SessionsScreen(TalonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("id", key="id")
+        # what tells sessions apart first; the long id and workspace last (also in the detail)
         table.add_column("label", key="label")
         table.add_column("status", key="status")
-        table.add_column("workspace", key="workspace")
         table.add_column("runs", key="runs")
         table.add_column("agents", key="agents")
         table.add_column("last activity", key="last")
+        table.add_column("workspace", key="workspace")
+        table.add_column("id", key="id")
         table.focus()
         super().on_mount()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open":
+            return self.focused is self.query_one(DataTable) and self.selected() is not None
+        return super().check_action(action, parameters)
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # enter opens a session only from the table
 
     async def load(self) -> None:
         self.sessions = await self.engine.list_sessions()
@@ -81,26 +98,31 @@ class SessionsScreen(TalonScreen):
                 (
                     s.id,
                     (
-                        Text(s.id),
                         safe_text(s.label, 28),
                         status_badge(s.status),
-                        safe_text(s.workspace, 36),
                         Text(str(s.runs), justify="right"),
                         Text(str(s.agents_connected), justify="right"),
                         Text(f"{human_age(age_seconds(last, now))} ago" if last else "—"),
+                        safe_text(s.workspace, 36),
+                        Text(s.id, style="dim"),
                     ),
                 )
             )
         fill_table(self.query_one(DataTable), rows)
         self._show_detail()
+        self.refresh_bindings()
 
     def _show_detail(self) -> None:
         session = self.selected()
         detail = self.query_one("#session-detail", Static)
         if session is None:
-            detail.update(Text("No sessions yet. Press n to create one.", style="italic"))
+            if self.sessions:
+                detail.update(Text("No session matches the filter (esc clears it).", "italic"))
+            else:
+                detail.update(Text("No sessions yet. Press n to create one.", style="italic"))
             return
         text = labelled("label", session.label, 300)
+        text.append(f"  {session.id}", style="dim")
         text.append("\n")
         text.append_text(labelled("workspace", session.workspace, 300))
         text.append(f"\ncreated {session.created}", style="dim")

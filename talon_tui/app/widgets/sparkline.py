@@ -46,7 +46,8 @@ def bars(values: list[int]) -> str:
 
 
 class DecisionSparkline(Widget):
-    """Counts policy decisions per minute and draws the last N minutes, newest on the right."""
+    """Counts policy decisions per minute and draws as many minutes as fit (up to
+    KEEP_MINUTES), newest on the right edge."""
 
     DEFAULT_CSS = """
     DecisionSparkline { height: 3; }
@@ -65,6 +66,10 @@ class DecisionSparkline(Widget):
         self._counts[decision][minute_of(dt)] += 1
         self.refresh()
 
+    def total(self) -> int:
+        """Decisions counted so far (all series)."""
+        return sum(sum(c.values()) for c in self._counts.values())
+
     def clear(self) -> None:
         for c in self._counts.values():
             c.clear()
@@ -78,7 +83,7 @@ class DecisionSparkline(Widget):
 
     def render(self) -> Text:
         label_w = 18
-        minutes = max(5, min(60, self.size.width - label_w - 1))
+        minutes = max(5, min(KEEP_MINUTES, self.size.width - label_w))
         text = Text(no_wrap=True, end="")
         for i, (decision, name, color) in enumerate(SERIES):
             values = self.series(decision, minutes)
