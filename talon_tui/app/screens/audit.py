@@ -125,14 +125,20 @@ class AuditScreen(TalonScreen):
     RELOAD_ON: ClassVar[frozenset[str]] = frozenset({"missed"})
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "filter", id="audit.filter", tooltip="Filter the log"),
-        Binding("v", "verify", "verify chain", id="audit.verify", tooltip="Check every hash"),
+        Binding("v", "verify", "verify", id="audit.verify", tooltip="Verify the whole chain"),
         Binding(
             "d", "cycle_decision", "decision", id="audit.decision", tooltip="Filter ALLOW/DENY"
         ),
-        Binding("s", "same('session_id')", "this session", id="audit.same_session"),
-        Binding("n", "same('run_id')", "this run", id="audit.same_run"),
-        Binding("t", "same('type')", "this type", id="audit.same_type"),
-        Binding("c", "clear_filter", "clear filter", id="audit.clear", tooltip="Show everything"),
+        Binding(
+            "s",
+            "same('session_id')",
+            "session",
+            id="audit.same_session",
+            tooltip="Only this session",
+        ),
+        Binding("n", "same('run_id')", "run", id="audit.same_run", tooltip="Only this run"),
+        Binding("t", "same('type')", "type", id="audit.same_type", tooltip="Only this event type"),
+        Binding("c", "clear_filter", "clear", id="audit.clear", tooltip="Show everything"),
     ]
 
     def __init__(

@@ -53,13 +53,20 @@ class PolicyEditorScreen(TalonScreen):
         Binding("a", "add", "add", id="policy.add", tooltip="Add an override"),
         Binding("e", "edit", "edit", id="policy.edit", tooltip="Edit the selected override"),
         Binding("v", "view", "view", id="policy.view", tooltip="Show the selected override"),
-        Binding("d", "delete", "delete", id="policy.delete", tooltip="Delete (asks first)"),
-        Binding("space", "toggle", "on/off", id="policy.toggle", tooltip="Enable or disable"),
+        Binding("d", "delete", "del", id="policy.delete", tooltip="Delete (asks first)"),
+        Binding(
+            "space",
+            "toggle",
+            "on/off",
+            id="policy.toggle",
+            tooltip="Enable or disable",
+            key_display="␣",
+        ),
         Binding("t", "tighten", "tighten", id="policy.tighten", tooltip="Apply the advice"),
         Binding("s", "simulate", "simulate", id="policy.simulate", tooltip="What would change"),
         Binding("ctrl+s", "save", "save", id="policy.save", tooltip="Show the diff, then save"),
         Binding("u", "revert", "revert", id="policy.revert", tooltip="Drop unsaved changes"),
-        Binding("escape", "back", "back", id="policy.back", tooltip="Leave the editor"),
+        Binding("escape", "back", "back", id="policy.back", tooltip="Leave the editor", show=False),
         *TalonScreen.BINDINGS,
     ]
 

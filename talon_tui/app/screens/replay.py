@@ -136,10 +136,14 @@ class ReplayScreen(TalonScreen):
         Binding(
             "left,k", "step(-1)", "prev", id="replay.prev", tooltip="Previous step", priority=True
         ),
-        Binding("space", "play", "play/pause", id="replay.play", tooltip="Step on a timer"),
-        Binding("t", "jump_type", "jump to type", id="replay.type", tooltip="Next step of a type"),
+        Binding(
+            "space", "play", "play", id="replay.play", tooltip="Play or pause: step on a timer"
+        ),
+        Binding(
+            "t", "jump_type", "type", id="replay.type", tooltip="Jump to the next step of a type"
+        ),
         Binding("w", "what_if", "what if", id="replay.what_if", tooltip="Another policy"),
-        Binding("o", "choose_run", "other run", id="replay.choose", tooltip="Choose another run"),
+        Binding("o", "choose_run", "runs", id="replay.choose", tooltip="Choose another run"),
     ]
 
     def __init__(self, engine: EngineAPI, run_id: str | None = None) -> None:

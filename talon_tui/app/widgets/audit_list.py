@@ -68,9 +68,18 @@ class AuditList(ScrollView, can_focus=True):
         Binding("down,j", "cursor(1)", "down", id="audit_list.down", show=False),
         Binding("pageup", "page(-1)", "page up", id="audit_list.page_up", show=False),
         Binding("pagedown", "page(1)", "page down", id="audit_list.page_down", show=False),
-        Binding("g,home", "top", "top", id="audit_list.top", tooltip="First event"),
-        Binding("G,end", "bottom", "end", id="audit_list.bottom", tooltip="Last event; follow"),
-        Binding("enter", "open", "event JSON", id="audit_list.open", tooltip="Full event"),
+        Binding("g,home", "top", "top", id="audit_list.top", tooltip="First event", show=False),
+        Binding(
+            "G,end",
+            "bottom",
+            "end",
+            id="audit_list.bottom",
+            tooltip="Last event; follow",
+            show=False,
+        ),
+        Binding(
+            "enter", "open", "JSON", id="audit_list.open", tooltip="The full event with its hashes"
+        ),
     ]
 
     cursor: reactive[int] = reactive(0, always_update=True, init=False)

@@ -128,8 +128,10 @@ class RunsList(ScrollView, can_focus=True):
         Binding("down,j", "cursor(1)", "down", id="runs_list.down", show=False),
         Binding("pageup", "page(-1)", "page up", id="runs_list.page_up", show=False),
         Binding("pagedown", "page(1)", "page down", id="runs_list.page_down", show=False),
-        Binding("g,home", "top", "top", id="runs_list.top", tooltip="Newest run"),
-        Binding("G,end", "bottom", "oldest", id="runs_list.bottom", tooltip="Oldest run"),
+        Binding("g,home", "top", "top", id="runs_list.top", tooltip="Newest run", show=False),
+        Binding(
+            "G,end", "bottom", "oldest", id="runs_list.bottom", tooltip="Oldest run", show=False
+        ),
         Binding("enter", "open", "open run", id="runs_list.open", tooltip="Step timeline"),
     ]
 
