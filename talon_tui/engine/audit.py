@@ -15,7 +15,8 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,7 +41,7 @@ from .audit_index import (
     split_hash,
 )
 from .audit_verify import CHECKPOINT_TYPE, checkpoint_message, key_id, verify_log
-from .canon import check_canonical
+from .canon import MAX_SAFE_INT, check_canonical
 from .models import AUDIT_EVENT_TYPES
 from .paths import write_private
 
@@ -69,6 +70,10 @@ _TAIL_BLOCK = 1 << 16
 _KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
 
 
+def _evt_id() -> str:
+    return ids.new_id("evt")
+
+
 class AuditHead(NamedTuple):
     """The newest event written: its seq (-1 for an empty log) and hash."""
 
@@ -87,9 +92,69 @@ def encode_event(event: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _encode_checked(event: dict[str, Any]) -> tuple[bytes, str]:
-    body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    body = orjson.dumps(event, option=_ORJSON_OPTS)
     h = "sha256:" + hashlib.sha256(event["prev_hash"].encode() + body).hexdigest()
     return body[:-1] + b',"hash":"' + h.encode() + b'"}\n', h
+
+
+#: sorted keys; a subclass of str/int/dict/list is handed to `default` (none: refused), so
+#: orjson itself refuses non-str and str-subclass keys and lone surrogates (see `_types_ok`)
+_ORJSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_NOW_ISO, _UTCNOW, _ISO, _NEW_ID = ids.now_iso, ids.utcnow, ids.iso, ids.new_id
+
+#: one event to write: (type, session_id, run_id, data)
+EventSpec = tuple[str, "str | None", "str | None", "dict[str, Any] | None"]
+
+
+def _types_ok(value: Any) -> bool:
+    """The part of `check_canonical` orjson does not do: every value is exactly a str, bool,
+    None, int within +/-2**53, list, tuple or dict (no float, no subclass, no other type).
+
+    No paths are built and strings are not re-encoded: dict keys that are not exactly str and
+    strings with lone surrogates make orjson refuse the event (`_ORJSON_OPTS`), and then the
+    full `check_canonical` runs to name the problem. False sends the value there too.
+    """
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            extend(v.values())
+        elif t is str or v is None or t is bool:
+            continue
+        elif t is int:
+            if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+                return False
+        elif t is list or t is tuple:
+            extend(v)
+        else:
+            return False
+    return True
+
+
+def _check_event(type: str, session_id: Any, run_id: Any, data: Any) -> None:
+    """What `append` refuses before anything is written (NotCanonical names the value)."""
+    if type not in _KNOWN_TYPES:
+        raise UnknownEventType(f"unknown audit event type {type!r}")
+    if type == CHECKPOINT_TYPE:
+        raise AuditError("audit.checkpoint events are written and signed by the log itself")
+    if not _types_ok(data):
+        check_canonical(data, "$.data")
+    for name, value in (("session_id", session_id), ("run_id", run_id)):
+        if value is not None and value.__class__ is not str:
+            raise AuditError(f"{name} must be a string or None, not {value!r}")
+
+
+def _explain(exc: orjson.JSONEncodeError, spec: EventSpec) -> BaseException:
+    """orjson refused an event `_check_event` let through: the precise NotCanonical if the
+    full check finds one (a lone surrogate, a key that is not exactly a str), else orjson's."""
+    _type, session_id, run_id, data = spec
+    check_canonical(data, "$.data")
+    for name, value in (("session_id", session_id), ("run_id", run_id)):
+        if value is not None:
+            check_canonical(value, f"$.{name}")
+    return exc
 
 
 class AuditLog:
@@ -124,6 +189,8 @@ class AuditLog:
         self._failed: str | None = None
         self._last_type: str | None = None
         self._since_checkpoint = 0
+        self._ts_sec = -1  # the second `_ts_prefix` formats
+        self._ts_prefix = ""
         self._listeners: list[Listener] = []
         self.last_checkpoint: dict[str, Any] | None = None
         self.recovered: dict[str, Any] | None = None
@@ -261,22 +328,22 @@ class AuditLog:
         data: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write one event (not yet durable: call `sync()` before acknowledging it)."""
-        if type not in _KNOWN_TYPES:
-            raise UnknownEventType(f"unknown audit event type {type!r}")
-        if type == CHECKPOINT_TYPE:
-            raise AuditError("audit.checkpoint events are written and signed by the log itself")
-        data = {} if data is None else data
-        check_canonical(data, "$.data")
-        for name, value in (("session_id", session_id), ("run_id", run_id)):
-            if value is not None:
-                if value.__class__ is not str:
-                    raise AuditError(f"{name} must be a string or None, not {value!r}")
-                check_canonical(value, f"$.{name}")
+        return self.append_many(((type, session_id, run_id, data),))[0]
+
+    def append_many(self, specs: Iterable[EventSpec]) -> list[dict[str, Any]]:
+        """Write several events, in order, as consecutive seqs (not yet durable: call `sync()`
+        before acknowledging them): each is checked and hashed as `append` would, then all go
+        to the file in one `os.write` under one lock acquisition. The lines are byte for byte
+        what one `append` per event writes (a checkpoint falls due inside the batch: it is
+        written at its seq). All or nothing: an event that is refused writes none of them.
+        Returns the written events (without checkpoints)."""
+        items = [(t, sid, rid, {} if data is None else data) for t, sid, rid, data in specs]
+        for item in items:
+            _check_event(*item)
+        if not items:
+            return []
         with self._lock:
-            event = self._write(type, session_id, run_id, data)
-            if self._since_checkpoint >= self.checkpoint_every:
-                self._write_checkpoint()
-        return event
+            return self._emit(items)
 
     def append_durable(
         self,
@@ -290,63 +357,127 @@ class AuditLog:
         self.sync()
         return event
 
-    def _write(
-        self, type: str, session_id: str | None, run_id: str | None, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _now(self) -> str:
+        """`ids.now_iso()`, formatting the date and time only when the second changes (the
+        real time of each call, to the microsecond). Uses ids' own functions when they are
+        replaced (tests freeze the clock that way)."""
+        if ids.now_iso is not _NOW_ISO or ids.utcnow is not _UTCNOW or ids.iso is not _ISO:
+            return ids.now_iso()
+        us = time.time_ns() // 1000
+        sec, frac = divmod(us, 1_000_000)
+        if sec != self._ts_sec:
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+            self._ts_sec = sec
+        return f"{self._ts_prefix}{frac:06d}Z"
+
+    def _emit(self, items: list[EventSpec], *, checkpoint: bool = False) -> list[dict[str, Any]]:
+        """Under the lock: encode `items` and each checkpoint falling due among them (with
+        `checkpoint`, one after the last item; `close` passes no items), write all the lines
+        with one `os.write`, then advance the chain, tell the listeners in order and, after a
+        checkpoint, sync and replace HEAD. Returns the events of `items`."""
         if self._fd is None:
             raise AuditClosed(f"audit log {self.path} is not open")
         if self._failed is not None:
             raise AuditWriteError(f"audit log refuses appends after a failed write: {self._failed}")
-        event: dict[str, Any] = {
-            "seq": self._written,
-            "event_id": ids.new_id("evt"),
-            "ts": ids.now_iso(),
-            "session_id": session_id,
-            "run_id": run_id,
-            "type": type,
-            "data": data,
-            "prev_hash": self._prev,
-        }
-        # data was checked by append(); the envelope fields are ours and typed
-        line, h = _encode_checked(event)
+        seq, prev, since = self._written, self._prev, self._since_checkpoint
+        every = self.checkpoint_every
+        if ids.new_id is _NEW_ID:  # one random draw for every event id of the batch
+            count = len(items) + (since + len(items)) // every + 1
+            pool = os.urandom(8 * count).hex()
+            next_id = iter(["evt_" + pool[i : i + 16] for i in range(0, 16 * count, 16)]).__next__
+        else:
+            next_id = _evt_id
+        lines: list[bytes] = []
+        written: list[dict[str, Any]] = []
+        last_cp: dict[str, Any] | None = None
+        for n, spec in enumerate(items):
+            etype, session_id, run_id, data = spec
+            event = {
+                "seq": seq,
+                "event_id": next_id(),
+                "ts": self._now(),
+                "session_id": session_id,
+                "run_id": run_id,
+                "type": etype,
+                "data": data,
+                "prev_hash": prev,
+            }
+            try:
+                line, prev = _encode_checked(event)
+            except orjson.JSONEncodeError as exc:
+                raise _explain(exc, spec) from None
+            event["hash"] = prev
+            lines.append(line)
+            written.append(event)
+            seq += 1
+            since += 1
+            if since < every and not (checkpoint and n == len(items) - 1):
+                continue
+            last_cp = self._checkpoint_event(seq, prev, next_id())
+            line, prev = _encode_checked(last_cp)
+            last_cp["hash"] = prev
+            lines.append(line)
+            written.append(last_cp)
+            seq += 1
+            since = 0
+        mine = [e for e in written if e["type"] != CHECKPOINT_TYPE] if last_cp else written
+        if checkpoint and not items:
+            last_cp = self._checkpoint_event(seq, prev, next_id())
+            line, prev = _encode_checked(last_cp)
+            last_cp["hash"] = prev
+            lines.append(line)
+            written.append(last_cp)
+            seq += 1
+            since = 0
         try:
-            view = memoryview(line)
+            view = memoryview(b"".join(lines))
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
         except OSError as exc:
             self._failed = f"{exc.strerror} writing {self.path}"
             raise AuditWriteError(f"cannot write the audit log: {self._failed}") from exc
-        event["hash"] = h
-        self._written += 1
-        self._prev = h
-        self._last_type = type
-        self._since_checkpoint = 0 if type == CHECKPOINT_TYPE else self._since_checkpoint + 1
-        for fn in list(self._listeners):
-            try:
-                fn(event)
-            except Exception:  # a broken listener must never stop auditing
-                log.exception("audit listener %r failed on event %d", fn, event["seq"])
-        return event
+        self._written, self._prev, self._since_checkpoint = seq, prev, since
+        self._last_type = written[-1]["type"]
+        listeners = self._listeners
+        if listeners:
+            for event in written:
+                for fn in list(listeners):
+                    try:
+                        fn(event)
+                    except Exception:  # a broken listener must never stop auditing
+                        log.exception("audit listener %r failed on event %d", fn, event["seq"])
+        if last_cp is not None:
+            self.sync()  # HEAD must never name an event that is not on disk
+            write_private(
+                self.head_path, orjson.dumps(last_cp, option=orjson.OPT_SORT_KEYS) + b"\n"
+            )
+            self.last_checkpoint = last_cp
+        return mine
 
-    def _write_checkpoint(self) -> dict[str, Any]:
-        seq, h = self._written - 1, self._prev
-        sig = self._key.sign(checkpoint_message(seq, h))
-        event = self._write(
-            CHECKPOINT_TYPE,
-            None,
-            None,
-            {
-                "checkpoint_seq": seq,
-                "checkpoint_hash": h,
+    def _checkpoint_event(self, seq: int, prev: str, event_id: str) -> dict[str, Any]:
+        """The `audit.checkpoint` at `seq`, signing {seq, hash} of the event before it."""
+        sig = self._key.sign(checkpoint_message(seq - 1, prev))
+        return {
+            "seq": seq,
+            "event_id": event_id,
+            "ts": self._now(),
+            "session_id": None,
+            "run_id": None,
+            "type": CHECKPOINT_TYPE,
+            "data": {
+                "checkpoint_seq": seq - 1,
+                "checkpoint_hash": prev,
                 "signature": base64.urlsafe_b64encode(sig).rstrip(b"=").decode("ascii"),
                 "key_id": self._key_id,
             },
-        )
-        self.sync()  # HEAD must never name an event that is not on disk
-        write_private(self.head_path, orjson.dumps(event, option=orjson.OPT_SORT_KEYS) + b"\n")
-        self.last_checkpoint = event
-        return event
+            "prev_hash": prev,
+        }
+
+    def _write_checkpoint(self) -> dict[str, Any]:
+        self._emit([], checkpoint=True)
+        assert self.last_checkpoint is not None
+        return self.last_checkpoint
 
     def sync(self) -> None:
         """Return once every event appended before this call is on disk (group commit).

@@ -38,6 +38,29 @@ MAX_CONTENT_CHARS = 4096
 RUN_STATUS_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 
 
+class _Step:
+    """Events of one intent written together: `add` queues one, `flush` writes the queue with
+    one `AuditLog.append_many` (one lock, one os.write). The flow flushes before every await
+    and before the broker runs, so the log holds the same events in the same order as one
+    append each, and every event still reaches disk (group commit) before the agent hears."""
+
+    __slots__ = ("audit", "pending", "run_id", "session_id")
+
+    def __init__(self, audit: Any, session_id: str, run_id: str) -> None:
+        self.audit = audit
+        self.session_id = session_id
+        self.run_id = run_id
+        self.pending: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
+
+    def add(self, etype: str, data: dict[str, Any]) -> None:
+        self.pending.append((etype, self.session_id, self.run_id, data))
+
+    def flush(self) -> None:
+        if self.pending:
+            specs, self.pending = self.pending, []
+            self.audit.append_many(specs)
+
+
 class IntentFlow:
     """Mixed into `Engine`: runs and intents from agents (and from skills' answers)."""
 
@@ -106,20 +129,17 @@ class IntentFlow:
         one_shot = run_id is None
         if one_shot:
             run_id = ids.new_id("run")
-            self._record(
-                "run.started",
-                {"subject": subject, "content": "", "one_shot": True},
-                session_id=session_id,
-                run_id=run_id,
-            )
         else:
             self._own_run(session_id, run_id)
+        step = _Step(self.audit, session_id, run_id)
+        if one_shot:
+            step.add("run.started", {"subject": subject, "content": "", "one_shot": True})
         intent_id = ids.new_id("int")
         self._active += 1
         status = "ok"
         try:
             params_rec, _ = self.store.redactor(intent.params)
-            self._record(
+            step.add(
                 "policy.intent.received",
                 {
                     "intent_id": intent_id,
@@ -129,14 +149,12 @@ class IntentFlow:
                     "origin": intent.origin,
                     "intent_hash": ih,
                 },
-                session_id=session_id,
-                run_id=run_id,
             )
             decision = policy_engine.evaluate(
                 intent, self.store.policy(session_id), workspace=session.workspace
             )
             denied = decision.decision == "DENY"
-            self._record(
+            step.add(
                 "policy.decision",
                 {
                     "intent_id": intent_id,
@@ -148,8 +166,6 @@ class IntentFlow:
                     "suggested_fix": jsonable(decision.suggested_fix),
                     "code": str(ErrorCode.POLICY_DENIED) if denied else None,
                 },
-                session_id=session_id,
-                run_id=run_id,
             )
             ref = {"run_id": run_id, "intent_id": intent_id}
             if denied:
@@ -163,10 +179,11 @@ class IntentFlow:
                     },
                 )
             if decision.decision == "REQUIRE_APPROVAL":
+                step.flush()
                 await self._await_approval(
                     session, subject, intent, params_rec, decision, intent_id, run_id
                 )
-            result = await self._execute(session, subject, intent, ih, decision, ref, _depth)
+            result = await self._execute(session, subject, intent, ih, decision, ref, step, _depth)
             return {"run_id": run_id, "intent_id": intent_id, "decision": "ALLOW", "result": result}
         except TalonError as exc:
             if status == "ok":
@@ -180,12 +197,8 @@ class IntentFlow:
         finally:
             self._active -= 1
             if one_shot:
-                self._record(
-                    "run.finished",
-                    {"status": status, "steps": 1},
-                    session_id=session_id,
-                    run_id=run_id,
-                )
+                step.add("run.finished", {"status": status, "steps": 1})
+            step.flush()
             await self.durable()
             if self._active == 0:
                 self._idle.set()
@@ -304,8 +317,12 @@ class IntentFlow:
         ih: str,
         decision: Decision,
         ref: dict[str, str],
+        step: _Step,
         depth: int,
     ) -> Any:
+        """Issue the token, run the broker, record the outcome. `step` holds the events not
+        written yet; they are written before the broker runs (the log shows the capability
+        before any effect of its use) and before every await."""
         sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
         issued = self.store.issuer.issue(
             session_id=sid,
@@ -315,7 +332,7 @@ class IntentFlow:
             intent_hash=ih,
             ttl_seconds=decision.ttl_seconds,
         )
-        self._record(
+        step.add(
             "capability.issued",
             {
                 "intent_id": intent_id,
@@ -325,12 +342,10 @@ class IntentFlow:
                 "exp": issued.exp,
                 "ttl_seconds": decision.ttl_seconds,
             },
-            session_id=sid,
-            run_id=run_id,
         )
         skill = self.store.skill_for_image(intent.params.get("image"))
         if intent.tool == "docker.run" and skill is not None:
-            self._record(
+            step.add(
                 "skill.started",
                 {
                     "skill": skill.name,
@@ -338,25 +353,24 @@ class IntentFlow:
                     "image": skill.image,
                     "intent_id": intent_id,
                 },
-                session_id=sid,
-                run_id=run_id,
             )
+        step.flush()
         started = time.perf_counter()
         try:
             raw = await self.store.execute(intent, issued.token, session, subject)
         except TalonError as exc:
-            self._tool_failed(exc, intent, ref, sid, started)
-            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, sid)
+            self._tool_failed(exc, intent, ref, step, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
             raise
         except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
             err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
-            self._tool_failed(err, intent, ref, sid, started)
-            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, sid)
+            self._tool_failed(err, intent, ref, step, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
             raise err from exc
         duration_ms = int((time.perf_counter() - started) * 1000)
         result, redacted = self.store.redactor(jsonable(raw))
         output, truncated, size, output_sha256 = recordable_hashed(result, self.max_output_bytes)
-        self._record(
+        step.add(
             "tool.executed",
             {
                 "intent_id": intent_id,
@@ -371,12 +385,10 @@ class IntentFlow:
                 "redacted": redacted,
                 "duration_ms": duration_ms,
             },
-            session_id=sid,
-            run_id=run_id,
         )
         if intent.tool == "docker.run" and isinstance(result, dict):
             if skill is not None:
-                self._record(
+                step.add(
                     "skill.finished",
                     {
                         "skill": skill.name,
@@ -385,10 +397,9 @@ class IntentFlow:
                         "intent_id": intent_id,
                         "exit_code": result.get("exit_code"),
                     },
-                    session_id=sid,
-                    run_id=run_id,
                 )
             if depth == 0:
+                step.flush()
                 follow = await self._follow_skill(session, subject, result, run_id)
                 if follow is not None:
                     result = {**result, "skill_intents": follow}
@@ -399,13 +410,13 @@ class IntentFlow:
         exc: TalonError,
         intent: ToolIntent,
         ref: dict[str, str],
-        sid: str,
+        step: _Step,
         started: float,
     ) -> None:
         broker_denial = isinstance(exc, ConstraintViolation | TokenInvalid)
         message, _ = self.store.redactor(exc.message)
         if broker_denial:
-            self._record(
+            step.add(
                 "policy.decision",
                 {
                     "intent_id": ref["intent_id"],
@@ -417,10 +428,8 @@ class IntentFlow:
                     "suggested_fix": None,
                     "code": str(exc.code),
                 },
-                session_id=sid,
-                run_id=ref["run_id"],
             )
-        self._record(
+        step.add(
             "tool.executed",
             {
                 "intent_id": ref["intent_id"],
@@ -435,16 +444,14 @@ class IntentFlow:
                 "redacted": message != exc.message,
                 "duration_ms": int((time.perf_counter() - started) * 1000),
             },
-            session_id=sid,
-            run_id=ref["run_id"],
         )
         exc.message = message
 
-    def _skill_not_run(self: Engine, skill: Any, ref: dict[str, str], sid: str) -> None:
+    def _skill_not_run(self: Engine, skill: Any, ref: dict[str, str], step: _Step) -> None:
         """Close a `skill.started` whose run was refused or failed (no exit code)."""
         if skill is None:
             return
-        self._record(
+        step.add(
             "skill.finished",
             {
                 "skill": skill.name,
@@ -453,8 +460,6 @@ class IntentFlow:
                 "intent_id": ref["intent_id"],
                 "exit_code": None,
             },
-            session_id=sid,
-            run_id=ref["run_id"],
         )
 
     async def _follow_skill(

@@ -13,11 +13,16 @@ Order of checks for every intent (nothing is executed unless all pass):
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
+from ..audit import _types_ok
 from ..canon import NotCanonical, intent_hash
 from ..errors import BadRequest, ConstraintViolation, TokenInvalid, ToolError
 from ..models import (
@@ -37,6 +42,26 @@ class SecretSource(Protocol):
 
 class TokenVerifier(Protocol):
     def verify(self, token: str, *, tool: str, intent_hash: str, session_id: str) -> Any: ...
+
+
+#: distinct `cons` claims whose validated constraint model is kept (see `_constraints`)
+CONSTRAINT_CACHE_SIZE = 256
+_CANON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _intent_hash(tool: str, params: Any) -> str:
+    """`canon.intent_hash` byte for byte, through orjson when every value is of a canonical
+    type (orjson refuses lone surrogates and non-str keys itself); any doubt takes the
+    stdlib path, which also raises the precise NotCanonical."""
+    value = {"tool": tool, "params": params}
+    if _types_ok(value):
+        try:
+            body = orjson.dumps(value, option=_CANON_OPTS)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+    return intent_hash(tool, params)
 
 
 def _claim(claims: Any, name: str) -> Any:
@@ -70,6 +95,9 @@ class Broker:
             "docker.run": self._docker_run,
             "shell.exec": self._shell_exec,
         }
+        #: (tool, canonical cons bytes) -> validated constraints model, least recently used first
+        self._cons_cache: OrderedDict[tuple[str, bytes], BaseModel] = OrderedDict()
+        self._cons_lock = threading.Lock()
 
     def execute(
         self,
@@ -89,7 +117,7 @@ class Broker:
         if tool not in PARAM_MODELS or tool not in self._runners:
             raise BadRequest(f"unknown tool {tool!r}")
         try:
-            ih = intent_hash(tool, intent.params)
+            ih = _intent_hash(tool, intent.params)
         except NotCanonical as exc:
             raise BadRequest(f"params have no canonical form: {exc}") from exc
         claims = self.verifier.verify(token, tool=tool, intent_hash=ih, session_id=session.id)
@@ -113,6 +141,25 @@ class Broker:
                 "capability token refused: it carries no constraints",
                 details={"reason": "malformed"},
             )
+        constraints = self._constraints(tool, cons)
+        return self._runners[tool](params, constraints, session)
+
+    def _constraints(self, tool: str, cons: Mapping[str, Any]) -> BaseModel:
+        """The tool's constraints model validated from the token's signed `cons` claim, once
+        per distinct claim: keyed by its canonical bytes (a bounded LRU), so equal claims share
+        one model. Tools only read the model. A claim without a canonical form is validated
+        every time, uncached."""
+        key: tuple[str, bytes] | None
+        try:
+            key = (tool, orjson.dumps(dict(cons), option=orjson.OPT_SORT_KEYS))
+        except (orjson.JSONEncodeError, TypeError):
+            key = None
+        if key is not None:
+            with self._cons_lock:
+                hit = self._cons_cache.get(key)
+                if hit is not None:
+                    self._cons_cache.move_to_end(key)
+                    return hit
         try:
             constraints = CONSTRAINT_MODELS[tool].model_validate(dict(cons))
         except ValidationError as exc:
@@ -121,7 +168,12 @@ class Broker:
                 f"{format_validation_error(exc)}",
                 details={"tool": tool},
             ) from exc
-        return self._runners[tool](params, constraints, session)
+        if key is not None:
+            with self._cons_lock:
+                self._cons_cache[key] = constraints
+                while len(self._cons_cache) > CONSTRAINT_CACHE_SIZE:
+                    self._cons_cache.popitem(last=False)
+        return constraints
 
     # -- dispatch ------------------------------------------------------------------------
 

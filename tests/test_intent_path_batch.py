@@ -1,0 +1,155 @@
+"""The intent path's batched audit writes, the broker's intent hash and its constraints cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from talon_tui.engine import audit as audit_mod
+from talon_tui.engine.audit import verify_log
+from talon_tui.engine.broker import broker as broker_mod
+from talon_tui.engine.canon import NotCanonical, intent_hash
+from talon_tui.engine.engine import Engine
+from talon_tui.engine.errors import TalonError
+from talon_tui.engine.keys import load_public
+from talon_tui.engine.models import CONSTRAINT_MODELS, ToolIntent
+
+POLICY = {
+    "version": 1,
+    "overrides": [
+        {
+            "tool": "file.read",
+            "allow": True,
+            "approval": "never",
+            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
+        }
+    ],
+}
+ONE_SHOT = [
+    "run.started",
+    "policy.intent.received",
+    "policy.decision",
+    "capability.issued",
+    "tool.executed",
+    "run.finished",
+]
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "work").mkdir(parents=True)
+    (ws / "work" / "a.txt").write_text("hello")
+    return ws.resolve()
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    eng = Engine(tmp_path / "data", approval_timeout=5)
+    await eng.start()
+    yield eng
+    await eng.stop()
+
+
+async def _agent(engine, workspace):
+    _session, key = await engine.create_session("t", str(workspace), POLICY)
+    return engine.authenticate_agent(key)
+
+
+def _types(engine, run_id):
+    return [e["type"] for e in engine.store.query(None, run_id, None, 0, 1000)]
+
+
+async def test_one_shot_intent_is_two_writes_in_design_order(engine, workspace, monkeypatch):
+    sid, subject = await _agent(engine, workspace)
+    writes = []
+    real_write = audit_mod.os.write
+
+    def write(fd, data):
+        if fd == engine.audit._fd:
+            writes.append(bytes(data).count(b"\n"))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(audit_mod.os, "write", write)
+    on_log_when_executed = []
+    real_execute = engine.store.broker.execute
+
+    def execute(*args, **kw):
+        lines = engine.store.data.audit_log.read_bytes().splitlines()
+        on_log_when_executed.append(lines[-1])
+        return real_execute(*args, **kw)
+
+    monkeypatch.setattr(engine.store.broker, "execute", execute)
+    out = await engine.submit(
+        sid, subject, ToolIntent(tool="file.read", params={"path": "work/a.txt"})
+    )
+    monkeypatch.undo()
+    assert out["result"]["content"] == "hello"
+    assert _types(engine, out["run_id"]) == ONE_SHOT
+    assert writes == [4, 2]  # up to capability.issued before the broker runs, then the rest
+    assert b'"type":"capability.issued"' in on_log_when_executed[0]
+    assert engine.audit._durable == engine.audit.next_seq  # durable before the caller heard
+    received = engine.store.query(None, out["run_id"], ["policy.intent.received"], 0, 1)[0]
+    assert received["data"]["intent_hash"] == intent_hash("file.read", {"path": "work/a.txt"})
+
+
+async def test_denied_and_broker_refused_intents_keep_their_events(engine, workspace):
+    sid, subject = await _agent(engine, workspace)
+    with pytest.raises(TalonError) as err:
+        await engine.submit(sid, subject, ToolIntent(tool="file.read", params={"path": "x/a"}))
+    run_id = err.value.details["run_id"]
+    assert _types(engine, run_id) == [
+        "run.started",
+        "policy.intent.received",
+        "policy.decision",
+        "run.finished",
+    ]
+    with pytest.raises(TalonError) as err:  # allowed by policy, refused by the broker
+        await engine.submit(sid, subject, ToolIntent(tool="file.read", params={"path": "work/no"}))
+    run_id = err.value.details["run_id"]
+    assert _types(engine, run_id)[:4] == ONE_SHOT[:4]
+    assert _types(engine, run_id)[-2:] == ["tool.executed", "run.finished"]
+    run = engine.runs.get(run_id)
+    assert run is None or run.status != "running"
+    await engine.stop()
+    assert verify_log(engine.data.audit_dir, load_public(engine.data.keys_dir, "audit")).valid
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"path": "work/a.txt"},
+        {"path": "ü/\u2028/\x00", "n": 2**53, "l": [True, None, {"b": 1, "a": [-(2**53)]}]},
+        {"z": 1, "a": (1, 2), "m": {"y": "", "x": {}}},
+    ],
+)
+def test_broker_intent_hash_is_the_canonical_one(params):
+    assert broker_mod._intent_hash("file.read", params) == intent_hash("file.read", params)
+
+
+@pytest.mark.parametrize(
+    "params", [{"x": 1.0}, {"x": 2**53 + 1}, {"x": "\ud800"}, {"\udc00": 1}, {"x": {1: 2}}]
+)
+def test_broker_intent_hash_refuses_what_has_no_canonical_form(params):
+    with pytest.raises(NotCanonical):
+        broker_mod._intent_hash("file.read", params)
+
+
+def test_constraints_are_validated_once_per_distinct_claim(monkeypatch):
+    broker = broker_mod.Broker(verifier=None)
+    model = CONSTRAINT_MODELS["file.read"]
+    calls = []
+    real = model.model_validate
+    monkeypatch.setattr(model, "model_validate", lambda v, **kw: calls.append(v) or real(v, **kw))
+    a = broker._constraints("file.read", {"roots": ["work"], "max_bytes": 10})
+    b = broker._constraints("file.read", {"max_bytes": 10, "roots": ["work"]})  # same claim
+    c = broker._constraints("file.read", {"roots": ["other"], "max_bytes": 10})
+    assert a is b and a is not c and len(calls) == 2
+    assert list(c.roots) == ["other"]
+    with pytest.raises(TalonError):  # invalid constraints are refused every time, never cached
+        broker._constraints("file.read", {"roots": ["work"], "bogus": 1})
+    with pytest.raises(TalonError):
+        broker._constraints("file.read", {"roots": ["work"], "bogus": 1})
+    monkeypatch.setattr(broker_mod, "CONSTRAINT_CACHE_SIZE", 3)
+    for i in range(10):
+        broker._constraints("file.read", {"roots": [f"r{i}"]})
+    assert len(broker._cons_cache) == 3
