@@ -150,6 +150,7 @@ class ReplayScreen(TalonScreen):
         super().__init__(engine, name="replay")
         self.run_id = run_id
         self.runs: list[RunSummary] = []
+        self.labels: dict[str, str] = {}
         self.result: ReplayResult | None = None
         self.what_if_label: str | None = None
         self.what_if_policy: dict[str, Any] | None = None
@@ -197,6 +198,8 @@ class ReplayScreen(TalonScreen):
     # ------------------------------------------------------------------ loading
 
     async def load(self) -> None:
+        # labels say more to an operator than ids; a run of a removed session keeps its id
+        self.labels = {s.id: s.label for s in await self.engine.list_sessions()}
         if self.choosing:
             self.runs = await self.engine.list_runs()
             self._show_runs()
@@ -221,7 +224,7 @@ class ReplayScreen(TalonScreen):
                     r.run_id,
                     (
                         Text(r.run_id),
-                        Text(r.session_id or "—", style="dim"),
+                        safe_text(self.labels.get(r.session_id or "", r.session_id or "—"), 24),
                         status_badge(r.status),
                         Text(str(r.steps), justify="right"),
                         Text(short_ts(r.started), style="dim"),
@@ -261,7 +264,10 @@ class ReplayScreen(TalonScreen):
             title.append("Run ", style="bold")
             title.append_text(safe_text(r.run_id, 40, style="bold"))
             title.append("  session ", style="dim")
-            title.append_text(safe_text(r.session_id, 40))
+            if r.session_id in self.labels:
+                title.append_text(safe_text(self.labels[r.session_id], 30))
+                title.append(" ")
+            title.append_text(safe_text(r.session_id, 40, style="dim"))
             title.append(f"  {len(r.steps)} steps  ", style="dim")
             if r.chain_valid:
                 title.append("chain ✓ valid", style=f"bold {ALLOW_COLOR}")
