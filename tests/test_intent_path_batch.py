@@ -153,3 +153,46 @@ def test_constraints_are_validated_once_per_distinct_claim(monkeypatch):
     for i in range(10):
         broker._constraints("file.read", {"roots": [f"r{i}"]})
     assert len(broker._cons_cache) == 3
+
+
+@pytest.mark.parametrize(
+    "cons",
+    [
+        {"roots": ["work"], "max_bytes": 1 << 20, "ttl_seconds": 60},
+        {"domains": ["ü.example", "\u2028"], "ports": [], "x": None, "y": True},
+        {},
+    ],
+)
+def test_issued_tokens_are_byte_identical_to_pyjwt(monkeypatch, cons):
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from talon_tui.engine import tokens
+
+    key = Ed25519PrivateKey.generate()
+    issuer = tokens.CapabilityIssuer(key, clock=lambda: 1_764_090_000.7)
+    issued = issuer.issue(
+        session_id="sess_1",
+        subject="agent ü",
+        tool="file.read",
+        constraints=cons,
+        intent_hash="sha256:" + "a" * 64,
+        ttl_seconds=30,
+    )
+    payload = {
+        "iss": tokens.ISSUER,
+        "aud": tokens.AUDIENCE,
+        "sub": "agent ü",
+        "sid": "sess_1",
+        "tool": "file.read",
+        "cons": cons,
+        "ih": "sha256:" + "a" * 64,
+        "jti": issued.jti,
+        "iat": 1_764_090_000,
+        "nbf": 1_764_090_000,
+        "exp": 1_764_090_030,
+    }
+    expected = jwt.encode(payload, key, algorithm="EdDSA", headers={"typ": tokens.TOKEN_TYPE})
+    assert issued.token == expected
+    assert issued.sha256 == tokens.token_sha256(expected)
+    assert issued.exp == 1_764_090_030

@@ -62,6 +62,18 @@ _DECODE_OPTIONS: dict[str, Any] = {
 }
 _BASE64URL_RE = re.compile(rb"[A-Za-z0-9_-]*")
 
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+#: the protected header PyJWT writes for `headers={"typ": TOKEN_TYPE}` (sorted keys, compact)
+_HEADER_SEGMENT = _b64url(
+    json.dumps(
+        {"alg": ALGORITHM, "typ": TOKEN_TYPE}, separators=(",", ":"), sort_keys=True
+    ).encode()
+)
+
 Clock = Callable[[], float]
 
 
@@ -207,8 +219,21 @@ class CapabilityIssuer:
             "nbf": now,
             "exp": exp,
         }
-        token = jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE})
-        return IssuedToken(token=token, jti=jti, exp=exp, sha256=token_sha256(token))
+        # exactly what jwt.encode(payload, key, algorithm="EdDSA", headers={"typ": TOKEN_TYPE})
+        # returns (Ed25519 signatures are deterministic; a test compares the two), without
+        # PyJWT's per-call header merging, algorithm lookup and key preparation
+        signing_input = (
+            _HEADER_SEGMENT
+            + b"."
+            + _b64url(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        )
+        raw = signing_input + b"." + _b64url(self._key.sign(signing_input))
+        return IssuedToken(
+            token=raw.decode("ascii"),
+            jti=jti,
+            exp=exp,
+            sha256="sha256:" + hashlib.sha256(raw).hexdigest(),
+        )
 
 
 # --------------------------------------------------------------------------- replay + revocation
