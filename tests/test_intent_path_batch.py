@@ -59,9 +59,9 @@ def _types(engine, run_id):
     return [e["type"] for e in engine.store.query(None, run_id, None, 0, 1000)]
 
 
-async def test_one_shot_intent_is_two_writes_in_design_order(engine, workspace, monkeypatch):
-    sid, subject = await _agent(engine, workspace)
-    writes = []
+def _watch(engine, monkeypatch):
+    """Lines per audit os.write, and the last log line each time the broker starts."""
+    writes, at_execute = [], []
     real_write = audit_mod.os.write
 
     def write(fd, data):
@@ -70,26 +70,56 @@ async def test_one_shot_intent_is_two_writes_in_design_order(engine, workspace, 
         return real_write(fd, data)
 
     monkeypatch.setattr(audit_mod.os, "write", write)
-    on_log_when_executed = []
     real_execute = engine.store.broker.execute
 
     def execute(*args, **kw):
-        lines = engine.store.data.audit_log.read_bytes().splitlines()
-        on_log_when_executed.append(lines[-1])
+        at_execute.append(engine.store.data.audit_log.read_bytes().splitlines()[-1])
         return real_execute(*args, **kw)
 
     monkeypatch.setattr(engine.store.broker, "execute", execute)
-    out = await engine.submit(
-        sid, subject, ToolIntent(tool="file.read", params={"path": "work/a.txt"})
-    )
+    return writes, at_execute
+
+
+async def test_inline_read_is_one_write_in_design_order(engine, workspace, monkeypatch):
+    sid, subject = await _agent(engine, workspace)
+    writes, at_execute = _watch(engine, monkeypatch)
+    intent = ToolIntent(tool="file.read", params={"path": "work/a.txt"})
+    out = await engine.submit(sid, subject, intent)
     monkeypatch.undo()
     assert out["result"]["content"] == "hello"
     assert _types(engine, out["run_id"]) == ONE_SHOT
-    assert writes == [4, 2]  # up to capability.issued before the broker runs, then the rest
-    assert b'"type":"capability.issued"' in on_log_when_executed[0]
+    assert writes == [6]  # a read on the loop: nothing could look at the log in between
+    assert b'"type":"run.started"' not in at_execute[0]
     assert engine.audit._durable == engine.audit.next_seq  # durable before the caller heard
     received = engine.store.query(None, out["run_id"], ["policy.intent.received"], 0, 1)[0]
     assert received["data"]["intent_hash"] == intent_hash("file.read", {"path": "work/a.txt"})
+
+
+async def test_capability_is_on_the_log_before_a_tool_with_effects_runs(
+    engine, workspace, monkeypatch
+):
+    policy = {
+        "version": 1,
+        "overrides": [
+            {
+                "tool": "file.write",
+                "allow": True,
+                "approval": "never",
+                "constraints": {"roots": ["work"], "max_bytes": 100},
+            }
+        ],
+    }
+    _session, key = await engine.create_session("w", str(workspace), policy)
+    sid, subject = engine.authenticate_agent(key)
+    writes, at_execute = _watch(engine, monkeypatch)
+    intent = ToolIntent(tool="file.write", params={"path": "work/b.txt", "content": "x"})
+    out = await engine.submit(sid, subject, intent)
+    monkeypatch.undo()
+    assert (workspace / "work" / "b.txt").read_text() == "x"
+    assert _types(engine, out["run_id"]) == ONE_SHOT
+    assert writes == [4, 2]  # up to capability.issued before the broker runs, then the rest
+    assert b'"type":"capability.issued"' in at_execute[0]
+    assert engine.audit._durable == engine.audit.next_seq
 
 
 async def test_denied_and_broker_refused_intents_keep_their_events(engine, workspace):

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .models import Decision, Session, ToolIntent
 from .runs import canonical_sha256, recordable_hashed
+from .store import INLINE_TOOLS
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -321,8 +322,10 @@ class IntentFlow:
         depth: int,
     ) -> Any:
         """Issue the token, run the broker, record the outcome. `step` holds the events not
-        written yet; they are written before the broker runs (the log shows the capability
-        before any effect of its use) and before every await."""
+        written yet. They are written before the broker runs any tool with an effect or an
+        await (the log shows the capability before any effect of its use); a read run inline
+        on the loop (INLINE_TOOLS: no await, nothing can observe the log in between) has its
+        events written with its outcome, in the same order, in one write."""
         sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
         issued = self.store.issuer.issue(
             session_id=sid,
@@ -354,7 +357,8 @@ class IntentFlow:
                     "intent_id": intent_id,
                 },
             )
-        step.flush()
+        if intent.tool not in INLINE_TOOLS:
+            step.flush()
         started = time.perf_counter()
         try:
             raw = await self.store.execute(intent, issued.token, session, subject)

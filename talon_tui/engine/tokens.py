@@ -466,11 +466,20 @@ class CapabilityVerifier:
         return _claims(decoded["payload"])
 
 
+#: header segment -> decoded header, for headers that decoded to an object (every token the
+#: issuer signs has the same one); a pure function of the segment, bounded
+_HEADERS: dict[str, dict[str, Any]] = {}
+_MAX_HEADERS = 64
+
+
 def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, decoded only to refuse unexpected fields before PyJWT acts on them."""
     parts = token.split(".")
     if len(parts) != 3:
         raise _reject("malformed", "not a JWT (expected three dot-separated parts)")
+    known = _HEADERS.get(parts[0])
+    if known is not None:
+        return dict(known)
     try:
         raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
         header = json.loads(raw)
@@ -478,6 +487,9 @@ def _unverified_header(token: str) -> dict[str, Any]:
         raise _reject("malformed", "not a JWT (header is not base64url JSON)") from exc
     if not isinstance(header, dict):
         raise _reject("malformed", "not a JWT (header is not a JSON object)")
+    if len(_HEADERS) >= _MAX_HEADERS:
+        _HEADERS.clear()
+    _HEADERS[parts[0]] = dict(header)
     return header
 
 
