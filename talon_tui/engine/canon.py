@@ -71,6 +71,26 @@ def intent_hash(tool: str, params: dict[str, Any]) -> str:
     return "sha256:" + sha256_hex(canonical({"tool": tool, "params": params}))
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in obj:
+            raise ValueError(f"duplicate key {k!r}")
+        obj[k] = v
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """`json.loads` that refuses duplicate keys (anywhere) and NaN/Infinity, so that two readers
+    of the same bytes can never see two different documents. Raises ValueError (or
+    RecursionError for absurd nesting)."""
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+
+
 def jsonable(value: Any) -> Any:
     """Turn a pydantic dump into canonical-safe data: floats become their decimal string."""
     if isinstance(value, float):

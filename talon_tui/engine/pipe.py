@@ -31,6 +31,7 @@ import orjson
 
 from . import ids
 from .api import AgentPeer
+from .canon import loads_strict
 from .errors import BadRequest, ErrorCode, TalonError
 from .ops import ADMIN_OPS, AGENT_OPS, COMMON_OPS, OpContext, dispatch
 
@@ -93,19 +94,6 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise ValueError(f"duplicate key {k!r}")
-        obj[k] = v
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -175,7 +163,7 @@ def _strict_frame(line: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"frame is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = loads_strict(text)
     except RecursionError:
         raise BadRequest(f"frame nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:

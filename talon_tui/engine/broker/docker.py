@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..canon import loads_strict
 from ..checks import image_allowed, image_is_pinned
 from ..errors import BadRequest, ConstraintViolation, ToolError
 from ..models import DockerConstraints, DockerRunParams, MountSpec, format_validation_error
@@ -648,19 +649,8 @@ def parse_skill_answer(stdout: str) -> dict[str, Any] | None:
     if not text.startswith("{"):
         return None
 
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in obj:
-                raise ValueError(f"duplicate key {k!r}")
-            obj[k] = v
-        return obj
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        value = loads_strict(text)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
