@@ -91,7 +91,16 @@ class DashboardScreen(TalonScreen):
         return super().check_action(action, parameters)
 
     def on_descendant_focus(self) -> None:
-        self.refresh_bindings()  # "open run" follows the focused table
+        self._refresh_open_run()  # "open run" follows the focused table
+
+    def _refresh_open_run(self) -> None:
+        """Refresh the footer only when "open run" becomes available or goes away: every
+        refresh rebuilds (and restyles) the whole footer, and live traffic refreshes the tables
+        several times a second."""
+        state = self.check_action("open_run", ())
+        if state != getattr(self, "_open_run_state", None):
+            self._open_run_state = state
+            self.refresh_bindings()
 
     # ------------------------------------------------------------------ data
 
@@ -219,7 +228,7 @@ class DashboardScreen(TalonScreen):
             )
         if keep is not None and keep in {r.run_id for r in runs[:50]}:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
-        self.refresh_bindings()
+        self._refresh_open_run()
 
     def _show_denials(self) -> None:
         table = self.query_one("#denials", DataTable)
@@ -237,7 +246,7 @@ class DashboardScreen(TalonScreen):
             )
         if keep is not None and keep in table.rows:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
-        self.refresh_bindings()
+        self._refresh_open_run()
 
     # ------------------------------------------------------------------ actions
 
