@@ -19,6 +19,7 @@ from talon_tui.engine.broker.docker import (
     run_docker,
     validate_params,
 )
+from talon_tui.engine.broker.docker_checks import MAX_INPUT_BYTES
 from talon_tui.engine.errors import BadRequest, ConstraintViolation, ToolError
 from talon_tui.engine.models import DockerConstraints, DockerRunParams, MountSpec
 
@@ -137,7 +138,7 @@ def test_input_must_be_json(value):
 def test_input_size_is_capped():
     with pytest.raises(BadRequest, match="input is"):
         run_docker(
-            {"image": IMAGE_ID, "input": "x" * (dk.MAX_INPUT_BYTES + 1)},
+            {"image": IMAGE_ID, "input": "x" * (MAX_INPUT_BYTES + 1)},
             cons(),
             client=EngineTrap(),
         )

@@ -11,14 +11,12 @@ on timeout or when the cap is exceeded, and is always removed.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
 import selectors
 import socket
 import ssl
-import stat
 import threading
 import time
 import uuid
@@ -26,190 +24,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..canon import loads_strict
-from ..checks import image_allowed, image_is_pinned
 from ..errors import BadRequest, ConstraintViolation, ToolError
-from ..models import DockerConstraints, DockerRunParams, MountSpec, format_validation_error
+from ..models import DockerConstraints, DockerRunParams
+from .docker_checks import (
+    CONTAINER_UID,
+    LABEL_KEY_RE,
+    TMP_DIR,
+    TMPFS_OPTIONS,
+    WORKDIR,
+    _encode_input,
+    check_image,
+    check_mounts,
+    validate_params,
+)
 
-CONTAINER_UID = 65534
 CONTAINER_USER = f"{CONTAINER_UID}:{CONTAINER_UID}"
-WORKDIR = "/work"
-TMP_DIR = "/tmp"  # noqa: S108 - a path inside the container, on its own tmpfs
-# Owned by the container user: runc keeps the image directory's mode on a tmpfs, so a
-# `mode=` option would not make a root-owned 0755 /tmp writable.
-TMPFS_OPTIONS = f"rw,noexec,nosuid,nodev,size=64m,uid={CONTAINER_UID},gid={CONTAINER_UID}"
 LABEL = "talon"
 RUN_LABEL = "talon.run"
 
-MAX_ARGS = 256
-MAX_ARG_BYTES = 128 * 1024
-MAX_ENV = 128
-MAX_ENV_BYTES = 64 * 1024
-MAX_INPUT_BYTES = 8 << 20
-
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUNTIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-# Host paths a container must never see, even read-only: a read-only bind of a Unix socket
-# still lets a process connect to it, and the engine's socket is root on the host.
-ENGINE_SOCKETS = (
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/containerd/containerd.sock",
-    "/var/run/containerd/containerd.sock",
-)
-FORBIDDEN_MOUNT_TREES = ("/proc", "/sys", "/dev")
-RESERVED_TARGETS = ("/", TMP_DIR, WORKDIR, "/proc", "/sys", "/dev")
 
 SkillCheck = Callable[[str, str], bool]
 """`skill_check(image, image_id)`: True when a verified signed skill names this image."""
 
 _default_api: Any = None
 _default_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def validate_params(raw: DockerRunParams | Mapping[str, Any]) -> DockerRunParams:
-    """Strictly validate intent params; unknown keys (privileged, volumes, user, ...) are
-    refused by name and never reach Docker."""
-    if isinstance(raw, DockerRunParams):
-        # Re-validate: the object may have been built with model_construct or mutated.
-        raw = raw.model_dump(warnings=False)
-    if not isinstance(raw, Mapping):
-        raise BadRequest("docker.run params must be a JSON object")
-    allowed = set(DockerRunParams.model_fields)
-    extra = sorted(str(k) for k in raw if k not in allowed)
-    if extra:
-        raise ConstraintViolation(
-            f"docker.run refuses params {', '.join(extra)}: only {', '.join(sorted(allowed))} "
-            "may be given; the broker sets every container option itself",
-            details={"refused_params": extra},
-        )
-    try:
-        params = DockerRunParams.model_validate(dict(raw), strict=True)
-    except ValidationError as exc:
-        raise BadRequest(f"invalid docker.run params: {format_validation_error(exc)}") from exc
-    _check_command(params.command)
-    _check_env(params.env)
-    return params
-
-
-def _check_command(command: list[str] | None) -> None:
-    if command is None:
-        return
-    if not command:
-        raise BadRequest("command must not be an empty list (omit it to use the image's own)")
-    if len(command) > MAX_ARGS:
-        raise BadRequest(f"command has {len(command)} arguments; at most {MAX_ARGS}")
-    size = 0
-    for arg in command:
-        if "\x00" in arg:
-            raise BadRequest("command arguments must not contain NUL bytes")
-        size += len(arg.encode("utf-8", "surrogatepass"))
-    if size > MAX_ARG_BYTES:
-        raise BadRequest(f"command is {size} bytes; at most {MAX_ARG_BYTES}")
-
-
-def _check_env(env: Mapping[str, str]) -> None:
-    if len(env) > MAX_ENV:
-        raise BadRequest(f"env has {len(env)} variables; at most {MAX_ENV}")
-    size = 0
-    for name, value in env.items():
-        if not ENV_NAME_RE.match(name):
-            raise BadRequest(
-                f"env name {name!r} is not a variable name (letters, digits, _; not a digit first)"
-            )
-        if "\x00" in value:
-            raise BadRequest(f"env {name} must not contain NUL bytes")
-        size += len(name) + len(value.encode("utf-8", "surrogatepass")) + 2
-    if size > MAX_ENV_BYTES:
-        raise BadRequest(f"env is {size} bytes; at most {MAX_ENV_BYTES}")
-
-
-def _encode_input(value: Any) -> bytes:
-    if value is None:
-        return b""
-    try:
-        data = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        # One line: skills reading a line (readline, `read`) get the whole input.
-        encoded = data.encode("utf-8") + b"\n"
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
-        raise BadRequest(f"input is not JSON: {exc}") from exc
-    if len(encoded) > MAX_INPUT_BYTES:
-        raise BadRequest(f"input is {len(encoded)} bytes; at most {MAX_INPUT_BYTES}")
-    return encoded
-
-
-def check_image(image: str, images: list[str]) -> None:
-    """The image must be pinned (digest or id, never a tag) and in the allowlist."""
-    if not image_is_pinned(image):
-        raise ConstraintViolation(
-            f"image {image!r} is not pinned: give it as name@sha256:<digest> or sha256:<image id>"
-            " (a tag can be moved to another image)",
-            details={"image": image},
-        )
-    if not image_allowed(image, images):
-        raise ConstraintViolation(
-            f"image {image!r} is not in the allowed images of this override",
-            details={"image": image, "allowed": list(images)},
-        )
-
-
-def check_mounts(mounts: list[MountSpec]) -> list[dict[str, Any]]:
-    """Turn the constraints' mounts into read-only bind mounts, refusing dangerous ones."""
-    from docker.types import Mount
-
-    out: list[dict[str, Any]] = []
-    targets: set[str] = set()
-    for m in mounts:
-        if not m.read_only:
-            raise ConstraintViolation(
-                f"mount {m.source}:{m.target} is writable; the broker only gives containers "
-                "read-only host directories",
-                details={"mount": m.model_dump()},
-            )
-        for p in (m.source, m.target):
-            if posixpath.normpath(p) != p or p.startswith("//") or "\x00" in p:
-                raise ConstraintViolation(f"mount path {p!r} is not a normalized absolute path")
-        tgt = m.target
-        if tgt in RESERVED_TARGETS or _under(tgt, FORBIDDEN_MOUNT_TREES):
-            raise ConstraintViolation(f"mount target {tgt!r} is reserved by the sandbox")
-        if tgt in targets:
-            raise ConstraintViolation(f"mount target {tgt!r} is listed twice")
-        targets.add(tgt)
-        real = os.path.realpath(m.source)
-        if real == "/" or _under(real, FORBIDDEN_MOUNT_TREES):
-            raise ConstraintViolation(f"mount source {m.source!r} exposes the host system")
-        for sock in (*ENGINE_SOCKETS, _docker_host_socket()):
-            if sock and (real == sock or sock.startswith(real.rstrip("/") + "/")):
-                raise ConstraintViolation(
-                    f"mount source {m.source!r} would expose the container engine's socket"
-                )
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            raise ConstraintViolation(f"mount source {m.source!r} does not exist: {exc}") from exc
-        if stat.S_ISSOCK(st.st_mode):
-            raise ConstraintViolation(f"mount source {m.source!r} is a socket")
-        out.append(Mount(target=tgt, source=real, type="bind", read_only=True))
-    return out
-
-
-def _under(path: str, trees: tuple[str, ...]) -> bool:
-    return any(path == t or path.startswith(t + "/") for t in trees)
-
-
-def _docker_host_socket() -> str | None:
-    host = os.environ.get("DOCKER_HOST", "")
-    if host.startswith("unix://"):
-        return os.path.realpath(host.removeprefix("unix://"))
-    return None
 
 
 # --------------------------------------------------------------------------- engine access
