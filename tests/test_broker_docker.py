@@ -410,7 +410,8 @@ def test_image_volumes_become_tmpfs_not_host_volumes(docker_api, test_image, tes
         assert "noexec" in r["stdout"]
         assert after - before == set()
     finally:
-        docker_api.remove_image(image_id, force=True)
+        # noprune: never take the (possibly untagged) test image down with its child
+        docker_api.remove_image(image_id, force=True, noprune=True)
 
 
 def test_through_the_broker_with_a_capability_token(docker_api, test_image, test_labels):
