@@ -245,38 +245,12 @@ class IntentFlow:
             outcome = await self.approvals.wait(request.approval_id)
         except asyncio.CancelledError:
             # the agent went away (or the engine is stopping): nobody waits for a decision
-            self._record(
-                "approval.decided",
-                {
-                    "approval_id": request.approval_id,
-                    "intent_id": intent_id,
-                    "allow": False,
-                    "remember": False,
-                    "by": "cancelled",
-                    "timed_out": False,
-                    "override_added": None,
-                },
-                session_id=session.id,
-                run_id=run_id,
-            )
-            self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
+            self._expire_approval(request, intent_id, "cancelled", False, session.id, run_id)
             raise
         if outcome.by != "operator":
-            self._record(
-                "approval.decided",
-                {
-                    "approval_id": request.approval_id,
-                    "intent_id": intent_id,
-                    "allow": False,
-                    "remember": False,
-                    "by": outcome.by,
-                    "timed_out": outcome.timed_out,
-                    "override_added": None,
-                },
-                session_id=session.id,
-                run_id=run_id,
+            self._expire_approval(
+                request, intent_id, outcome.by, outcome.timed_out, session.id, run_id
             )
-            self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
         code = (
             None
             if outcome.allow
@@ -309,6 +283,32 @@ class IntentFlow:
                 code=code,
                 details={"approval_id": request.approval_id, "reason": reason},
             )
+
+    def _expire_approval(
+        self: Engine,
+        request: Any,
+        intent_id: str,
+        by: str,
+        timed_out: bool,
+        session_id: str,
+        run_id: str | None,
+    ) -> None:
+        """Record a waiting intent that no operator allowed (timeout, shutdown, agent gone)."""
+        self._record(
+            "approval.decided",
+            {
+                "approval_id": request.approval_id,
+                "intent_id": intent_id,
+                "allow": False,
+                "remember": False,
+                "by": by,
+                "timed_out": timed_out,
+                "override_added": None,
+            },
+            session_id=session_id,
+            run_id=run_id,
+        )
+        self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
 
     async def _execute(
         self: Engine,
