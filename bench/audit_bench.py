@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from talon_tui.engine import keys
-from talon_tui.engine.audit import AuditIndex, AuditLog
+from talon_tui.engine.audit.log import AuditIndex, AuditLog
+from talon_tui.engine.core import keys
 
 VERIFY_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from talon_tui.engine import keys
-from talon_tui.engine.audit import verify_log
+from talon_tui.engine.core import keys
+from talon_tui.engine.audit.verify import verify_log
 root = Path(sys.argv[1])
 pub = keys.load_public(root / "keys", "audit")
 t = time.perf_counter()

@@ -40,10 +40,10 @@ import httpx  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from talon_tui.engine.broker import Broker  # noqa: E402
-from talon_tui.engine.canon import intent_hash  # noqa: E402
+from talon_tui.engine.core.canon import intent_hash  # noqa: E402
 from talon_tui.engine.errors import ToolError  # noqa: E402
-from talon_tui.engine.models import CONSTRAINT_MODELS, Session, ToolIntent  # noqa: E402
-from talon_tui.engine.tokens import CapabilityIssuer, CapabilityVerifier  # noqa: E402
+from talon_tui.engine.policy.models import CONSTRAINT_MODELS, Session, ToolIntent  # noqa: E402
+from talon_tui.engine.runtime.tokens import CapabilityIssuer, CapabilityVerifier  # noqa: E402
 
 PAYLOAD = (b"talon-bench-" * 100)[:1024]
 SESSION_ID = "sess_bench"

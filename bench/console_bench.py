@@ -51,10 +51,10 @@ LIVE_CHILD = r"""
 import asyncio, sys
 from pathlib import Path
 from talon_tui.app.app import create_app
-from talon_tui.app.demo import demo_services
+from talon_tui.demo import demo_services
 from talon_tui.app.screens.dashboard import DashboardScreen
 from talon_tui.app.widgets.sparkline import DecisionSparkline
-from talon_tui.commands.console_cmd import hosted_engine
+from talon_tui.cli.commands.console_cmd import hosted_engine
 
 async def main(data_dir):
     async with hosted_engine(data_dir) as hosted:
@@ -81,7 +81,7 @@ asyncio.run(main(Path(sys.argv[1])))
 SEED = r"""
 import asyncio, sys
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.models import ToolIntent
+from talon_tui.engine.policy.models import ToolIntent
 
 async def main():
     engine = Engine(sys.argv[1])

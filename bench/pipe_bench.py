@@ -84,7 +84,7 @@ def stop_serve(proc: subprocess.Popen) -> None:
 
 
 def make_session(data: Path, ws: Path) -> str:
-    from talon_tui.engine.client import AdminClient
+    from talon_tui.client import AdminClient
 
     async def go():
         async with await AdminClient.connect(data) as admin:

@@ -18,8 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from talon_tui.engine import ids
 from talon_tui.engine.api import BusMessage, EngineAPI
+from talon_tui.engine.core import ids
 from talon_tui.engine.errors import TalonError
 
 from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands

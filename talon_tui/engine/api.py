@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from .models import Policy, Session, Skill
+from .policy.models import Policy, Session, Skill
 
 
 class SessionInfo(Session):

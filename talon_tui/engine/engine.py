@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import ids
 from .api import (
     AgentPeer,
     ApprovalRequest,
@@ -35,15 +34,16 @@ from .api import (
     SkillInfo,
     VerifyReport,
 )
-from .approvals import ApprovalOutcome, ApprovalQueue
-from .bus import EventBus
-from .canon import jsonable
+from .audit.runs import RunProjection
+from .core import ids
+from .core.canon import jsonable
+from .core.paths import DataDir
 from .errors import BadRequest, ErrorCode, Forbidden, NotFound, TalonError
-from .intents import IntentFlow
-from .models import Policy, Session, parse_policy
-from .paths import DataDir
-from .runs import RunProjection
-from .state import policy_sha256
+from .policy.models import Policy, Session, parse_policy
+from .runtime.approvals import ApprovalOutcome, ApprovalQueue
+from .runtime.bus import EventBus
+from .runtime.intents import IntentFlow
+from .runtime.state import policy_sha256
 from .store import EngineStore, GroupCommit
 
 VERSION = "0.1.0"

@@ -19,16 +19,18 @@ import threading
 import time
 from typing import Any
 
-from . import audit_index, keys
 from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
-from .audit import AuditLog, verify_log
+from .audit import index as audit_index
+from .audit.log import AuditLog, verify_log
 from .broker.broker import Broker
+from .core import keys
+from .core.paths import DataDir, write_private
+from .core.redact import SecretRedaction
 from .errors import BadRequest, NotFound, TalonError
-from .models import Policy, Session, Skill, ToolIntent
-from .paths import DataDir, write_private
-from .secrets import Redactor, SecretStore
-from .state import StateStore
-from .tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
+from .policy.models import Policy, Session, Skill, ToolIntent
+from .runtime.secrets import SecretStore
+from .runtime.state import StateStore
+from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
 
 #: tools whose broker work is small local file I/O: run inline, no thread hop
 INLINE_TOOLS = frozenset({"file.read"})
@@ -46,7 +48,7 @@ class EngineStore:
         self._policies: dict[str, Policy] = {}
         self._skills_by_image: dict[str, Skill] = {}
         self._skills: tuple[Skill, ...] = ()
-        self.redactor: Redactor = Redactor({})
+        self.redactor: SecretRedaction = SecretRedaction({})
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ engine.lock, admin token
@@ -192,7 +194,7 @@ class EngineStore:
         resolved, or the image id it resolved to — and its signature verifies now against
         `<data>/keys/trusted/*.pub` (a key removed since registration no longer counts).
         Only the engine's own registry and key files are consulted, never the intent."""
-        from .skills import load_trusted_keys, verify_skill
+        from .runtime.skills import load_trusted_keys, verify_skill
 
         if not isinstance(image, str) or not isinstance(image_id, str) or not image_id:
             return False
@@ -214,12 +216,12 @@ class EngineStore:
         ]
 
     def _sig(self, skill: Skill) -> str:
-        from .skills import verify_skill
+        from .runtime.skills import verify_skill
 
         return verify_skill(skill, self.data.trusted_keys_dir)
 
     def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
-        from .checks import image_is_pinned
+        from .policy.checks import image_is_pinned
 
         if not isinstance(skill, dict):
             raise BadRequest("skill must be a JSON object")
@@ -252,7 +254,7 @@ class EngineStore:
         self.reload_secrets()
 
     def reload_secrets(self) -> None:
-        self.redactor = Redactor(self.secrets.values())
+        self.redactor = SecretRedaction(self.secrets.values())
 
     # ------------------------------------------------------------------ broker
 
@@ -325,14 +327,14 @@ class EngineStore:
         return verify_log(self.data.audit_dir, self.audit_pub)
 
     def replay(self, run_id: str, policy: dict[str, Any] | None) -> ReplayResult:
-        from . import replay as replay_mod
+        from .audit import replay as replay_mod
 
         return replay_mod.replay(
             self.data.audit_dir, run_id, policy=policy, public_key=self.audit_pub
         )
 
     def simulate(self, session_id: str, policy: Policy) -> list[SimulationChange]:
-        from . import replay as replay_mod
+        from .audit import replay as replay_mod
 
         return replay_mod.simulate(self.data.audit_dir, policy, session_id=session_id)
 

@@ -19,16 +19,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
-from talon_tui.engine import keys
 from talon_tui.engine.api import EngineAPI, VerifyReport
-from talon_tui.engine.audit_verify import verify_log
+from talon_tui.engine.audit.verify import verify_log
+from talon_tui.engine.core import keys
+from talon_tui.engine.core.paths import DataDir
 from talon_tui.engine.errors import TalonError
-from talon_tui.engine.paths import DataDir
 
+from ...engine.audit.linescan import AuditFilter, event_decision, parse_filter
 from ..messages import EngineEvent
 from ..widgets.audit_list import AuditList
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR
-from ..widgets.log_index import AuditFilter, event_decision, parse_filter
 from ..widgets.safe_text import DETAIL_MAX, safe_text
 from .base import TalonScreen
 

@@ -11,8 +11,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from talon_tui.engine import ids
 from talon_tui.engine.api import EngineAPI
+from talon_tui.engine.core import ids
 from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent

@@ -18,10 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
-from talon_tui.engine.advisor import Advice, lint, worst_level
 from talon_tui.engine.api import EngineAPI
 from talon_tui.engine.errors import TalonError
-from talon_tui.engine.models import Policy, parse_policy
+from talon_tui.engine.policy.advisor import Advice, lint, worst_level
+from talon_tui.engine.policy.models import Policy, parse_policy
 
 from ..messages import EngineEvent
 from ..widgets.advisor_panel import LEVEL_STYLES, AdvisorPanel

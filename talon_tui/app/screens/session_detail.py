@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from talon_tui.engine.api import AgentPeer, SessionInfo
-from talon_tui.engine.models import Policy
+from talon_tui.engine.policy.models import Policy
 
 from ..messages import EngineEvent
 from ..widgets.audit_list import AuditList

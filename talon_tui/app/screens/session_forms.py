@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from talon_tui.engine.errors import PolicyInvalid
-from talon_tui.engine.models import parse_policy
+from talon_tui.engine.policy.models import parse_policy
 
 from ..widgets.safe_text import safe_text
 

@@ -29,8 +29,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.worker import get_current_worker
 
-from .audit_row import event_row, unreadable_row
-from .log_index import (
+from ...engine.audit.linescan import (
     FIRST_BATCH,
     MAX_BATCH,
     AuditFilter,
@@ -39,6 +38,7 @@ from .log_index import (
     scan_back,
     scan_forward,
 )
+from .audit_row import event_row, unreadable_row
 
 POLL_SECONDS = 0.025
 PREFETCH = 120

@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.text import Text
 
+from ...engine.audit.linescan import event_decision
 from .badges import decision_badge
-from .log_index import event_decision
 from .safe_text import safe_text
 from .summaries import intent_target, result_summary
 

@@ -20,8 +20,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from ...engine import checks
 from ...engine.errors import TalonError
+from ...engine.policy import checks
 from .safe_text import safe_text
 
 ChipKind = Literal["plain", "domain", "root", "image", "mount", "command"]

@@ -22,8 +22,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionList, Static
 
-from ...engine.advisor import LONG_TTL_SECONDS
-from ...engine.models import CONSTRAINT_MODELS, TOOLS, Override, _parse_mount
+from ...engine.policy.advisor import LONG_TTL_SECONDS
+from ...engine.policy.models import CONSTRAINT_MODELS, TOOLS, Override, parse_mount
 from .chips import ChipInput
 from .policy_diff import EDITOR_CSS
 from .safe_text import safe_text
@@ -392,7 +392,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 values = chips.values
                 if field == "mounts":
                     try:
-                        constraints[field] = [_parse_mount(v) for v in values]
+                        constraints[field] = [parse_mount(v) for v in values]
                     except ValueError as exc:
                         self._error(field, str(exc))
                         ok = False

@@ -190,7 +190,7 @@ class RunsList(ScrollView, can_focus=True):
         clock = getattr(self.app, "clock", None)
         if clock is not None:
             return clock()
-        from talon_tui.engine import ids
+        from talon_tui.engine.core import ids
 
         return ids.utcnow()
 

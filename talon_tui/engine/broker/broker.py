@@ -13,7 +13,6 @@ Order of checks for every intent (nothing is executed unless all pass):
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -22,10 +21,9 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from ..audit import _types_ok
-from ..canon import NotCanonical, intent_hash
+from ..core.canon import NotCanonical, intent_hash
 from ..errors import BadRequest, ConstraintViolation, TokenInvalid, ToolError
-from ..models import (
+from ..policy.models import (
     CONSTRAINT_MODELS,
     PARAM_MODELS,
     Session,
@@ -46,22 +44,6 @@ class TokenVerifier(Protocol):
 
 #: distinct `cons` claims whose validated constraint model is kept (see `_constraints`)
 CONSTRAINT_CACHE_SIZE = 256
-_CANON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def _intent_hash(tool: str, params: Any) -> str:
-    """`canon.intent_hash` byte for byte, through orjson when every value is of a canonical
-    type (orjson refuses lone surrogates and non-str keys itself); any doubt takes the
-    stdlib path, which also raises the precise NotCanonical."""
-    value = {"tool": tool, "params": params}
-    if _types_ok(value):
-        try:
-            body = orjson.dumps(value, option=_CANON_OPTS)
-        except orjson.JSONEncodeError:
-            pass
-        else:
-            return "sha256:" + hashlib.sha256(body).hexdigest()
-    return intent_hash(tool, params)
 
 
 def _claim(claims: Any, name: str) -> Any:
@@ -117,7 +99,7 @@ class Broker:
         if tool not in PARAM_MODELS or tool not in self._runners:
             raise BadRequest(f"unknown tool {tool!r}")
         try:
-            ih = _intent_hash(tool, intent.params)
+            ih = intent_hash(tool, intent.params)
         except NotCanonical as exc:
             raise BadRequest(f"params have no canonical form: {exc}") from exc
         claims = self.verifier.verify(token, tool=tool, intent_hash=ih, session_id=session.id)

@@ -24,18 +24,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canon import loads_strict
 from ..errors import BadRequest, ConstraintViolation, ToolError
-from ..models import DockerConstraints, DockerRunParams
+from ..policy.models import DockerConstraints, DockerRunParams
 from .docker_checks import (
     CONTAINER_UID,
     LABEL_KEY_RE,
     TMP_DIR,
     TMPFS_OPTIONS,
     WORKDIR,
-    _encode_input,
     check_image,
     check_mounts,
+    encode_input,
     validate_params,
 )
 
@@ -168,7 +167,7 @@ def run_docker(
     if not isinstance(constraints, DockerConstraints):
         raise BadRequest("docker.run needs DockerConstraints")
     check_image(p.image, constraints.images)
-    stdin_data = _encode_input(p.input)
+    stdin_data = encode_input(p.input)
     mounts = check_mounts(constraints.mounts)
     if runtime is not None and not RUNTIME_RE.match(runtime):
         raise BadRequest(f"runtime {runtime!r} is not a runtime name")
@@ -477,21 +476,3 @@ def _remove(api: Any, container_id: str) -> None:
                     details={"container_id": container_id},
                 ) from exc
             time.sleep(0.2)
-
-
-# --------------------------------------------------------------------------- skills
-
-
-def parse_skill_answer(stdout: str) -> dict[str, Any] | None:
-    """A skill answers one JSON object on stdout. Return it, or None when stdout is not
-    exactly one JSON object (duplicate keys and NaN/Infinity are refused: two readers must
-    never see two different answers)."""
-    text = stdout.strip()
-    if not text.startswith("{"):
-        return None
-
-    try:
-        value = loads_strict(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..checks import image_allowed, image_is_pinned
 from ..errors import BadRequest, ConstraintViolation
-from ..models import DockerRunParams, MountSpec, format_validation_error
+from ..policy.checks import image_allowed, image_is_pinned
+from ..policy.models import DockerRunParams, MountSpec, format_validation_error
 
 CONTAINER_UID = 65534
 WORKDIR = "/work"
@@ -102,7 +102,7 @@ def _check_env(env: Mapping[str, str]) -> None:
         raise BadRequest(f"env is {size} bytes; at most {MAX_ENV_BYTES}")
 
 
-def _encode_input(value: Any) -> bytes:
+def encode_input(value: Any) -> bytes:
     if value is None:
         return b""
     try:

@@ -31,24 +31,20 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import hashlib
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..checks import check_file_path, normalize_root
+from ..core.canon import sha256_tag
 from ..errors import ConstraintViolation, TooLarge, ToolError
-from ..models import FileConstraints, FileReadParams, FileWriteParams
+from ..policy.checks import check_file_path, normalize_root
+from ..policy.models import FileConstraints, FileReadParams, FileWriteParams
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 65536
-
-
-def sha256_tag(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _kind(mode: int) -> str:

@@ -27,7 +27,7 @@ Decisions:
   Accept-Encoding are refused. `{"secret_ref": name}` values come from the secret store.
 - Secret values are replaced by `«secret:name»` in the returned body and headers and in every
   error message (exact bytes everywhere; for text also the JSON-escaped, base64 and
-  percent-encoded forms, via secrets.redact — a binary body gets exact-byte redaction only);
+  percent-encoded forms, via core.redact.redact — a binary body gets exact-byte redaction only);
   `bytes` and `sha256` describe the body as returned (redacted), so the hash is
   no oracle for guessing a secret.
 - Result: `{status_code, headers, body, bytes, sha256, truncated, url}` plus `encoding:
@@ -37,7 +37,6 @@ Decisions:
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import socket
 import ssl
@@ -52,7 +51,10 @@ from typing import Any
 import httpcore
 import httpx
 
-from ..checks import (
+from ..core.canon import sha256_tag
+from ..core.redact import redact as redact_text
+from ..errors import ConstraintViolation, TalonError, ToolError
+from ..policy.checks import (
     IPAddress,
     ParsedURL,
     address_forbidden,
@@ -62,9 +64,7 @@ from ..checks import (
     parse_fetch_url,
     parse_ip_literal,
 )
-from ..errors import ConstraintViolation, TalonError, ToolError
-from ..models import HttpConstraints, HttpFetchParams, SecretRef
-from ..secrets import redact as redact_text
+from ..policy.models import HttpConstraints, HttpFetchParams, SecretRef
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REFUSED_HEADERS = frozenset(
@@ -121,7 +121,7 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 @dataclass
-class Redactor:
+class FetchRedactor:
     """Replaces exact secret values with `«secret:name»` in text, bytes and nested data."""
 
     secrets: dict[str, str] = field(default_factory=dict)  # value -> name
@@ -160,7 +160,7 @@ class Redactor:
         return exc
 
 
-def _redact_obj(obj: Any, r: Redactor) -> Any:
+def _redact_obj(obj: Any, r: FetchRedactor) -> Any:
     if isinstance(obj, str):
         return r.text(obj)[0]
     if isinstance(obj, dict):
@@ -294,7 +294,7 @@ def _check_header_value(name: str, value: str, shown: str) -> None:
 
 
 def build_headers(
-    headers: dict[str, str | SecretRef], store: Any, redactor: Redactor
+    headers: dict[str, str | SecretRef], store: Any, redactor: FetchRedactor
 ) -> tuple[list[tuple[str, str]], set[str]]:
     """Agent headers checked, secrets injected. Returns (headers, names carrying secrets)."""
     out: list[tuple[str, str]] = []
@@ -448,7 +448,7 @@ def _send(
             response.close()
 
 
-def _result(resp: _Response, url: str, redactor: Redactor) -> dict[str, Any]:
+def _result(resp: _Response, url: str, redactor: FetchRedactor) -> dict[str, Any]:
     body, _ = redactor.data(resp.body)
     headers: dict[str, str] = {}
     for k, v in resp.headers:
@@ -464,7 +464,7 @@ def _result(resp: _Response, url: str, redactor: Redactor) -> dict[str, Any]:
         out["body"] = base64.b64encode(body).decode("ascii")
         out["encoding"] = "base64"
     out["bytes"] = len(body)
-    out["sha256"] = "sha256:" + hashlib.sha256(body).hexdigest()
+    out["sha256"] = sha256_tag(body)
     out["truncated"] = resp.truncated
     out["url"] = redactor.text(url)[0]
     return out
@@ -483,7 +483,7 @@ def run_http_fetch(
     ssl_context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     """Fetch one URL within `constraints`; see the module docstring for every rule."""
-    redactor = Redactor()
+    redactor = FetchRedactor()
     try:
         return _fetch(
             params,
@@ -511,7 +511,7 @@ def _fetch(
     store: Any,
     resolver: Resolver,
     ssl_context: ssl.SSLContext,
-    redactor: Redactor,
+    redactor: FetchRedactor,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + constraints.timeout_seconds
     method = check_method(params.method, constraints.methods)

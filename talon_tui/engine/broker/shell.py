@@ -28,9 +28,9 @@ import subprocess
 import time
 from typing import Any
 
-from ..checks import check_file_path, command_allowed
 from ..errors import ConstraintViolation, ToolError
-from ..models import ShellConstraints, ShellExecParams
+from ..policy.checks import check_file_path, command_allowed
+from ..policy.models import ShellConstraints, ShellExecParams
 from .files import PathConfinement
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

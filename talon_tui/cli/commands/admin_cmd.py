@@ -1,0 +1,169 @@
+"""Admin verbs over the pipe (`talon session|policy|approvals|audit tail`): each connects to
+the running engine as an admin client. Errors: one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from talon_tui.client import AdminClient
+from talon_tui.engine.errors import TalonError
+
+from .common import fail, load_json_file, print_json
+
+
+def _run(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]) -> int:
+    async def main() -> int:
+        client = await AdminClient.connect(args.data_dir)
+        try:
+            return await body(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except TalonError as exc:
+        fail(f"{exc.code}: {exc.message}" if exc.code else exc.message)
+
+
+def cmd_session_create(args: argparse.Namespace) -> int:
+    policy = load_json_file(args.policy) if args.policy else None
+
+    async def body(c: AdminClient) -> int:
+        session, key = await c.create_session(args.label, args.workspace, policy)
+        if args.json:
+            print_json({"session": session.model_dump(), "agent_key": key})
+        else:
+            print(f"session {session.id} ({session.label}) workspace {session.workspace}")
+            print(f"agent key (shown once): {key}")
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_session_list(args: argparse.Namespace) -> int:
+    async def body(c: AdminClient) -> int:
+        sessions = await c.list_sessions()
+        if args.json:
+            print_json([s.model_dump() for s in sessions])
+            return 0
+        for s in sessions:
+            print(
+                f"{s.id}  {s.status:<6}  runs {s.runs:<5} agents {s.agents_connected:<3} "
+                f"{s.label}  {s.workspace}"
+            )
+        if not sessions:
+            print("no sessions")
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_session_close(args: argparse.Namespace) -> int:
+    async def body(c: AdminClient) -> int:
+        await c.close_session(args.session_id)
+        print(f"closed {args.session_id}")
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_policy_set(args: argparse.Namespace) -> int:
+    doc = load_json_file(args.file)
+
+    async def body(c: AdminClient) -> int:
+        policy = await c.set_policy(args.session_id, doc)
+        print(f"policy of {args.session_id} set ({len(policy.overrides)} overrides)")
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    async def body(c: AdminClient) -> int:
+        print_json((await c.get_policy(args.session_id)).to_doc())
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    if args.action in ("approve", "deny") and not args.approval_id:
+        fail(f"approvals {args.action} needs an APPROVAL_ID")
+    if args.remember and args.action != "approve":
+        fail("--remember only goes with approve")
+
+    async def body(c: AdminClient) -> int:
+        if args.action == "list":
+            pending = await c.list_approvals()
+            if args.json:
+                print_json([a.model_dump() for a in pending])
+                return 0
+            for a in pending:
+                params = json.dumps(a.params, ensure_ascii=True)
+                print(
+                    f"{a.approval_id}  {a.session_id}  {a.subject}  {a.tool} {params}  "
+                    f"origin {a.origin}  expires {a.expires}"
+                )
+            if not pending:
+                print("no approvals waiting")
+            return 0
+        allow = args.action == "approve"
+        await c.decide_approval(args.approval_id, allow, remember=args.remember)
+        what = "approved" + (" and remembered" if args.remember else "") if allow else "denied"
+        if args.json:
+            print_json({"approval_id": args.approval_id, "allow": allow, "remember": args.remember})
+        else:
+            print(f"{args.approval_id} {what}")
+        return 0
+
+    return _run(args, body)
+
+
+def _line(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    bits = [f"{event.get('seq'):>7}", event.get("ts", ""), f"{event.get('type', ''):<24}"]
+    for key in ("tool", "decision", "status", "reason", "code"):
+        if data.get(key) not in (None, ""):
+            bits.append(f"{key}={data[key]}")
+    if event.get("run_id"):
+        bits.append(str(event["run_id"]))
+    return " ".join(bits).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    if args.lines < 0:
+        fail("--lines must be >= 0")
+
+    def show(event: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False, sort_keys=True), flush=True)
+        else:
+            print(_line(event), flush=True)
+
+    async def body(c: AdminClient) -> int:
+        head = (await c.status()).audit_head_seq
+        start = max(0, head - args.lines + 1)
+        last = start - 1
+        if args.lines:
+            for event in await c.query_audit(from_seq=start, limit=args.lines):
+                show(event)
+                last = event["seq"]
+        if not args.follow:
+            return 0
+        async for msg in c.subscribe(from_seq=last + 1):
+            if msg.kind == "audit":
+                show(msg.payload)
+            elif msg.kind == "missed":
+                print(
+                    f"talon: missed {msg.payload.get('count')} events from seq "
+                    f"{msg.payload.get('from_seq')} (the reader was too slow)",
+                    file=sys.stderr,
+                )
+        return 0
+
+    return _run(args, body)

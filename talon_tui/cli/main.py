@@ -1,0 +1,206 @@
+"""`talon` entry point (DESIGN section 8).
+
+The parser knows every verb; each verb's handler lives in `talon_tui.cli.commands.<module>` and is
+imported only when that verb runs, so headless verbs never import textual. Exit codes: 0 ok,
+1 check failed (denied, chain broken), 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# verb path -> (module, function, one-line help)
+VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
+    ("console",): ("console_cmd", "cmd_console", "open the console on the data dir (default)"),
+    ("demo",): ("console_cmd", "cmd_demo", "open the console on a demo dir with a live demo agent"),
+    ("serve",): ("serve_cmd", "cmd_serve", "run the headless engine and agent pipe (foreground)"),
+    ("session", "create"): (
+        "admin_cmd",
+        "cmd_session_create",
+        "create a session, print its agent key",
+    ),
+    ("session", "list"): ("admin_cmd", "cmd_session_list", "list sessions"),
+    ("session", "close"): ("admin_cmd", "cmd_session_close", "close a session"),
+    ("policy", "set"): ("admin_cmd", "cmd_policy_set", "replace a session's policy from a file"),
+    ("policy", "show"): ("admin_cmd", "cmd_policy_show", "print a session's policy"),
+    ("policy", "lint"): (
+        "policy_cmd",
+        "cmd_policy_lint",
+        "check a policy file and list warnings (offline)",
+    ),
+    ("agent", "intent"): ("agent_cmd", "cmd_agent_intent", "submit one tool intent as an agent"),
+    ("agent", "run"): (
+        "agent_cmd",
+        "cmd_agent_run",
+        "submit a run of intents from a JSON Lines file",
+    ),
+    ("approvals",): ("admin_cmd", "cmd_approvals", "list, approve or deny waiting intents"),
+    ("audit", "verify"): (
+        "audit_cmd",
+        "cmd_audit_verify",
+        "verify the hash chain and signatures (offline)",
+    ),
+    ("audit", "tail"): (
+        "admin_cmd",
+        "cmd_audit_tail",
+        "print recent audit events, --follow for live",
+    ),
+    ("audit", "export"): ("audit_cmd", "cmd_audit_export", "export events as JSON Lines (offline)"),
+    ("replay",): (
+        "replay_cmd",
+        "cmd_replay",
+        "replay a run from the log without executing (offline)",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints one clear line and exits 2 on usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"talon: {message} (see `{self.prog} --help`)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", help="data directory (default: $TALON_DATA_DIR or the user data dir)"
+    )
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _session_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session_id", help="session id (sess_…)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    lines = []
+    for path, (_, _, help_) in VERBS.items():
+        lines.append(f"  {' '.join(path):<17} {help_}")
+    parser = _Parser(
+        prog="talon",
+        description="Govern what local AI agents may do.",
+        epilog="verbs:\n"
+        + "\n".join(lines)
+        + "\n\nexit codes: 0 ok, 1 check failed, 2 usage or input error",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="talon 0.1.0")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    groups: dict[str, argparse._SubParsersAction] = {}
+
+    def leaf(path: tuple[str, ...]) -> argparse.ArgumentParser:
+        module, func, help_ = VERBS[path]
+        if len(path) == 1:
+            p = sub.add_parser(path[0], help=help_, description=help_)
+        else:
+            if path[0] not in groups:
+                g = sub.add_parser(path[0], help=f"{path[0]} commands")
+                groups[path[0]] = g.add_subparsers(
+                    dest="action", metavar="ACTION", required=True, parser_class=_Parser
+                )
+            p = groups[path[0]].add_parser(path[1], help=help_, description=help_)
+        p.set_defaults(_handler=(module, func))
+        _common(p)
+        return p
+
+    for console_verb in (("console",), ("demo",)):
+        p = leaf(console_verb)
+        p.add_argument(
+            "--readonly", action="store_true", help="hide every action that changes state"
+        )
+        p.add_argument("--theme", help="theme name (talon-dark, talon-light, talon-high-contrast)")
+        p.add_argument(
+            "--docker-runtime",
+            help="container runtime for every docker.run of the in-process engine (e.g. runsc)",
+        )
+
+    p = leaf(("serve",))
+    p.add_argument("--docker-runtime", help="container runtime for every docker.run (e.g. runsc)")
+
+    p = leaf(("session", "create"))
+    p.add_argument("label")
+    p.add_argument("--workspace", help="absolute directory the session's paths are relative to")
+    p.add_argument("--policy", help="policy file to start with")
+    _json(p)
+    p = leaf(("session", "list"))
+    _json(p)
+    p = leaf(("session", "close"))
+    _session_arg(p)
+
+    p = leaf(("policy", "set"))
+    _session_arg(p)
+    p.add_argument("file", help="policy JSON file")
+    p = leaf(("policy", "show"))
+    _session_arg(p)
+    p = leaf(("policy", "lint"))
+    p.add_argument("file", help="policy JSON file")
+    p.add_argument("--workspace", help="workspace to judge roots against")
+    _json(p)
+
+    p = leaf(("agent", "intent"))
+    p.add_argument("--key", required=True, help="agent key (or - to read it from stdin)")
+    p.add_argument("--tool", required=True)
+    p.add_argument("--params", default="{}", help="JSON object of tool params")
+    p.add_argument("--run-id")
+    _json(p)
+    p = leaf(("agent", "run"))
+    p.add_argument("--key", required=True, help="agent key (or - to read it from stdin)")
+    p.add_argument("file", help="JSON Lines file: one {tool, params} per line")
+    _json(p)
+
+    p = leaf(("approvals",))
+    p.add_argument("action", nargs="?", choices=["list", "approve", "deny"], default="list")
+    p.add_argument("approval_id", nargs="?")
+    p.add_argument(
+        "--remember", action="store_true", help="with approve: add the narrowest override"
+    )
+    _json(p)
+
+    p = leaf(("audit", "verify"))
+    _json(p)
+    p = leaf(("audit", "tail"))
+    p.add_argument("-n", "--lines", type=int, default=20)
+    p.add_argument("--follow", "-f", action="store_true")
+    _json(p)
+    p = leaf(("audit", "export"))
+    p.add_argument("--session")
+    p.add_argument("--run")
+    p.add_argument("--output", "-o", help="file to write (default stdout)")
+
+    p = leaf(("replay",))
+    p.add_argument("run_id")
+    p.add_argument("--policy", help="what-if: policy file to re-evaluate the run against")
+    _json(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args_list or (
+        args_list[0].startswith("--") and args_list[0] not in ("--help", "-h", "--version")
+    ):
+        args_list = ["console", *args_list]
+    args = parser.parse_args(args_list)
+    handler = getattr(args, "_handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    module, func = handler
+    fn = getattr(importlib.import_module(f"talon_tui.cli.commands.{module}"), func)
+    try:
+        return int(fn(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The public agent library: clients of the agent pipe, depending only on the wire contract.
+
+from talon_tui.client import AgentClient, AdminClient
+"""
+
+from __future__ import annotations
+
+from .admin import AdminClient
+from .agent import (
+    ERRORS,
+    AgentClient,
+    ApprovalDeniedError,
+    ApprovalTimeoutError,
+    AsyncAgentClient,
+    BadRequestError,
+    ClientError,
+    ConnectionClosedError,
+    ConstraintViolationError,
+    ForbiddenError,
+    IntentResult,
+    InternalError,
+    NotFoundError,
+    PolicyDeniedError,
+    RateLimitedError,
+    TokenInvalidError,
+    TooLargeError,
+    ToolFailedError,
+    UnauthenticatedError,
+    error_from_reply,
+    read_admin_token,
+)
+
+__all__ = [
+    "ERRORS",
+    "AdminClient",
+    "AgentClient",
+    "ApprovalDeniedError",
+    "ApprovalTimeoutError",
+    "AsyncAgentClient",
+    "BadRequestError",
+    "ClientError",
+    "ConnectionClosedError",
+    "ConstraintViolationError",
+    "ForbiddenError",
+    "IntentResult",
+    "InternalError",
+    "NotFoundError",
+    "PolicyDeniedError",
+    "RateLimitedError",
+    "TokenInvalidError",
+    "TooLargeError",
+    "ToolFailedError",
+    "UnauthenticatedError",
+    "error_from_reply",
+    "read_admin_token",
+]

@@ -1,0 +1,174 @@
+"""`AdminClient`: `api.EngineAPI` over the pipe (re-exported by `client`), so the console works
+the same attached to a running `talon serve` as with the in-process Engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..engine.api import (
+    AgentPeer,
+    ApprovalRequest,
+    BusMessage,
+    EngineStatus,
+    ReplayResult,
+    RunSummary,
+    SessionInfo,
+    SimulationChange,
+    SkillInfo,
+    VerifyReport,
+)
+from ..engine.core.paths import DataDir, resolve_data_dir
+from ..engine.policy.models import Policy, Session, parse_policy
+from .agent import AsyncConnection, read_admin_token
+
+
+class AdminClient:
+    """`api.EngineAPI` over the pipe: `client = await AdminClient.connect(data_dir)`."""
+
+    def __init__(self, data_dir: Path, path: Path, token: str) -> None:
+        self.data = DataDir(data_dir)
+        self._path = path
+        self._token = token
+        self._conn = AsyncConnection(path)
+
+    @classmethod
+    async def connect(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        socket_path: str | os.PathLike[str] | None = None,
+        admin_token: str | None = None,
+    ) -> AdminClient:
+        root = resolve_data_dir(data_dir)
+        path = Path(socket_path) if socket_path is not None else DataDir(root).socket_path
+        client = cls(root, path, admin_token or read_admin_token(root))
+        try:
+            await client._conn.open({"admin_token": client._token})
+        except BaseException:
+            await client._conn.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Any admin op by name (fields whose value is None are left out)."""
+        return await self._conn.call(op, **{k: v for k, v in fields.items() if v is not None})
+
+    # -- EngineAPI
+    @property
+    def audit_path(self) -> Path:
+        return self.data.audit_log
+
+    async def status(self) -> EngineStatus:
+        status = EngineStatus.model_validate((await self.call("status"))["status"])
+        return status.model_copy(update={"mode": "attached"})
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        return [
+            SessionInfo.model_validate(s) for s in (await self.call("session.list"))["sessions"]
+        ]
+
+    async def create_session(
+        self, label: str, workspace: str | None = None, policy: dict[str, Any] | None = None
+    ) -> tuple[Session, str]:
+        reply = await self.call("session.create", label=label, workspace=workspace, policy=policy)
+        return Session.model_validate(reply["session"]), reply["agent_key"]
+
+    async def close_session(self, session_id: str) -> None:
+        await self.call("session.close", session_id=session_id)
+
+    async def issue_agent_key(self, session_id: str) -> str:
+        return (await self.call("agent_key.issue", session_id=session_id))["agent_key"]
+
+    async def get_policy(self, session_id: str) -> Policy:
+        return parse_policy((await self.call("policy.get", session_id=session_id))["policy"])
+
+    async def set_policy(self, session_id: str, policy: dict[str, Any]) -> Policy:
+        reply = await self.call("policy.set", session_id=session_id, policy=policy)
+        return parse_policy(reply["policy"])
+
+    async def list_runs(
+        self, session_id: str | None = None, limit: int = 500, offset: int = 0
+    ) -> list[RunSummary]:
+        reply = await self.call("run.list", session_id=session_id, limit=limit, offset=offset)
+        return [RunSummary.model_validate(r) for r in reply["runs"]]
+
+    async def list_agents(self) -> list[AgentPeer]:
+        return [AgentPeer.model_validate(a) for a in (await self.call("agent.list"))["agents"]]
+
+    async def list_approvals(self) -> list[ApprovalRequest]:
+        reply = await self.call("approval.list")
+        return [ApprovalRequest.model_validate(a) for a in reply["approvals"]]
+
+    async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
+        await self.call("approval.decide", approval_id=approval_id, allow=allow, remember=remember)
+
+    async def query_audit(
+        self,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        types: list[str] | None = None,
+        from_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        reply = await self.call(
+            "audit.query",
+            session_id=session_id,
+            run_id=run_id,
+            types=types,
+            from_seq=from_seq,
+            limit=limit,
+        )
+        return reply["events"]
+
+    async def verify_audit(self) -> VerifyReport:
+        return VerifyReport.model_validate((await self.call("audit.verify"))["report"])
+
+    async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult:
+        reply = await self.call("replay", run_id=run_id, policy=policy)
+        return ReplayResult.model_validate(reply["replay"])
+
+    async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]:
+        reply = await self.call("simulate", session_id=session_id, policy=policy)
+        return [SimulationChange.model_validate(c) for c in reply["changes"]]
+
+    async def list_skills(self) -> list[SkillInfo]:
+        return [SkillInfo.model_validate(s) for s in (await self.call("skill.list"))["skills"]]
+
+    async def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
+        return SkillInfo.model_validate((await self.call("skill.register", skill=skill))["skill"])
+
+    async def revoke_token(self, jti: str | None = None, session_id: str | None = None) -> None:
+        await self.call("token.revoke", jti=jti, session_id=session_id)
+
+    async def set_secret(self, name: str, value: str) -> None:
+        await self.call("secret.set", name=name, value=value)
+
+    def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]:
+        """Bus messages over a dedicated connection (closed when the iterator is closed)."""
+        return self._subscribe(from_seq)
+
+    async def _subscribe(self, from_seq: int | None) -> AsyncIterator[BusMessage]:
+        conn = AsyncConnection(self._path)
+        try:
+            await conn.open({"admin_token": self._token})
+            fields = {} if from_seq is None else {"from_seq": from_seq}
+            await conn.call("events.subscribe", **fields)
+            while True:
+                event = await conn.events.get()
+                if event is None:
+                    return
+                yield BusMessage.model_validate(event)
+        finally:
+            await conn.close()

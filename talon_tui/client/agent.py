@@ -1,0 +1,408 @@
+"""Clients of the agent pipe (DESIGN section 6).
+
+- `AgentClient`: a small blocking client for agents, one method per agent op.
+- `AsyncAgentClient`: the same over asyncio; many requests may be in flight on one connection.
+- `AdminClient`: implements `api.EngineAPI` over the pipe, so the console works the same
+  attached to a running `talon serve` as with the in-process Engine.
+
+Every error reply becomes an exception of the class for its code (`PolicyDeniedError` carries
+`suggested_fix`), all subclasses of `errors.TalonError`.
+
+    from talon_tui.client import AgentClient, PolicyDeniedError
+    with AgentClient(agent_key, data_dir="~/.local/share/talon") as agent:
+        print(agent.intent("file.read", {"path": "work/notes.txt"}).result["content"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..engine.core.paths import DataDir, resolve_data_dir
+from ..engine.errors import ErrorCode, TalonError
+
+MAX_LINE_BYTES = 1 << 20
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ClientError(TalonError):
+    """An error reply from the engine (or a broken connection)."""
+
+    code = ErrorCode.INTERNAL
+
+    @property
+    def run_id(self) -> str | None:
+        return self.details.get("run_id")
+
+    @property
+    def reason(self) -> str | None:
+        return self.details.get("reason")
+
+
+class BadRequestError(ClientError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class UnauthenticatedError(ClientError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class ForbiddenError(ClientError):
+    code = ErrorCode.FORBIDDEN
+
+
+class NotFoundError(ClientError):
+    code = ErrorCode.NOT_FOUND
+
+
+class PolicyDeniedError(ClientError):
+    """The policy denied the intent; `suggested_fix` is the narrowest override that would
+    allow exactly it (for an operator to consider, never applied by itself)."""
+
+    code = ErrorCode.POLICY_DENIED
+
+    @property
+    def suggested_fix(self) -> dict[str, Any] | None:
+        return self.details.get("suggested_fix")
+
+
+class ConstraintViolationError(ClientError):
+    code = ErrorCode.CONSTRAINT_VIOLATION
+
+
+class ApprovalDeniedError(ClientError):
+    code = ErrorCode.APPROVAL_DENIED
+
+
+class ApprovalTimeoutError(ClientError):
+    code = ErrorCode.APPROVAL_TIMEOUT
+
+
+class TokenInvalidError(ClientError):
+    code = ErrorCode.TOKEN_INVALID
+
+
+class ToolFailedError(ClientError):
+    code = ErrorCode.TOOL_ERROR
+
+
+class TooLargeError(ClientError):
+    code = ErrorCode.TOO_LARGE
+
+
+class RateLimitedError(ClientError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class InternalError(ClientError):
+    code = ErrorCode.INTERNAL
+
+
+class ConnectionClosedError(InternalError):
+    """The engine closed the connection (or was never reachable)."""
+
+
+ERRORS: dict[str, type[ClientError]] = {
+    cls.code.value: cls
+    for cls in (
+        BadRequestError,
+        UnauthenticatedError,
+        ForbiddenError,
+        NotFoundError,
+        PolicyDeniedError,
+        ConstraintViolationError,
+        ApprovalDeniedError,
+        ApprovalTimeoutError,
+        TokenInvalidError,
+        ToolFailedError,
+        TooLargeError,
+        RateLimitedError,
+        InternalError,
+    )
+}
+
+
+def error_from_reply(reply: dict[str, Any]) -> ClientError:
+    err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+    code = str(err.get("code") or "INTERNAL")
+    cls = ERRORS.get(code, InternalError)
+    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    return cls(str(err.get("message") or code), details=details)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class IntentResult(BaseModel):
+    run_id: str
+    intent_id: str | None = None
+    decision: str
+    result: Any = None
+
+
+def _socket_path(socket_path: str | os.PathLike[str] | None, data_dir: Any) -> Path:
+    if socket_path is not None:
+        return Path(socket_path)
+    env = os.environ.get("TALON_SOCKET")
+    if env and data_dir is None:
+        return Path(env)
+    return DataDir(resolve_data_dir(data_dir)).socket_path
+
+
+def _encode(frame: dict[str, Any]) -> bytes:
+    return (json.dumps(frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- blocking agent
+
+
+class AgentClient:
+    """A blocking agent connection: `hello` with the agent key, then one request at a time."""
+
+    def __init__(
+        self,
+        agent_key: str,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        socket_path: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.socket_path = _socket_path(socket_path, data_dir)
+        self._ids = itertools.count(1)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(self.socket_path))
+        except OSError as exc:
+            self._sock.close()
+            raise ConnectionClosedError(
+                f"cannot reach the Talon engine at {self.socket_path} ({exc.strerror}); "
+                "is `talon serve` or the console running?"
+            ) from None
+        self._file = self._sock.makefile("rb")
+        hello = self._call("hello", auth={"agent_key": agent_key})
+        self.session_id: str = hello["session_id"]
+        self.subject: str = hello["subject"]
+
+    def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        req_id = next(self._ids)
+        self._sock.sendall(_encode({"id": req_id, "op": op, **fields}))
+        while True:
+            line = self._file.readline(MAX_LINE_BYTES + 2)
+            if not line:
+                raise ConnectionClosedError("the engine closed the connection")
+            reply = json.loads(line)
+            if reply.get("id") not in (req_id, None) or "event" in reply:
+                continue
+            if not reply.get("ok"):
+                raise error_from_reply(reply)
+            return reply
+
+    def intent(
+        self, tool: str, params: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> IntentResult:
+        """Submit one tool intent; returns its result or raises (PolicyDeniedError, ...)."""
+        fields: dict[str, Any] = {"tool": tool, "params": params or {}}
+        if run_id is not None:
+            fields["run_id"] = run_id
+        return IntentResult.model_validate(self._call("intent", **fields))
+
+    def begin_run(self, content: str = "") -> str:
+        return self._call("run.begin", content=content)["run_id"]
+
+    def end_run(self, run_id: str, status: str = "ok") -> dict[str, Any]:
+        reply = self._call("run.end", run_id=run_id, status=status)
+        return {k: reply[k] for k in ("run_id", "status", "steps") if k in reply}
+
+    @contextlib.contextmanager
+    def run(self, content: str = "") -> Iterator[str]:
+        """`with agent.run("task") as run_id:` — ends the run ok, or error on an exception."""
+        run_id = self.begin_run(content)
+        try:
+            yield run_id
+        except BaseException:
+            with contextlib.suppress(ClientError, OSError):
+                self.end_run(run_id, "error")
+            raise
+        self.end_run(run_id, "ok")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+            self._sock.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- asyncio base
+
+
+class AsyncConnection:
+    """One pipe connection; replies are matched to requests by id, event frames queued."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future] = {}
+        self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader_task: asyncio.Task | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.closed = False
+
+    async def open(self, auth: dict[str, Any]) -> dict[str, Any]:
+        try:
+            reader, self._writer = await asyncio.open_unix_connection(
+                str(self.path), limit=MAX_LINE_BYTES + 1
+            )
+        except OSError as exc:
+            raise ConnectionClosedError(
+                f"cannot reach the Talon engine at {self.path} ({exc.strerror})"
+            ) from None
+        self._reader_task = asyncio.create_task(self._read(reader))
+        return await self.call("hello", auth=auth)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                frame = json.loads(line)
+                if "event" in frame:
+                    self.events.put_nowait(frame["event"])
+                    continue
+                fut = self._waiting.pop(frame.get("id"), None)
+                if (
+                    fut is None
+                    and frame.get("id") is None
+                    and self._waiting
+                    and not frame.get("ok")
+                ):
+                    # a connection-level error (e.g. TOO_LARGE) answers the oldest request
+                    fut = self._waiting.pop(next(iter(self._waiting)))
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.closed = True
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionClosedError("the engine closed the connection"))
+            self._waiting.clear()
+            self.events.put_nowait(None)
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.closed or self._writer is None:
+            raise ConnectionClosedError("the connection is closed")
+        req_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[req_id] = fut
+        self._writer.write(_encode({"id": req_id, "op": op, **fields}))
+        await self._writer.drain()
+        reply = await fut
+        if not reply.get("ok"):
+            raise error_from_reply(reply)
+        return reply
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+                await self._writer.wait_closed()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+
+
+class AsyncAgentClient:
+    """`await AsyncAgentClient.connect(key, ...)`; requests may run concurrently."""
+
+    def __init__(self, conn: AsyncConnection, hello: dict[str, Any]) -> None:
+        self._conn = conn
+        self.session_id: str = hello["session_id"]
+        self.subject: str = hello["subject"]
+
+    @classmethod
+    async def connect(
+        cls,
+        agent_key: str,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        socket_path: str | os.PathLike[str] | None = None,
+    ) -> AsyncAgentClient:
+        conn = AsyncConnection(_socket_path(socket_path, data_dir))
+        try:
+            hello = await conn.open({"agent_key": agent_key})
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, hello)
+
+    async def intent(
+        self, tool: str, params: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> IntentResult:
+        fields: dict[str, Any] = {"tool": tool, "params": params or {}}
+        if run_id is not None:
+            fields["run_id"] = run_id
+        return IntentResult.model_validate(await self._conn.call("intent", **fields))
+
+    async def begin_run(self, content: str = "") -> str:
+        return (await self._conn.call("run.begin", content=content))["run_id"]
+
+    async def end_run(self, run_id: str, status: str = "ok") -> dict[str, Any]:
+        reply = await self._conn.call("run.end", run_id=run_id, status=status)
+        return {k: reply[k] for k in ("run_id", "status", "steps") if k in reply}
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> AsyncAgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def read_admin_token(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """TALON_ADMIN_TOKEN, else `<data>/admin.token`."""
+    env = os.environ.get("TALON_ADMIN_TOKEN")
+    if env and env.strip():
+        return env.strip()
+    path = DataDir(resolve_data_dir(data_dir)).admin_token_path
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise UnauthenticatedError(
+            f"no admin token at {path} (start `talon serve` once, or set TALON_ADMIN_TOKEN)"
+        ) from None
+
+
+__all__ = [
+    "ERRORS",
+    "AgentClient",
+    "AsyncAgentClient",
+    "IntentResult",
+    "PolicyDeniedError",
+    "error_from_reply",
+    "read_admin_token",
+]

@@ -1,0 +1,10 @@
+"""Building blocks every part of the engine shares; they import nothing else of Talon.
+
+- `canon`: every byte that is hashed or signed (one function per purpose).
+- `clock`: the injectable Clock; `ids`: identifiers and timestamps drawn from it.
+- `paths`: the data directory layout and private file writes.
+- `keys`: Ed25519 key pairs and key ids.
+- `redact`: redaction of secret values from anything that leaves the broker.
+"""
+
+__all__ = ["canon", "clock", "ids", "keys", "paths", "redact"]

@@ -1,0 +1,235 @@
+"""The pipe's operations (DESIGN section 6): request fields checked, then one Engine call each.
+
+A missing or mistyped field is a BAD_REQUEST naming the field. Agent ops act only inside the
+agent's own session; admin ops are the Engine's `EngineAPI`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import BadRequest
+from ..policy.models import TOOLS, ToolIntent
+
+_MISSING = object()
+
+
+@dataclass
+class OpContext:
+    engine: Any
+    session_id: str | None
+    subject: str
+    conn: Any
+
+
+def field(
+    frame: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING
+) -> Any:
+    """`frame[name]` of type `kind`; BadRequest naming the field when missing or wrong."""
+    value = frame.get(name, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise BadRequest(f"{frame.get('op')}: missing field {name!r}", details={"field": name})
+        return default
+    if isinstance(value, bool) and kind in (int, (int,)):
+        raise BadRequest(f"{frame.get('op')}: field {name!r} must be an integer")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise BadRequest(
+            f"{frame.get('op')}: field {name!r} must be {names}", details={"field": name}
+        )
+    return value
+
+
+def _intent(frame: dict[str, Any]) -> ToolIntent:
+    tool = field(frame, "tool", str)
+    if tool not in TOOLS:
+        raise BadRequest(f"intent: unknown tool {tool!r} (tools: {', '.join(TOOLS)})")
+    params = field(frame, "params", dict, {})
+    try:
+        return ToolIntent(tool=tool, params=params, origin="agent")
+    except ValidationError as exc:
+        raise BadRequest(f"intent: {exc.errors()[0]['msg']}") from None
+
+
+# --------------------------------------------------------------------------- agent ops
+
+
+async def op_run_begin(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    content = field(f, "content", str, "")
+    return {"run_id": await ctx.engine.begin_run(ctx.session_id, ctx.subject, content)}
+
+
+async def op_intent(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    intent = _intent(f)
+    run_id = field(f, "run_id", str, None)
+    return await ctx.engine.submit(ctx.session_id, ctx.subject, intent, run_id)
+
+
+async def op_run_end(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    run_id = field(f, "run_id", str)
+    status = field(f, "status", str, "ok")
+    return await ctx.engine.end_run(ctx.session_id, ctx.subject, run_id, status)
+
+
+# --------------------------------------------------------------------------- admin ops
+
+
+async def op_status(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"status": (await ctx.engine.status()).model_dump()}
+
+
+async def op_session_create(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    session, key = await ctx.engine.create_session(
+        field(f, "label", str), field(f, "workspace", str, None), field(f, "policy", dict, None)
+    )
+    return {"session_id": session.id, "agent_key": key, "session": session.model_dump()}
+
+
+async def op_session_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"sessions": [s.model_dump() for s in await ctx.engine.list_sessions()]}
+
+
+async def op_session_close(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    await ctx.engine.close_session(field(f, "session_id", str))
+    return {}
+
+
+async def op_policy_get(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"policy": (await ctx.engine.get_policy(field(f, "session_id", str))).to_doc()}
+
+
+async def op_policy_set(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    policy = await ctx.engine.set_policy(field(f, "session_id", str), field(f, "policy", dict))
+    return {"policy": policy.to_doc()}
+
+
+async def op_agent_key_issue(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"agent_key": await ctx.engine.issue_agent_key(field(f, "session_id", str))}
+
+
+async def op_run_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    runs = await ctx.engine.list_runs(
+        field(f, "session_id", str, None),
+        field(f, "limit", int, 500),
+        max(0, field(f, "offset", int, 0)),
+    )
+    return {"runs": [r.model_dump() for r in runs]}
+
+
+async def op_agent_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"agents": [a.model_dump() for a in await ctx.engine.list_agents()]}
+
+
+async def op_approval_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"approvals": [a.model_dump() for a in await ctx.engine.list_approvals()]}
+
+
+async def op_approval_decide(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    await ctx.engine.decide_approval(
+        field(f, "approval_id", str), field(f, "allow", bool), field(f, "remember", bool, False)
+    )
+    return {}
+
+
+async def op_audit_query(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    types = field(f, "types", list, None)
+    if types is not None and not all(isinstance(t, str) for t in types):
+        raise BadRequest("audit.query: types must be a list of strings")
+    events = await ctx.engine.query_audit(
+        session_id=field(f, "session_id", str, None),
+        run_id=field(f, "run_id", str, None),
+        types=types,
+        from_seq=field(f, "from_seq", int, 0),
+        limit=min(field(f, "limit", int, 1000), 10_000),
+    )
+    return {"events": events}
+
+
+async def op_audit_verify(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"report": (await ctx.engine.verify_audit()).model_dump()}
+
+
+async def op_replay(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    result = await ctx.engine.replay(field(f, "run_id", str), field(f, "policy", dict, None))
+    return {"replay": result.model_dump()}
+
+
+async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    changes = await ctx.engine.simulate(field(f, "session_id", str), field(f, "policy", dict))
+    return {"changes": [c.model_dump() for c in changes]}
+
+
+async def op_skill_register(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"skill": (await ctx.engine.register_skill(field(f, "skill", dict))).model_dump()}
+
+
+async def op_skill_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"skills": [s.model_dump() for s in await ctx.engine.list_skills()]}
+
+
+async def op_token_revoke(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    await ctx.engine.revoke_token(field(f, "jti", str, None), field(f, "session_id", str, None))
+    return {}
+
+
+async def op_secret_set(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    await ctx.engine.set_secret(field(f, "name", str), field(f, "value", str))
+    return {}
+
+
+async def op_events_subscribe(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    from_seq = field(f, "from_seq", int, None)
+    if from_seq is not None and from_seq < 0:
+        raise BadRequest("events.subscribe: from_seq must be >= 0")
+    ctx.conn.start_events(from_seq)
+    return {"subscribed": True}
+
+
+async def op_hello(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    raise BadRequest("already authenticated on this connection")
+
+
+Op = Callable[[OpContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+AGENT_OPS: dict[str, Op] = {
+    "run.begin": op_run_begin,
+    "intent": op_intent,
+    "run.end": op_run_end,
+}
+
+ADMIN_OPS: dict[str, Op] = {
+    "status": op_status,
+    "session.create": op_session_create,
+    "session.list": op_session_list,
+    "session.close": op_session_close,
+    "policy.get": op_policy_get,
+    "policy.set": op_policy_set,
+    "agent_key.issue": op_agent_key_issue,
+    "run.list": op_run_list,
+    "agent.list": op_agent_list,
+    "approval.list": op_approval_list,
+    "approval.decide": op_approval_decide,
+    "audit.query": op_audit_query,
+    "audit.verify": op_audit_verify,
+    "replay": op_replay,
+    "simulate": op_simulate,
+    "skill.register": op_skill_register,
+    "skill.list": op_skill_list,
+    "token.revoke": op_token_revoke,
+    "secret.set": op_secret_set,
+    "events.subscribe": op_events_subscribe,
+}
+
+COMMON_OPS: dict[str, Op] = {"hello": op_hello}
+
+
+async def dispatch(ctx: OpContext, op: str, frame: dict[str, Any]) -> dict[str, Any]:
+    handler = AGENT_OPS.get(op) or ADMIN_OPS.get(op) or COMMON_OPS.get(op)
+    if handler is None:
+        raise BadRequest(f"unknown op {op!r}")
+    return await handler(ctx, frame)

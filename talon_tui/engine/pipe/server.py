@@ -1,0 +1,509 @@
+"""The agent pipe (DESIGN section 6): an asyncio Unix-socket server speaking JSON Lines.
+
+Every limit is answered with a clear error and never a crash: a line over 1 MiB (TOO_LARGE,
+then close), invalid UTF-8 or JSON, non-object frames, nesting deeper than 64, duplicate keys,
+unknown ops and missing fields (BAD_REQUEST, the connection stays), an idle connection (closed),
+too many connections, a per-agent token-bucket rate limit (RATE_LIMITED), an agent asking for an
+admin op (FORBIDDEN, audited as `pipe.rejected`).
+
+Requests on one connection are processed concurrently (at most MAX_INFLIGHT at a time; more
+waits before being read), and replies carry the request's `id`, so one slow intent (say, one
+waiting for an approval) never holds up the others. One bad client never slows the others:
+each connection has its own reader task, replies are written without waiting on other
+connections, and event streams to slow subscribers drop (and count) instead of blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import stat
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..api import AgentPeer
+from ..core import ids
+from ..core.canon import loads_strict
+from ..errors import BadRequest, ErrorCode, TalonError
+from .ops import ADMIN_OPS, AGENT_OPS, COMMON_OPS, OpContext, dispatch
+
+MAX_LINE_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_INFLIGHT = 64
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_RATE = 1000.0  # requests per second per agent subject
+DEFAULT_BURST = 2000.0
+
+
+class PipeSetupError(TalonError):
+    """The socket cannot be created safely (symlink, unsafe directory)."""
+
+
+def check_socket_dir(run_dir: Path) -> None:
+    """Refuse a symlinked or group/other-writable socket directory (before anything fixes
+    its mode), and a socket path that is a symlink or not a socket."""
+    try:
+        st = os.lstat(run_dir)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise PipeSetupError(f"refusing to use {run_dir}: it is a symlink")
+    if not stat.S_ISDIR(st.st_mode):
+        raise PipeSetupError(f"refusing to use {run_dir}: it is not a directory")
+    if st.st_mode & 0o022:
+        raise PipeSetupError(
+            f"refusing to use {run_dir}: it is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); make it 0700"
+        )
+    if st.st_uid != os.getuid():
+        raise PipeSetupError(f"refusing to use {run_dir}: it belongs to uid {st.st_uid}")
+    sock = run_dir / "agent.sock"
+    try:
+        sst = os.lstat(sock)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(sst.st_mode):
+        raise PipeSetupError(f"refusing to use {sock}: it is a symlink")
+    if not stat.S_ISSOCK(sst.st_mode):
+        raise PipeSetupError(f"refusing to use {sock}: it exists and is not a socket")
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            if d > limit:
+                return False
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            if d > limit:
+                return False
+            stack.extend((x, d + 1) for x in v)
+    return True
+
+
+#: one JSON string, then (group 1) a ":" when it is an object key. Scanned over a document
+#: orjson has accepted, every '"' outside a string starts one, so this sees every string once.
+_STRING_THEN_COLON = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)', re.DOTALL)
+
+
+def fast_frame(line: bytes) -> dict[str, Any] | None:
+    """The frame via orjson when that is provably what the strict parser would return;
+    None sends the line to `strict_frame` (which then accepts or refuses it, with its message).
+
+    Taken only if orjson accepts the line (it refuses invalid UTF-8, lone surrogates, NaN and
+    everything else the strict parser refuses, and more), the value is an object nested at most
+    MAX_DEPTH deep holding no float (orjson turns integers beyond 64 bits into floats, and float
+    parsing is left to the stdlib), and no object lost a key: the number of keys in the text
+    (strings followed by ":") equals the number of keys in the parsed objects, so any
+    duplicate, however it is spelt ("a" and "\\u0061"), and however deep, takes the slow path.
+    """
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    keys = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, d = pop()
+        if d > MAX_DEPTH:
+            return None
+        if type(v) is dict:
+            keys += len(v)
+            items = v.values()
+        else:
+            items = v
+        for x in items:
+            t = type(x)
+            if t is dict or t is list:
+                push((x, d + 1))
+            elif t is float:
+                return None
+    if _STRING_THEN_COLON.findall(line).count(b":") != keys:
+        return None
+    return value
+
+
+def strict_frame(line: bytes) -> dict[str, Any]:
+    """The reference parser: stdlib json refusing duplicate keys and NaN/Infinity."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"frame is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        value = loads_strict(text)
+    except RecursionError:
+        raise BadRequest(f"frame nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise BadRequest(f"frame is not valid JSON: {exc}") from None
+    if not _depth_ok(value):
+        raise BadRequest(f"frame nests deeper than {MAX_DEPTH} levels")
+    if not isinstance(value, dict):
+        raise BadRequest("frame must be a JSON object")
+    return value
+
+
+def parse_frame(line: bytes) -> dict[str, Any]:
+    """One request frame, or BadRequest saying exactly what is wrong with it."""
+    value = fast_frame(line)
+    if value is None:
+        value = strict_frame(line)
+    return value
+
+
+def encode(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj) + b"\n"
+    except TypeError:
+        return (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode("ascii")
+
+
+class Connection:
+    def __init__(self, server: PipeServer, reader: asyncio.StreamReader, writer: Any) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.conn_id = ids.new_id("conn")
+        self.role: str | None = None
+        self.session_id: str | None = None
+        self.subject = ""
+        self.uid: int | None = None
+        self.pid: int | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.slots = asyncio.Semaphore(MAX_INFLIGHT)
+        self.subscription: Any = None
+        self.pump: asyncio.Task | None = None
+        self.closing = False
+        self.bucket: TokenBucket | None = None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                self.pid, self.uid, _gid = struct.unpack("3i", creds)
+
+    # -- writing
+    def send(self, obj: Any) -> None:
+        if self.closing or self.writer.is_closing():
+            return
+        self.writer.write(encode(obj))
+
+    async def flush(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.writer.drain()
+
+    def reply_error(self, req_id: Any, exc: TalonError) -> None:
+        self.send({"id": req_id, "ok": False, "error": exc.to_wire()})
+
+    def reject(self, req_id: Any, code: ErrorCode, message: str, op: Any = None) -> None:
+        """Answer an error that is also audited (`pipe.rejected`)."""
+        self.reply_error(req_id, TalonError(message, code=code))
+        self.server.engine.pipe_rejected(
+            self.conn_id, str(code), message, op if isinstance(op, str) else None, self.session_id
+        )
+
+    # -- reading
+    async def read_line(self) -> bytes | None:
+        """The next line without its newline; None at EOF or idle timeout."""
+        idle = self.server.idle_timeout
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    line = await self.reader.readuntil(b"\n")
+                return line[:-1]
+            except TimeoutError:
+                if self.tasks or self.subscription is not None:
+                    continue  # waiting on its own intents, or streaming events: not idle
+                return None
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():
+                    raise BadRequest("connection closed in the middle of a frame") from None
+                return None
+
+    async def run(self) -> None:
+        try:
+            await self._serve()
+        except asyncio.LimitOverrunError:
+            self.reject(None, ErrorCode.TOO_LARGE, f"frame longer than {MAX_LINE_BYTES} bytes")
+            await self.flush()
+        except ValueError as exc:  # StreamReader's limit surfaces as ValueError in some paths
+            self.reject(None, ErrorCode.TOO_LARGE, f"frame rejected: {exc}")
+            await self.flush()
+        except (ConnectionError, BadRequest):
+            pass
+        finally:
+            await self.close()
+
+    async def _serve(self) -> None:
+        if not await self._hello():
+            return
+        while not self.closing:
+            line = await self.read_line()
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            try:
+                frame = parse_frame(line)
+            except BadRequest as exc:
+                self.reply_error(None, exc)
+                await self.flush()
+                continue
+            req_id = frame.get("id")
+            op = frame.get("op")
+            if self.role == "agent" and self.bucket is not None and not self.bucket.take():
+                self.reject(req_id, ErrorCode.RATE_LIMITED, "rate limit exceeded; slow down", op)
+                await self.flush()
+                continue
+            await self.slots.acquire()
+            task = asyncio.create_task(self._handle(req_id, op, frame))
+            self.tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    async def _hello(self) -> bool:
+        line = await self.read_line()
+        if line is None:
+            return False
+        frame: dict[str, Any] | None
+        try:
+            frame = parse_frame(line)
+        except BadRequest:
+            frame = None
+        req_id = frame.get("id") if frame else None
+        auth = frame.get("auth") if frame else None
+        engine = self.server.engine
+        if frame is None or frame.get("op") != "hello" or not isinstance(auth, dict):
+            self.reject(
+                req_id,
+                ErrorCode.UNAUTHENTICATED,
+                'the first frame must be {"op":"hello","auth":{...}}',
+                frame.get("op") if frame else None,
+            )
+            await self.flush()
+            return False
+        try:
+            if "admin_token" in auth:
+                if not engine.check_admin_token(auth.get("admin_token")):
+                    raise TalonError("wrong admin token", code=ErrorCode.UNAUTHENTICATED)
+                self.role, self.subject = "admin", f"admin:uid{self.uid}"
+            else:
+                self.session_id, self.subject = engine.authenticate_agent(auth.get("agent_key"))
+                self.role = "agent"
+                self.bucket = self.server.bucket_for(self.subject)
+        except TalonError as exc:
+            self.reject(req_id, ErrorCode.UNAUTHENTICATED, exc.message, "hello")
+            await self.flush()
+            return False
+        peer = AgentPeer(
+            conn_id=self.conn_id,
+            session_id=self.session_id,
+            role=self.role,  # type: ignore[arg-type]
+            subject=self.subject,
+            uid=self.uid,
+            pid=self.pid,
+            connected_at=ids.now_iso(),
+        )
+        engine.agent_connected(peer)
+        self.server.by_conn[self.conn_id] = self
+        await engine.durable()
+        self.send(
+            {
+                "id": req_id,
+                "ok": True,
+                "role": self.role,
+                "session_id": self.session_id,
+                "subject": self.subject,
+                "conn_id": self.conn_id,
+            }
+        )
+        await self.flush()
+        return True
+
+    async def _handle(self, req_id: Any, op: Any, frame: dict[str, Any]) -> None:
+        try:
+            if not isinstance(op, str) or not op:
+                raise BadRequest("frame needs an op (a string)")
+            if op in ADMIN_OPS and self.role != "admin":
+                self.reject(req_id, ErrorCode.FORBIDDEN, f"agents may not use {op!r}", op)
+                return
+            if op not in AGENT_OPS and op not in ADMIN_OPS and op not in COMMON_OPS:
+                raise BadRequest(f"unknown op {op!r}")
+            if op in AGENT_OPS and self.role != "agent":
+                raise BadRequest(f"{op!r} is an agent op; this connection is {self.role}")
+            ctx = OpContext(self.server.engine, self.session_id, self.subject, self)
+            result = await dispatch(ctx, op, frame)
+            self.send({"id": req_id, "ok": True, **result})
+        except TalonError as exc:
+            self.reply_error(req_id, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            self.reply_error(req_id, TalonError(f"internal error: {type(exc).__name__}: {exc}"))
+        await self.flush()
+
+    # -- events
+    def start_events(self, from_seq: int | None) -> None:
+        if self.subscription is not None:
+            raise BadRequest("this connection is already subscribed")
+        self.subscription = self.server.engine.subscribe(from_seq)
+        self.pump = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for msg in self.subscription:
+                if self.closing:
+                    return
+                self.send({"event": {"kind": msg.kind, "payload": msg.payload}})
+                await self.flush()
+        except (ConnectionError, asyncio.CancelledError):
+            return
+
+    async def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.pump is not None:
+            self.pump.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.role is not None:
+            self.server.by_conn.pop(self.conn_id, None)
+            self.server.engine.agent_disconnected(self.conn_id)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+class PipeServer:
+    """Serves `engine` on `socket_path` (`await start()`, `await stop()`)."""
+
+    def __init__(
+        self,
+        engine: Any,
+        socket_path: str | os.PathLike[str],
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        rate: float = DEFAULT_RATE,
+        burst: float = DEFAULT_BURST,
+    ) -> None:
+        self.engine = engine
+        self.socket_path = Path(socket_path)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.rate = rate
+        self.burst = burst
+        self.connections: set[Connection] = set()
+        self.by_conn: dict[str, Connection] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._handlers: set[asyncio.Task] = set()
+
+    def bucket_for(self, subject: str) -> TokenBucket:
+        bucket = self.buckets.get(subject)
+        if bucket is None:
+            bucket = self.buckets[subject] = TokenBucket(self.rate, self.burst)
+        return bucket
+
+    async def start(self) -> None:
+        run_dir = self.socket_path.parent
+        check_socket_dir(run_dir)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_socket_dir(run_dir)
+        if self.socket_path.exists() or self.socket_path.is_symlink():
+            self.socket_path.unlink()  # a stale socket (we hold engine.lock)
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._accept, path=str(self.socket_path), limit=MAX_LINE_BYTES, backlog=512
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.socket_path, 0o600)
+        self.engine.on_session_closed = self._drop_conn
+
+    def _drop_conn(self, conn_id: str) -> None:
+        conn = self.by_conn.get(conn_id)
+        if conn is not None:
+            task = asyncio.ensure_future(conn.close())
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        conn = Connection(self, reader, writer)
+        if len(self.connections) >= self.max_connections:
+            conn.reject(
+                None,
+                ErrorCode.RATE_LIMITED,
+                f"too many connections (at most {self.max_connections}); try again later",
+            )
+            await conn.flush()
+            conn.closing = True
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
+        self.connections.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+            if task is not None:
+                self._handlers.discard(task)
+
+    def inflight(self) -> int:
+        return sum(len(c.tasks) for c in self.connections)
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish (at most `grace` s), close all
+        connections and remove the socket."""
+        self.stop_accepting()
+        pending = [t for c in self.connections for t in c.tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for conn in list(self.connections):
+            await conn.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=2)

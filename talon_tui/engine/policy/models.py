@@ -1,0 +1,459 @@
+"""Pydantic models shared by every part of the engine (DESIGN sections 3-6).
+
+Policy documents are validated here: unknown tools, blank allowlists, wrong types and ttl over
+3600 s are refused with a message naming the field. Documents written for the reference
+SecureTalon (`network_allowed`, `mounts_allowed`, images `name@sha256:...`, domains written as
+`https://host`) load unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import PolicyInvalid
+
+TOOLS: tuple[str, ...] = ("file.read", "file.write", "http.fetch", "docker.run", "shell.exec")
+Tool = Literal["file.read", "file.write", "http.fetch", "docker.run", "shell.exec"]
+ApprovalMode = Literal["never", "always", "untrusted"]
+DecisionKind = Literal["ALLOW", "DENY", "REQUIRE_APPROVAL"]
+Origin = Literal["agent", "skill", "operator"]
+
+MAX_TTL_SECONDS = 3600
+DEFAULT_TTL_SECONDS = 60
+DIGEST_RE = re.compile(r"^(?:[a-z0-9][a-z0-9._/:-]*@)?sha256:[0-9a-f]{64}$")
+HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class Strict(BaseModel):
+    """Unknown keys are refused. Booleans in policy documents are declared strict on top:
+    "yes", "false" or 1 is a typo, never a grant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+def _nonblank_list(values: list[str], what: str) -> list[str]:
+    cleaned = [v.strip() for v in values]
+    if not cleaned:
+        raise ValueError(f"{what} must not be empty: an empty allowlist would allow nothing")
+    for v in cleaned:
+        if not v:
+            raise ValueError(f"{what} must not contain blank entries")
+    return cleaned
+
+
+class BaseConstraints(Strict):
+    ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, ge=1, le=MAX_TTL_SECONDS)
+
+
+class FileConstraints(BaseConstraints):
+    """file.read / file.write: paths relative to the session workspace."""
+
+    roots: list[str]
+    max_bytes: int = Field(1_048_576, ge=0, le=1 << 30)
+
+    @field_validator("roots")
+    @classmethod
+    def _roots(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "roots")
+        for r in v:
+            if "\x00" in r:
+                raise ValueError("roots must not contain NUL bytes")
+        return v
+
+
+class HttpConstraints(BaseConstraints):
+    """http.fetch: exact hosts (or `*.example.com`), methods, sizes, ports."""
+
+    domains: list[str]
+    methods: list[str] = Field(default_factory=lambda: ["GET"])
+    schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: ["https"])  # type: ignore[arg-type]
+    ports: list[int] = Field(default_factory=list)
+    max_bytes: int = Field(1_048_576, ge=0, le=1 << 30)
+    timeout_seconds: int = Field(10, ge=1, le=300)
+    allow_private_addresses: bool = Field(False, strict=True)
+    max_redirects: int = Field(5, ge=0, le=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_domains(cls, data: Any) -> Any:
+        """SecureTalon wrote domains as URLs (`https://host`): keep the host, note the scheme."""
+        if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
+            return data
+        data = dict(data)
+        hosts: list[Any] = []
+        schemes: set[str] = set()
+        for d in data["domains"]:
+            if isinstance(d, str) and "://" in d:
+                scheme, _, rest = d.partition("://")
+                scheme = scheme.lower()
+                if scheme not in ("http", "https"):
+                    raise ValueError(f"domains: scheme {scheme!r} is not http or https")
+                schemes.add(scheme)
+                host = rest.split("/", 1)[0]
+                if "@" in host:
+                    raise ValueError("domains: an entry must not carry user info")
+                port = ""
+                if host.startswith("[") and "]:" in host:
+                    host, _, port = host.rpartition(":")
+                elif ":" in host and not host.startswith("["):
+                    host, _, port = host.rpartition(":")
+                if port:
+                    if not port.isdigit():
+                        raise ValueError(f"domains: {d!r} has a port that is not a number")
+                    ports = data.get("ports")
+                    ports = list(ports) if isinstance(ports, list) else []
+                    if int(port) not in ports:
+                        ports.append(int(port))
+                    data["ports"] = ports
+                hosts.append(host)
+            else:
+                hosts.append(d)
+        data["domains"] = hosts
+        if schemes and "schemes" not in data:
+            data["schemes"] = sorted(schemes)
+        return data
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "domains")
+        out = []
+        for d in v:
+            d = d.lower().rstrip(".")
+            if any(c in d for c in "/\\@ \t\x00?#"):
+                raise ValueError(f"domains: {d!r} is not a host name")
+            out.append(d)
+        return out
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        v = [m.upper() for m in _nonblank_list(v, "methods")]
+        allowed = set(HTTP_METHODS)
+        bad = [m for m in v if m not in allowed]
+        if bad:
+            raise ValueError(f"methods: {bad} not in {sorted(allowed)}")
+        return v
+
+    @field_validator("schemes")
+    @classmethod
+    def _schemes(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("schemes must not be empty")
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        for p in v:
+            if not 1 <= p <= 65535:
+                raise ValueError(f"ports: {p} is not a TCP port")
+        return v
+
+
+class MountSpec(Strict):
+    """A host directory a container may see (always read-only unless `read_only: false`)."""
+
+    source: str
+    target: str
+    read_only: bool = Field(True, strict=True)
+
+    @field_validator("source", "target")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.startswith("/") or "\x00" in v:
+            raise ValueError(f"mount path {v!r} must be absolute")
+        return v
+
+
+class DockerConstraints(BaseConstraints):
+    images: list[str]
+    network: bool = Field(False, strict=True)
+    mounts: list[MountSpec] = Field(default_factory=list)
+    memory_mb: int = Field(512, ge=16, le=65536)
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids_limit: int = Field(64, ge=1, le=4096)
+    timeout_seconds: int = Field(30, ge=1, le=3600)
+    max_output_bytes: int = Field(1_048_576, ge=0, le=64 << 20)
+    require_signed: bool = Field(False, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _securetalon(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "network_allowed" in data:
+            if "network" in data:
+                raise ValueError("give either network or network_allowed, not both")
+            data["network"] = data.pop("network_allowed")
+        if "mounts_allowed" in data:
+            if "mounts" in data:
+                raise ValueError("give either mounts or mounts_allowed, not both")
+            m = data.pop("mounts_allowed")
+            data["mounts"] = [] if m is False or m is None else m
+        if isinstance(data.get("mounts"), list):
+            data["mounts"] = [parse_mount(m) for m in data["mounts"]]
+        return data
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "images")
+        for i in v:
+            if any(c.isspace() for c in i) or "\x00" in i:
+                raise ValueError(f"images: {i!r} is not an image reference")
+        return v
+
+
+def parse_mount(m: Any) -> Any:
+    """Accept `src:dst[:ro|rw]` strings as SecureTalon wrote them."""
+    if isinstance(m, str):
+        parts = m.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"mounts: {m!r} is not source:target[:ro|rw]")
+        return {
+            "source": parts[0],
+            "target": parts[1],
+            "read_only": len(parts) == 2 or parts[2] == "ro",
+        }
+    return m
+
+
+class ShellConstraints(BaseConstraints):
+    """shell.exec: exact program paths; argv only, never a shell."""
+
+    commands: list[str]
+    roots: list[str] = Field(default_factory=lambda: ["."])
+    timeout_seconds: int = Field(10, ge=1, le=3600)
+    max_output_bytes: int = Field(1_048_576, ge=0, le=64 << 20)
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "commands")
+        for c in v:
+            if not c.startswith("/"):
+                raise ValueError(f"commands: {c!r} must be an absolute program path")
+        return v
+
+    @field_validator("roots")
+    @classmethod
+    def _roots(cls, v: list[str]) -> list[str]:
+        return _nonblank_list(v, "roots")
+
+
+CONSTRAINT_MODELS: dict[str, type[BaseConstraints]] = {
+    "file.read": FileConstraints,
+    "file.write": FileConstraints,
+    "http.fetch": HttpConstraints,
+    "docker.run": DockerConstraints,
+    "shell.exec": ShellConstraints,
+}
+
+Constraints = FileConstraints | HttpConstraints | DockerConstraints | ShellConstraints
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class Override(Strict):
+    """One rule of a session policy. Only an enabled `allow: true` override allows anything;
+    an enabled `allow: false` override for a tool denies it whatever else says."""
+
+    tool: Tool
+    allow: bool = Field(True, strict=True)
+    approval: ApprovalMode = "untrusted"
+    enabled: bool = Field(True, strict=True)
+    note: str = ""
+    constraints: Constraints | None = None
+
+    @model_validator(mode="after")
+    def _needs_constraints(self) -> Override:
+        if self.allow and self.constraints is None:
+            raise ValueError(
+                f"constraints: an allowing {self.tool} override needs constraints "
+                "(an allowlist of what it may touch)"
+            )
+        return self
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _typed_constraints(cls, v: Any, info: ValidationInfo) -> Any:
+        """Validate constraints with the model of the override's tool."""
+        tool = info.data.get("tool")
+        if v is None or tool not in CONSTRAINT_MODELS:
+            return v
+        if isinstance(v, BaseModel):
+            v = v.model_dump()
+        return CONSTRAINT_MODELS[tool].model_validate(v)
+
+
+class Policy(Strict):
+    version: Literal[1] = 1
+    overrides: list[Override] = Field(default_factory=list)
+
+    def for_tool(self, tool: str) -> list[tuple[int, Override]]:
+        return [(i, o) for i, o in enumerate(self.overrides) if o.tool == tool and o.enabled]
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document form (no defaults dropped, so diffs are explicit)."""
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the field path."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '(document)'}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_policy(doc: Any) -> Policy:
+    """Validate a policy document; raise PolicyInvalid naming the field on any problem."""
+    if not isinstance(doc, dict):
+        raise PolicyInvalid("policy must be a JSON object with 'version' and 'overrides'")
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        raise PolicyInvalid(f"invalid policy: {format_validation_error(exc)}") from exc
+
+
+# --------------------------------------------------------------------------- intents
+
+
+class FileReadParams(Strict):
+    path: str
+
+
+class FileWriteParams(Strict):
+    path: str
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+class SecretRef(Strict):
+    secret_ref: str
+
+
+class HttpFetchParams(Strict):
+    url: str
+    method: str = "GET"
+    headers: dict[str, str | SecretRef] = Field(default_factory=dict)
+    body: str | None = None
+
+
+class DockerRunParams(Strict):
+    image: str
+    command: list[str] | None = None
+    input: Any = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ShellExecParams(Strict):
+    argv: list[str] = Field(min_length=1)
+    cwd: str = "."
+
+
+PARAM_MODELS: dict[str, type[Strict]] = {
+    "file.read": FileReadParams,
+    "file.write": FileWriteParams,
+    "http.fetch": HttpFetchParams,
+    "docker.run": DockerRunParams,
+    "shell.exec": ShellExecParams,
+}
+
+
+class ToolIntent(Strict):
+    tool: Tool
+    params: dict[str, Any] = Field(default_factory=dict)
+    origin: Origin = "agent"
+
+    @property
+    def untrusted(self) -> bool:
+        return self.origin == "skill"
+
+
+class Decision(Strict):
+    decision: DecisionKind
+    reason: str
+    override_index: int | None = None
+    constraints: dict[str, Any] | None = None
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    suggested_fix: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- state
+
+
+class Session(Strict):
+    id: str
+    label: str
+    workspace: str
+    status: Literal["open", "closed"] = "open"
+    created: str
+    closed: str | None = None
+
+
+class Skill(Strict):
+    name: str
+    version: str
+    image: str
+    manifest: dict[str, Any] = Field(default_factory=dict)
+    signature: str | None = None
+    key_id: str | None = None
+    registered: str = ""
+
+
+class AuditEvent(Strict):
+    seq: int
+    event_id: str
+    ts: str
+    session_id: str | None = None
+    run_id: str | None = None
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+AUDIT_EVENT_TYPES: tuple[str, ...] = (
+    "engine.started",
+    "engine.stopped",
+    "session.created",
+    "session.closed",
+    "policy.updated",
+    "agent.connected",
+    "agent.disconnected",
+    "pipe.rejected",
+    "run.started",
+    "policy.intent.received",
+    "policy.decision",
+    "approval.requested",
+    "approval.decided",
+    "capability.issued",
+    "tool.executed",
+    "skill.started",
+    "skill.finished",
+    "token.revoked",
+    "run.finished",
+    "audit.recovered",
+    "audit.checkpoint",
+)

@@ -1,0 +1,558 @@
+"""The flow of one intent (DESIGN section 2), as the agent-facing half of the Engine.
+
+`submit` audits every step (intent received, decision, approval, capability, execution, run
+end) and makes them durable before it returns or raises. Errors reach the caller as
+`TalonError`s whose `details` carry the run and intent ids (and `suggested_fix` on a denial).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..audit.runs import recordable_hashed
+from ..core import ids
+from ..core.canon import NotCanonical, canonical, canonical_sha256, jsonable, sha256_tag
+from ..errors import (
+    BadRequest,
+    ConstraintViolation,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    PolicyDenied,
+    TalonError,
+    TokenInvalid,
+)
+from ..policy import evaluate as policy_engine
+from ..policy.models import Decision, Session, ToolIntent
+from ..store import INLINE_TOOLS, EngineStore
+from .skills import parse_skill_answer
+
+if TYPE_CHECKING:
+    from ..audit.log import AuditLog
+    from ..audit.runs import RunProjection
+    from .approvals import ApprovalQueue
+    from .bus import EventBus
+
+#: most tool intents followed from one skill answer
+MAX_SKILL_INTENTS = 16
+MAX_CONTENT_CHARS = 4096
+RUN_STATUS_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+
+
+class _Step:
+    """Events of one intent written together: `add` queues one, `flush` writes the queue with
+    one `AuditLog.append_many` (one lock, one os.write). The flow flushes before every await
+    and before the broker runs, so the log holds the same events in the same order as one
+    append each, and every event still reaches disk (group commit) before the agent hears."""
+
+    __slots__ = ("audit", "pending", "run_id", "session_id")
+
+    def __init__(self, audit: Any, session_id: str, run_id: str) -> None:
+        self.audit = audit
+        self.session_id = session_id
+        self.run_id = run_id
+        self.pending: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
+
+    def add(self, etype: str, data: dict[str, Any]) -> None:
+        self.pending.append((etype, self.session_id, self.run_id, data))
+
+    def flush(self) -> None:
+        if self.pending:
+            specs, self.pending = self.pending, []
+            self.audit.append_many(specs)
+
+
+class IntentFlow:
+    """Mixed into `Engine`: runs and intents from agents (and from skills' answers).
+
+    What the flow uses of its host is declared here, so this module needs no import of
+    `engine.py` (the Engine sets these attributes and defines these methods)."""
+
+    store: EngineStore
+    audit: AuditLog
+    bus: EventBus
+    approvals: ApprovalQueue
+    runs: RunProjection
+    started: bool
+    max_output_bytes: int
+    _active: int
+    _idle: asyncio.Event
+
+    if TYPE_CHECKING:
+
+        def _session(self, session_id: str, *, open_only: bool = False) -> Session: ...
+
+        def _record(
+            self,
+            etype: str,
+            data: dict[str, Any],
+            *,
+            session_id: str | None = None,
+            run_id: str | None = None,
+        ) -> dict[str, Any]: ...
+
+        async def durable(self) -> None: ...
+
+    async def begin_run(self, session_id: str, subject: str, content: str = "") -> str:
+        """Open a run in the session; returns its id."""
+        self._session(session_id, open_only=True)
+        if not isinstance(content, str) or len(content) > MAX_CONTENT_CHARS:
+            raise BadRequest(f"content must be a string of at most {MAX_CONTENT_CHARS} characters")
+        run_id = ids.new_id("run")
+        content, _ = self.store.redactor(content)
+        self._record(
+            "run.started",
+            {"subject": subject, "content": content, "one_shot": False},
+            session_id=session_id,
+            run_id=run_id,
+        )
+        await self.durable()
+        return run_id
+
+    def _own_run(self, session_id: str, run_id: Any) -> Any:
+        if not isinstance(run_id, str):
+            raise BadRequest("run_id must be a string")
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no running run {run_id!r}", details={"run_id": run_id})
+        if run.session_id != session_id:
+            raise Forbidden(
+                f"run {run_id!r} belongs to another session", details={"run_id": run_id}
+            )
+        if run.status != "running":
+            raise BadRequest(f"run {run_id!r} is already {run.status}", details={"run_id": run_id})
+        return run
+
+    async def end_run(
+        self, session_id: str, subject: str, run_id: str, status: str = "ok"
+    ) -> dict[str, Any]:
+        """Finish a run of the session; returns `{run_id, status, steps}`."""
+        if not isinstance(status, str) or not RUN_STATUS_RE.match(status):
+            raise BadRequest("status must be a short lowercase word such as ok or error")
+        run = self._own_run(session_id, run_id)
+        steps = run.steps
+        self._record(
+            "run.finished", {"status": status, "steps": steps}, session_id=session_id, run_id=run_id
+        )
+        await self.durable()
+        return {"run_id": run_id, "status": status, "steps": steps}
+
+    async def submit(
+        self,
+        session_id: str,
+        subject: str,
+        intent: ToolIntent,
+        run_id: str | None = None,
+        *,
+        _depth: int = 0,
+    ) -> dict[str, Any]:
+        """Decide and (if allowed) execute one intent; returns `{run_id, intent_id, decision,
+        result}` or raises a TalonError (PolicyDenied, ApprovalDenied/Timeout as codes, ...)."""
+        if not self.started:
+            raise TalonError("the engine is not running", code=ErrorCode.INTERNAL)
+        session = self._session(session_id, open_only=True)
+        try:
+            ih = canonical_sha256({"tool": intent.tool, "params": intent.params})
+        except NotCanonical as exc:
+            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+        one_shot = run_id is None
+        if one_shot:
+            run_id = ids.new_id("run")
+        else:
+            self._own_run(session_id, run_id)
+        step = _Step(self.audit, session_id, run_id)
+        if one_shot:
+            step.add("run.started", {"subject": subject, "content": "", "one_shot": True})
+        intent_id = ids.new_id("int")
+        self._active += 1
+        status = "ok"
+        try:
+            params_rec, _ = self.store.redactor(intent.params)
+            step.add(
+                "policy.intent.received",
+                {
+                    "intent_id": intent_id,
+                    "subject": subject,
+                    "tool": intent.tool,
+                    "params": params_rec,
+                    "origin": intent.origin,
+                    "intent_hash": ih,
+                },
+            )
+            decision = policy_engine.evaluate(
+                intent, self.store.policy(session_id), workspace=session.workspace
+            )
+            denied = decision.decision == "DENY"
+            step.add(
+                "policy.decision",
+                {
+                    "intent_id": intent_id,
+                    "tool": intent.tool,
+                    "decision": decision.decision,
+                    "reason": decision.reason,
+                    "by": "policy",
+                    "override_index": decision.override_index,
+                    "suggested_fix": jsonable(decision.suggested_fix),
+                    "code": str(ErrorCode.POLICY_DENIED) if denied else None,
+                },
+            )
+            ref = {"run_id": run_id, "intent_id": intent_id}
+            if denied:
+                status = "denied"
+                raise PolicyDenied(
+                    f"{intent.tool} denied: {decision.reason}",
+                    details={
+                        **ref,
+                        "reason": decision.reason,
+                        "suggested_fix": jsonable(decision.suggested_fix),
+                    },
+                )
+            if decision.decision == "REQUIRE_APPROVAL":
+                step.flush()
+                await self._await_approval(
+                    session, subject, intent, params_rec, decision, intent_id, run_id
+                )
+            result = await self._execute(session, subject, intent, ih, decision, ref, step, _depth)
+            return {"run_id": run_id, "intent_id": intent_id, "decision": "ALLOW", "result": result}
+        except TalonError as exc:
+            if status == "ok":
+                status = "denied" if exc.code in _DENIAL_CODES else "error"
+            exc.details.setdefault("run_id", run_id)
+            exc.details.setdefault("intent_id", intent_id)
+            raise
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            self._active -= 1
+            if one_shot:
+                step.add("run.finished", {"status": status, "steps": 1})
+            step.flush()
+            await self.durable()
+            if self._active == 0:
+                self._idle.set()
+
+    async def _await_approval(
+        self,
+        session: Session,
+        subject: str,
+        intent: ToolIntent,
+        params_rec: dict[str, Any],
+        decision: Decision,
+        intent_id: str,
+        run_id: str,
+    ) -> None:
+        request = self.approvals.open(
+            session_id=session.id,
+            run_id=run_id,
+            subject=subject,
+            tool=intent.tool,
+            params=params_rec,
+            origin=intent.origin,
+            intent_id=intent_id,
+            reason=decision.reason,
+            remember_override=_remembered(intent),
+        )
+        self._record(
+            "approval.requested",
+            {
+                "approval_id": request.approval_id,
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "params": params_rec,
+                "origin": intent.origin,
+                "subject": subject,
+                "expires": request.expires,
+            },
+            session_id=session.id,
+            run_id=run_id,
+        )
+        self.bus.publish("approval", {"action": "requested", "approval": request.model_dump()})
+        await self.durable()
+        try:
+            outcome = await self.approvals.wait(request.approval_id)
+        except asyncio.CancelledError:
+            # the agent went away (or the engine is stopping): nobody waits for a decision
+            self._expire_approval(request, intent_id, "cancelled", False, session.id, run_id)
+            raise
+        if outcome.by != "operator":
+            self._expire_approval(
+                request, intent_id, outcome.by, outcome.timed_out, session.id, run_id
+            )
+        code = (
+            None
+            if outcome.allow
+            else (ErrorCode.APPROVAL_TIMEOUT if outcome.timed_out else ErrorCode.APPROVAL_DENIED)
+        )
+        reason = {
+            (True, "operator"): "approved by the operator",
+            (False, "operator"): "denied by the operator",
+            (False, "timeout"): "no operator decision before the approval timed out",
+            (False, "shutdown"): "the engine stopped before an operator decided",
+        }[(outcome.allow, outcome.by)]
+        self._record(
+            "policy.decision",
+            {
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "decision": "ALLOW" if outcome.allow else "DENY",
+                "reason": reason,
+                "by": "operator",
+                "override_index": decision.override_index,
+                "suggested_fix": None,
+                "code": str(code) if code else None,
+            },
+            session_id=session.id,
+            run_id=run_id,
+        )
+        if code is not None:
+            raise TalonError(
+                f"{intent.tool} not approved: {reason}",
+                code=code,
+                details={"approval_id": request.approval_id, "reason": reason},
+            )
+
+    def _expire_approval(
+        self,
+        request: Any,
+        intent_id: str,
+        by: str,
+        timed_out: bool,
+        session_id: str,
+        run_id: str | None,
+    ) -> None:
+        """Record a waiting intent that no operator allowed (timeout, shutdown, agent gone)."""
+        self._record(
+            "approval.decided",
+            {
+                "approval_id": request.approval_id,
+                "intent_id": intent_id,
+                "allow": False,
+                "remember": False,
+                "by": by,
+                "timed_out": timed_out,
+                "override_added": None,
+            },
+            session_id=session_id,
+            run_id=run_id,
+        )
+        self.bus.publish("approval", {"action": "expired", "approval": request.model_dump()})
+
+    async def _execute(
+        self,
+        session: Session,
+        subject: str,
+        intent: ToolIntent,
+        ih: str,
+        decision: Decision,
+        ref: dict[str, str],
+        step: _Step,
+        depth: int,
+    ) -> Any:
+        """Issue the token, run the broker, record the outcome. `step` holds the events not
+        written yet. They are written before the broker runs any tool with an effect or an
+        await (the log shows the capability before any effect of its use); a read run inline
+        on the loop (INLINE_TOOLS: no await, nothing can observe the log in between) has its
+        events written with its outcome, in the same order, in one write."""
+        sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
+        issued = self.store.issuer.issue(
+            session_id=sid,
+            subject=subject,
+            tool=intent.tool,
+            constraints=decision.constraints,
+            intent_hash=ih,
+            ttl_seconds=decision.ttl_seconds,
+        )
+        step.add(
+            "capability.issued",
+            {
+                "intent_id": intent_id,
+                "jti": issued.jti,
+                "token_sha256": issued.sha256,
+                "tool": intent.tool,
+                "exp": issued.exp,
+                "ttl_seconds": decision.ttl_seconds,
+            },
+        )
+        skill = self.store.skill_for_image(intent.params.get("image"))
+        if intent.tool == "docker.run" and skill is not None:
+            step.add(
+                "skill.started",
+                {
+                    "skill": skill.name,
+                    "version": skill.version,
+                    "image": skill.image,
+                    "intent_id": intent_id,
+                },
+            )
+        if intent.tool not in INLINE_TOOLS:
+            step.flush()
+        started = time.perf_counter()
+        try:
+            raw = await self.store.execute(intent, issued.token, session, subject)
+        except TalonError as exc:
+            self._tool_failed(exc, intent, ref, step, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
+            raise
+        except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
+            err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
+            self._tool_failed(err, intent, ref, step, started)
+            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
+            raise err from exc
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        result, redacted = self.store.redactor(jsonable(raw))
+        output, truncated, size, output_sha256 = recordable_hashed(result, self.max_output_bytes)
+        step.add(
+            "tool.executed",
+            {
+                "intent_id": intent_id,
+                "tool": intent.tool,
+                "status": "ok",
+                "code": None,
+                "message": "",
+                "output": output,
+                "output_sha256": output_sha256,
+                "bytes": size,
+                "truncated": truncated,
+                "redacted": redacted,
+                "duration_ms": duration_ms,
+            },
+        )
+        if intent.tool == "docker.run" and isinstance(result, dict):
+            if skill is not None:
+                step.add(
+                    "skill.finished",
+                    {
+                        "skill": skill.name,
+                        "version": skill.version,
+                        "image": skill.image,
+                        "intent_id": intent_id,
+                        "exit_code": result.get("exit_code"),
+                    },
+                )
+            if depth == 0:
+                step.flush()
+                follow = await self._follow_skill(session, subject, result, run_id)
+                if follow is not None:
+                    result = {**result, "skill_intents": follow}
+        return result
+
+    def _tool_failed(
+        self,
+        exc: TalonError,
+        intent: ToolIntent,
+        ref: dict[str, str],
+        step: _Step,
+        started: float,
+    ) -> None:
+        broker_denial = isinstance(exc, ConstraintViolation | TokenInvalid)
+        message, _ = self.store.redactor(exc.message)
+        if broker_denial:
+            step.add(
+                "policy.decision",
+                {
+                    "intent_id": ref["intent_id"],
+                    "tool": intent.tool,
+                    "decision": "DENY",
+                    "reason": message,
+                    "by": "broker",
+                    "override_index": None,
+                    "suggested_fix": None,
+                    "code": str(exc.code),
+                },
+            )
+        step.add(
+            "tool.executed",
+            {
+                "intent_id": ref["intent_id"],
+                "tool": intent.tool,
+                "status": "denied" if broker_denial else "error",
+                "code": str(exc.code),
+                "message": message,
+                "output": None,
+                "output_sha256": sha256_tag(canonical(None)),
+                "bytes": 0,
+                "truncated": False,
+                "redacted": message != exc.message,
+                "duration_ms": int((time.perf_counter() - started) * 1000),
+            },
+        )
+        exc.message = message
+
+    def _skill_not_run(self, skill: Any, ref: dict[str, str], step: _Step) -> None:
+        """Close a `skill.started` whose run was refused or failed (no exit code)."""
+        if skill is None:
+            return
+        step.add(
+            "skill.finished",
+            {
+                "skill": skill.name,
+                "version": skill.version,
+                "image": skill.image,
+                "intent_id": ref["intent_id"],
+                "exit_code": None,
+            },
+        )
+
+    async def _follow_skill(
+        self, session: Session, subject: str, result: dict[str, Any], run_id: str
+    ) -> list[dict[str, Any]] | None:
+        """A skill's answer may ask for tool intents: each goes through `submit` again, marked
+        untrusted (origin "skill"), in the same run. Returns one outcome per intent."""
+        stdout = result.get("stdout")
+        if not isinstance(stdout, str):
+            return None
+        answer = parse_skill_answer(stdout)
+        if answer is None or not isinstance(answer.get("intents"), list):
+            return None
+        outcomes: list[dict[str, Any]] = []
+        for raw in answer["intents"][:MAX_SKILL_INTENTS]:
+            try:
+                if not isinstance(raw, dict) or set(raw) - {"tool", "params"}:
+                    raise BadRequest("a skill intent must be an object {tool, params}")
+                intent = ToolIntent(
+                    tool=raw.get("tool"), params=raw.get("params") or {}, origin="skill"
+                )
+            except (BadRequest, ValueError) as exc:
+                outcomes.append({"ok": False, "error": BadRequest(str(exc)).to_wire()})
+                continue
+            try:
+                done = await self.submit(session.id, subject, intent, run_id, _depth=1)
+                outcomes.append({"ok": True, "tool": intent.tool, **done})
+            except TalonError as exc:
+                outcomes.append({"ok": False, "tool": intent.tool, "error": exc.to_wire()})
+        if len(answer["intents"]) > MAX_SKILL_INTENTS:
+            outcomes.append(
+                {
+                    "ok": False,
+                    "error": BadRequest(
+                        f"only the first {MAX_SKILL_INTENTS} intents of a skill answer are followed"
+                    ).to_wire(),
+                }
+            )
+        return outcomes
+
+
+def _remembered(intent: ToolIntent) -> dict[str, Any] | None:
+    """What "approve and remember" adds: the narrowest override for exactly this intent, with
+    `approval: never` (the operator has just approved exactly this), placed first so that an
+    earlier `approval: always` override for the same tool does not keep asking."""
+    fix = policy_engine.suggest_fix(intent)
+    if fix is None:
+        return None
+    fix = jsonable(fix)
+    fix["approval"] = "never"
+    fix["note"] = (fix.get("note") or "") + " (remembered approval)"
+    return fix
+
+
+_DENIAL_CODES = {
+    ErrorCode.POLICY_DENIED,
+    ErrorCode.CONSTRAINT_VIOLATION,
+    ErrorCode.APPROVAL_DENIED,
+    ErrorCode.APPROVAL_TIMEOUT,
+    ErrorCode.TOKEN_INVALID,
+}
