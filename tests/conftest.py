@@ -1,11 +1,15 @@
 """Suite-wide fixtures: isolate every test from the user's real data and config dirs, pin the
-locale, and make Docker tests fail instead of skipping when TALON_REQUIRE_DOCKER=1."""
+locale, put the system clock back after every test, and make Docker tests fail instead of
+skipping when TALON_REQUIRE_DOCKER=1. Each test package's conftest.py holds its own shared
+fixtures; helpers that are not fixtures live in `support/`."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from talon_tui.engine.core import ids
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +22,14 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("TALON_ADMIN_TOKEN", raising=False)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     monkeypatch.setenv("TZ", "UTC")
+
+
+@pytest.fixture(autouse=True)
+def _system_clock_after_test():
+    """Tests install deterministic clocks with `ids.set_clock`; this undoes it."""
+    old = ids.clock()
+    yield
+    ids.set_clock(old)
 
 
 def docker_required() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from app_fixtures import (
+from support.app import (
     HOSTILE_ANSI,
     HOSTILE_BIG,
     HOSTILE_LINK,
@@ -26,7 +26,7 @@ from talon_tui.app.screens.run_timeline import RunTimelineScreen
 from talon_tui.app.screens.session_forms import AgentKeyScreen, NewSessionScreen
 from talon_tui.app.screens.sessions import SessionsScreen
 from talon_tui.app.screens.skills import SkillsScreen
-from talon_tui.engine.client import (
+from talon_tui.client import (
     ApprovalDeniedError,
     AsyncAgentClient,
     ClientError,
@@ -47,6 +47,7 @@ WRITE_NEEDS_APPROVAL = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_create_session_with_sample_policy_then_close(tmp_path):
     app, hosted = talon_app(tmp_path / "data")
@@ -127,6 +128,7 @@ async def test_approve_once_with_a_real_agent(tmp_path):
         await agent.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_deny_with_a_real_agent(tmp_path):
     app, hosted = talon_app(tmp_path / "data")
@@ -140,6 +142,7 @@ async def test_deny_with_a_real_agent(tmp_path):
         await agent.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_approve_and_remember_shows_the_override_then_adds_it(tmp_path):
     app, hosted = talon_app(tmp_path / "data")
@@ -184,6 +187,7 @@ async def test_toast_on_new_approval_wherever_the_operator_is(tmp_path):
         await agent.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_readonly_hides_every_changing_action(tmp_path):
     async def setup(h):
@@ -208,6 +212,7 @@ async def test_readonly_hides_every_changing_action(tmp_path):
         assert "READ-ONLY" in app.sub_title
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_jump_help_and_back(tmp_path):
     app, hosted = talon_app(tmp_path / "data")
@@ -255,6 +260,7 @@ async def test_palette_providers_offer_prefixed_commands(tmp_path):
         assert any(HOSTILE_MARKUP in t for t in texts)  # literal, never markup
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_fix_safely_opens_the_editor_with_the_suggested_override(tmp_path):
     from talon_tui.app.screens.policy_editor import PolicyEditorScreen
@@ -296,6 +302,7 @@ def _assert_literal(text: str, big: bool = True) -> None:
         assert "AAAA" in text and "…" in text and text.count("A") < 20_000
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_hostile_strings_render_literally_on_every_screen(tmp_path):
     label = "".join(HOSTILE)
@@ -368,6 +375,7 @@ async def test_hostile_strings_render_literally_on_every_screen(tmp_path):
         await agent.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_sessions_filter_with_slash(tmp_path):
     async def setup(h):

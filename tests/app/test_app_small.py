@@ -5,7 +5,7 @@ fits, that `enter` shows where it works, and that approval toasts do not pile up
 from __future__ import annotations
 
 import pytest
-from app_fixtures import fixed_data_dir, frozen, screen_text, settle, talon_app  # noqa: F401
+from support.app import fixed_data_dir, frozen, screen_text, settle, talon_app  # noqa: F401
 from test_app_snapshots import populate
 from textual.widgets import DataTable, Footer
 from textual.widgets._footer import FooterKey
@@ -35,21 +35,25 @@ def test_dashboard_small(snap_compare):
     _snap(snap_compare, "dashboard")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_sessions_small(snap_compare):
     _snap(snap_compare, "sessions", ["2"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_approvals_small(snap_compare):
     _snap(snap_compare, "approvals", ["3"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_help_small(snap_compare):
     _snap(snap_compare, "help", ["2", "question_mark"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_remember_confirmation_small(snap_compare):
     _snap(snap_compare, "remember", ["3", "a"])
@@ -60,6 +64,7 @@ def footer_keys(app) -> list[FooterKey]:
     return [k for k in footer.query(FooterKey) if k.display]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_every_footer_key_fits_at_80_columns(tmp_path):
     app, _ = talon_app(tmp_path / "data", populate)
@@ -85,6 +90,7 @@ async def test_every_footer_key_fits_at_80_columns(tmp_path):
             assert "? keys" in last_line
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_enter_is_in_the_footer_where_it_opens_something(tmp_path):
     app, _ = talon_app(tmp_path / "data", populate)
@@ -104,6 +110,7 @@ async def test_enter_is_in_the_footer_where_it_opens_something(tmp_path):
         assert type(app.screen).__name__ == "SessionDetailScreen"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_a_denial_on_the_dashboard_opens_its_run(tmp_path):
     app, hosted = talon_app(tmp_path / "data", populate)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from app_fixtures import Hosted, fixed_data_dir, frozen, settle, talon_app  # noqa: F401
+from support.app import Hosted, fixed_data_dir, frozen, settle, talon_app  # noqa: F401
 
-from talon_tui.engine.client import AsyncAgentClient, ClientError
+from talon_tui.client import AsyncAgentClient, ClientError
 
 SIZE = (120, 40)
 
@@ -80,6 +80,7 @@ def _snap(snap_compare, name, keys=(), after=None):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_dashboard(snap_compare):
     _snap(snap_compare, "dashboard")
@@ -95,11 +96,13 @@ def test_approvals(snap_compare):
     _snap(snap_compare, "approvals", ["3"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_approve_and_remember_confirmation(snap_compare):
     _snap(snap_compare, "remember", ["3", "a"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_skills(snap_compare, monkeypatch):
     from talon_tui.engine.store import EngineStore
@@ -121,6 +124,7 @@ def test_skills(snap_compare, monkeypatch):
     _snap(snap_compare, "skills", ["5"], after=register)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_session_detail(snap_compare):
     async def open_detail(pilot, hosted):
@@ -129,6 +133,7 @@ def test_session_detail(snap_compare):
     _snap(snap_compare, "session_detail", after=open_detail)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_session_detail_policy_tab(snap_compare):
     async def open_detail(pilot, hosted):
@@ -139,6 +144,7 @@ def test_session_detail_policy_tab(snap_compare):
     _snap(snap_compare, "session_policy", after=open_detail)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_run_timeline(snap_compare):
     async def open_run(pilot, hosted):
@@ -151,11 +157,13 @@ def test_run_timeline(snap_compare):
     _snap(snap_compare, "run_timeline", after=open_run)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_help(snap_compare):
     _snap(snap_compare, "help", ["2", "question_mark"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_jump(snap_compare):
     _snap(snap_compare, "jump", ["colon", "s"])

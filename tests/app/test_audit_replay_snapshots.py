@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_audit_screen_support import (
+from support.audit_screen import (
     STRICT,
     deterministic,
     fixed_data_dir,
@@ -33,10 +33,10 @@ from textual.widgets import DataTable, Input
 from talon_tui.app.screens.audit import AuditScreen, EventDetailScreen
 from talon_tui.app.screens.replay import ReplayScreen, WhatIfScreen
 from talon_tui.app.widgets.audit_list import AuditList
-from talon_tui.engine import ids
+from talon_tui.engine.audit.replay import output_digest
+from talon_tui.engine.core import ids
+from talon_tui.engine.core.paths import DataDir
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.paths import DataDir
-from talon_tui.engine.replay import output_digest
 
 SIZE = (120, 40)
 SMALL = (80, 24)
@@ -246,6 +246,7 @@ def test_audit_screen_small(recorded, snap_compare):
     assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_event_detail(recorded, snap_compare):
     data_dir, _, _ = recorded
     app = LogApp(data_dir, AuditScreen)
@@ -302,6 +303,7 @@ def test_replay_tool_executed_step(recorded, snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_replay_what_if(recorded, snap_compare):
     data_dir, _, runs = recorded
     strict = data_dir / "strict.json"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from test_audit_screen_support import (
+import pytest
+from support.audit_screen import (
     HOSTILE_ANSI,
     HOSTILE_LINK,
     HOSTILE_MARKUP,
@@ -18,7 +19,7 @@ from test_audit_screen_support import (
 
 from talon_tui.app.screens.audit import AuditScreen, EventDetailScreen
 from talon_tui.app.widgets.audit_list import AuditList
-from talon_tui.app.widgets.log_index import AuditFilter
+from talon_tui.engine.audit.linescan import AuditFilter
 
 
 def audit_app(tmp_path: Path, **kwargs) -> ScreenApp:
@@ -71,6 +72,7 @@ async def test_scrolled_away_counts_pending_lines(tmp_path):
         assert audit_list.cursor == len(audit_list.offsets) - 1
 
 
+@pytest.mark.slow
 async def test_filters_by_type_text_session_and_decision(tmp_path):
     app = audit_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -101,6 +103,7 @@ async def test_filters_by_type_text_session_and_decision(tmp_path):
         assert {e["session_id"] for e in events_shown(audit_list)} == {other.id}
 
 
+@pytest.mark.slow
 async def test_enter_shows_the_event_json_with_hashes(tmp_path):
     app = audit_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -121,6 +124,7 @@ def tamper(log: Path, seq: int, old: bytes, new: bytes) -> None:
     log.write_bytes(b"\n".join(lines))
 
 
+@pytest.mark.slow
 async def test_verify_names_the_modified_event_and_jumps_to_it(tmp_path):
     app = audit_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -142,6 +146,7 @@ async def test_verify_names_the_modified_event_and_jumps_to_it(tmp_path):
         await wait_for(pilot, lambda: audit_list.selected_event["seq"] == seq, "the jump")
 
 
+@pytest.mark.slow
 async def test_hostile_strings_render_literally(tmp_path):
     app = audit_app(tmp_path, hostile=True)
     async with app.run_test(size=(200, 40)) as pilot:

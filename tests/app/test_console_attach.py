@@ -11,8 +11,8 @@ import os
 import subprocess
 
 import pytest
-from app_fixtures import screen_text, settle, wait_until
-from test_pipe_support import APPROVAL_POLICY, READ_POLICY, REPO, TALON, Serve, make_workspace
+from support.app import screen_text, settle, wait_until
+from support.pipe import APPROVAL_POLICY, READ_POLICY, REPO, TALON, Serve, make_workspace
 from textual.widgets import DataTable
 
 from talon_tui.app.screens.approvals import ApprovalsScreen
@@ -25,8 +25,8 @@ from talon_tui.app.widgets.audit_list import AuditList
 from talon_tui.app.widgets.chips import ChipInput
 from talon_tui.app.widgets.override_form import OverrideFormScreen
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen
-from talon_tui.commands.console_cmd import console_app, hosted_engine
-from talon_tui.engine.client import AsyncAgentClient, PolicyDeniedError
+from talon_tui.cli.commands.console_cmd import console_app, hosted_engine
+from talon_tui.client import AsyncAgentClient, PolicyDeniedError
 
 SIZE = (120, 40)
 
@@ -56,6 +56,7 @@ def current(app, screen_type):
     return app.screen if isinstance(app.screen, screen_type) else None
 
 
+@pytest.mark.slow
 async def test_attached_console_works_like_in_process(serve, tmp_path):
     ws = make_workspace(tmp_path)
     async with hosted_engine(serve.data) as hosted:

@@ -6,7 +6,7 @@ import copy
 import re
 
 import pytest
-from test_policy_editor_support import (
+from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
     loaded,
@@ -28,7 +28,7 @@ from talon_tui.app.widgets.policy_diff import (
 )
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import PolicyDenied
-from talon_tui.engine.models import ToolIntent
+from talon_tui.engine.policy.models import ToolIntent
 
 SIZE = (120, 40)
 
@@ -85,6 +85,7 @@ async def back_to_editor(pilot) -> PolicyEditorScreen:
 # --------------------------------------------------------------------------- add and save
 
 
+@pytest.mark.slow
 async def test_add_override_through_form_and_save(world):
     engine, sid, tmp_path = world
     before = len(await policy_updates(engine, sid))
@@ -131,6 +132,7 @@ async def test_add_override_through_form_and_save(world):
         await again.stop()
 
 
+@pytest.mark.slow
 async def test_blank_allowlist_is_refused_and_policy_unchanged(world):
     engine, sid, _ = world
     saved = (await engine.get_policy(sid)).to_doc()
@@ -165,6 +167,7 @@ async def test_blank_allowlist_is_refused_and_policy_unchanged(world):
     assert (await engine.get_policy(sid)).to_doc() == saved
 
 
+@pytest.mark.slow
 async def test_typing_a_url_proposes_its_exact_host(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -198,6 +201,7 @@ async def test_typing_a_url_proposes_its_exact_host(world):
         assert added["constraints"]["methods"] == ["GET"]
 
 
+@pytest.mark.slow
 async def test_ttl_over_300_warns_inline_and_in_the_advisor(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -219,6 +223,7 @@ async def test_ttl_over_300_warns_inline_and_in_the_advisor(world):
         assert any(a.field == "constraints.ttl_seconds" for a in editor.advice)
 
 
+@pytest.mark.slow
 async def test_tighten_applies_the_advisors_override(world):
     engine, sid, _ = world
     policy = copy.deepcopy(BASE_POLICY)
@@ -243,6 +248,7 @@ async def test_tighten_applies_the_advisors_override(world):
     assert (await engine.get_policy(sid)).overrides[0].constraints.ttl_seconds == 60
 
 
+@pytest.mark.slow
 async def test_danger_change_needs_confirmation_cancel_leaves_policy(world):
     engine, sid, _ = world
     saved = (await engine.get_policy(sid)).to_doc()
@@ -269,6 +275,7 @@ async def test_danger_change_needs_confirmation_cancel_leaves_policy(world):
     assert (await engine.get_policy(sid)).to_doc() == saved
 
 
+@pytest.mark.slow
 async def test_danger_confirmed_and_enabling_a_disabled_danger_asks(world):
     engine, sid, _ = world
     policy = copy.deepcopy(BASE_POLICY)
@@ -294,6 +301,7 @@ async def test_danger_confirmed_and_enabling_a_disabled_danger_asks(world):
         assert editor.policy_doc["overrides"][1]["enabled"] is True
 
 
+@pytest.mark.slow
 async def test_delete_asks_and_removes(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -317,6 +325,7 @@ async def _denied_read(engine, sid, path="docs/a.txt") -> dict:
     return denied.value.details["suggested_fix"]
 
 
+@pytest.mark.slow
 async def test_simulate_shows_a_changed_decision(world):
     engine, sid, _ = world
     await _denied_read(engine, sid)
@@ -354,6 +363,7 @@ async def test_simulate_shows_a_changed_decision(world):
 # --------------------------------------------------------------------------- fix safely
 
 
+@pytest.mark.slow
 async def test_prefill_merges_into_the_same_tool_override_then_intent_is_allowed(world):
     engine, sid, _ = world
     fix = await _denied_read(engine, sid)

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_policy_editor_support import (
+from support.policy_editor import (
     SnapshotEditorApp,
     fixed_ids,
     make_workspace,
@@ -80,6 +80,7 @@ def test_editor_with_overrides_and_warnings(snap_app, snap_compare):
     assert snap_compare(snap_app, terminal_size=SIZE, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_override_form(snap_app, snap_compare):
     async def run_before(pilot) -> None:
         await _editor(pilot)

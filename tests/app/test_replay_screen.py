@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_audit_screen_support import (
+import pytest
+from support.audit_screen import (
     STRICT,
     ScreenApp,
     shown,
@@ -38,6 +39,7 @@ def cursor(screen: ReplayScreen) -> int:
     return screen.query_one("#steps", DataTable).cursor_row
 
 
+@pytest.mark.slow
 async def test_choose_a_run_then_step_forward_and_back(tmp_path):
     app = replay_app(tmp_path, run_index=None)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -73,6 +75,7 @@ async def test_choose_a_run_then_step_forward_and_back(tmp_path):
         await shown(pilot, "token sha256:", "sha256:abababab")
 
 
+@pytest.mark.slow
 async def test_play_steps_on_a_timer_and_stops_at_the_end(tmp_path):
     app = replay_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -108,6 +111,7 @@ async def test_tampered_output_is_marked_and_the_chain_broken(tmp_path):
         assert "HELLO" in text
 
 
+@pytest.mark.slow
 async def test_what_if_marks_the_decision_another_policy_changes(tmp_path):
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps(STRICT))

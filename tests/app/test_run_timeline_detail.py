@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from app_fixtures import (
+from support.app import (
     HOSTILE_ANSI,
     HOSTILE_BIG,
     HOSTILE_LINK,
@@ -30,7 +30,7 @@ from talon_tui.app.screens.run_timeline import (
 from talon_tui.app.screens.session_detail import SessionDetailScreen
 from talon_tui.app.widgets.audit_list import AuditList
 from talon_tui.app.widgets.runs_list import RunsList
-from talon_tui.engine.client import AsyncAgentClient, PolicyDeniedError
+from talon_tui.client import AsyncAgentClient, PolicyDeniedError
 
 SIZE = (120, 40)
 HOSTILE = HOSTILE_MARKUP + HOSTILE_LINK + HOSTILE_ANSI
@@ -57,6 +57,7 @@ def test_step_document_has_every_value():
     assert "── params.path" in doc and "── output (as recorded)" in doc
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_enter_on_a_step_shows_the_full_values_and_a_1mb_value_stays_fast(tmp_path):
     async def setup(h):
@@ -104,6 +105,7 @@ async def test_enter_on_a_step_shows_the_full_values_and_a_1mb_value_stays_fast(
         assert "more characters not shown" in text and len(text) < 2 * FULL_MAX
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_session_detail_runs_and_audit_tabs_open_their_details(tmp_path):
     async def setup(h):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from textual.app import App, ComposeResult
 
 from talon_tui.app.widgets.runs_list import RunsList, parse_run_filter
 from talon_tui.engine.api import RunSummary
-from talon_tui.engine.runs import RunProjection
+from talon_tui.engine.audit.runs import RunProjection
 
 SID = "sess_1"
 TS = "2026-11-25T17:00:00.000000Z"
@@ -96,6 +97,7 @@ def test_projection_pages_newest_first_without_gaps():
     assert runs.list("other", 10, 10) == []
 
 
+@pytest.mark.slow
 async def test_100k_runs_first_page_then_all_pages_in_a_worker():
     engine = RunsEngine(projection(100_000))
     app = RunsApp(engine)

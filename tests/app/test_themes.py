@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_fixtures import settle, talon_app
+from support.app import settle, talon_app
 
 from talon_tui.app import themes
 from talon_tui.app.themes import (

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from test_pipe_support import READ_POLICY, REPO, TALON, Serve, make_workspace
+from support.pipe import READ_POLICY, REPO, TALON, Serve, make_workspace
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def talon(serve, *args, stdin=None):
     )
 
 
+@pytest.mark.slow
 def test_session_policy_agent_and_audit_verbs(served):
     serve, ws, policy = served
     made = talon(

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from talon_tui.engine.audit import verify_log
-from talon_tui.engine.bus import EventBus
+from talon_tui.engine.audit.log import verify_log
+from talon_tui.engine.core.keys import load_public
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import ErrorCode, TalonError
-from talon_tui.engine.keys import load_public
-from talon_tui.engine.models import ToolIntent
+from talon_tui.engine.policy.models import ToolIntent
+from talon_tui.engine.runtime.bus import EventBus
 from talon_tui.engine.store import EngineLocked
 
 READ_POLICY = {
@@ -40,24 +40,6 @@ APPROVAL_POLICY = {
 
 def _read(path: str) -> ToolIntent:
     return ToolIntent(tool="file.read", params={"path": path})
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    ws = tmp_path / "ws"
-    (ws / "work").mkdir(parents=True)
-    (ws / "work" / "a.txt").write_text("hello")
-    (ws / "secret").mkdir()
-    (ws / "secret" / "s.txt").write_text("nope")
-    return ws.resolve()
-
-
-@pytest.fixture
-async def engine(tmp_path):
-    eng = Engine(tmp_path / "data", approval_timeout=5)
-    await eng.start()
-    yield eng
-    await eng.stop()
 
 
 async def _agent(engine, workspace, policy=READ_POLICY):

@@ -2,7 +2,7 @@
 a data dir, hosted on the app's own event loop; a fixed clock and ids so snapshots are
 deterministic; helpers that wait on workers and messages instead of sleeping.
 
-Import what you need: `from tests.app_fixtures import *` style is avoided on purpose.
+Import what you need: `from support.app import *` style is avoided on purpose.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import itertools
 import re
 import secrets
 import shutil
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,11 +23,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from support.clock import fixed
 from talon_tui.app.app import TalonApp, create_app
-from talon_tui.engine import ids
+from talon_tui.engine.core import ids
+from talon_tui.engine.core.paths import DataDir
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.paths import DataDir
-from talon_tui.engine.pipe import PipeServer
+from talon_tui.engine.pipe.server import PipeServer
 
 FIXED_NOW = datetime(2026, 11, 25, 17, 0, 0, tzinfo=UTC)
 SNAP_ROOT = Path("/tmp/talon-console-snapshots")
@@ -42,24 +42,8 @@ HOSTILE_BIG = "A" * (1 << 20)
 @pytest.fixture
 def frozen(monkeypatch):
     """Fixed clock, counting ids and counting random tokens (agent keys, admin token)."""
-    counters: dict[str, itertools.count] = {}
-
-    def new_id(prefix: str) -> str:
-        n = next(counters.setdefault(prefix, itertools.count(1)))
-        return f"{prefix}_{n:016x}"
-
     tokens = itertools.count(1)
-    fakes = {
-        "new_id": new_id,
-        "utcnow": lambda: FIXED_NOW,
-        "now_iso": lambda: ids.iso(FIXED_NOW),
-    }
-    originals = {name: getattr(ids, name) for name in fakes}
-    # modules that did `from .ids import new_id` hold their own reference: patch those too
-    for module in [m for name, m in list(sys.modules.items()) if name.startswith("talon_tui.")]:
-        for name, fake in fakes.items():
-            if getattr(module, name, None) is originals[name]:
-                monkeypatch.setattr(module, name, fake)
+    ids.set_clock(fixed(FIXED_NOW))  # tests/conftest.py puts the system clock back
     monkeypatch.setattr(secrets, "token_urlsafe", lambda n=32: f"tok{next(tokens):040d}")
     monkeypatch.setattr(Input, "cursor_blink", False)
     return FIXED_NOW

@@ -4,9 +4,7 @@ deterministic ids and clock, recorded runs, and waiting on conditions (never sle
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
-import sys
 import types
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,10 +15,11 @@ from textual.app import App
 from textual.screen import Screen
 from textual.widgets import Input
 
+from support.clock import CountingIds, ticking
 from talon_tui.engine import engine as engine_module
-from talon_tui.engine import ids
+from talon_tui.engine.audit.replay import output_digest
+from talon_tui.engine.core import ids
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.replay import output_digest
 
 HOSTILE_MARKUP = "[bold green]ALLOW[/]"
 HOSTILE_LINK = "[link=http://x]y[/link]"
@@ -43,26 +42,9 @@ STRICT: dict[str, Any] = {"version": 1, "overrides": []}
 
 def deterministic(monkeypatch) -> None:
     """Counted ids, a clock that ticks one second a call, and a fixed pid in engine.started."""
-    counter = itertools.count(1)
     start = datetime(2026, 11, 25, 17, 0, 0, tzinfo=UTC)
-    ticks = itertools.count(0)
-    original_id, original_now = ids.new_id, ids.utcnow
-
-    def new_id(prefix: str) -> str:
-        return f"{prefix}_{next(counter):016x}"
-
-    def utcnow() -> datetime:
-        return start + timedelta(seconds=next(ticks))
-
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("talon_tui."):
-            continue
-        if getattr(module, "new_id", None) is original_id:
-            monkeypatch.setattr(module, "new_id", new_id)
-        if getattr(module, "utcnow", None) is original_now:
-            monkeypatch.setattr(module, "utcnow", utcnow)
-    monkeypatch.setattr(ids, "new_id", new_id)
-    monkeypatch.setattr(ids, "utcnow", utcnow)
+    # tests/conftest.py puts the system clock back after the test
+    ids.set_clock(ticking(start, timedelta(seconds=1), ids=CountingIds(shared=True)))
     fake_os = types.SimpleNamespace(
         **{k: getattr(engine_module.os, k) for k in dir(engine_module.os)}
     )

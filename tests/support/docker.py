@@ -16,7 +16,7 @@ import pytest
 
 from talon_tui.engine.errors import ToolError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEST_TAG = "talon-test/busybox:latest"
 TEST_LABEL = "talon-test.id"
 

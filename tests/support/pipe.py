@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from talon_tui.engine.client import AdminClient
+from talon_tui.client import AdminClient
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TALON = [sys.executable, "-m", "talon_tui.cli"]
 
 READ_POLICY = {

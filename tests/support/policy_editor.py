@@ -4,8 +4,6 @@ a tiny app that shows only the editor, deterministic ids, and waiting on conditi
 from __future__ import annotations
 
 import asyncio
-import itertools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,9 @@ from typing import Any
 from textual.app import App
 from textual.widgets import Input
 
+from support.clock import CountingIds, TestClock
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
-from talon_tui.engine import ids
+from talon_tui.engine.core import ids
 from talon_tui.engine.engine import Engine
 
 BASE_POLICY: dict[str, Any] = {
@@ -40,16 +39,9 @@ def make_workspace(root: Path) -> Path:
 
 
 def fixed_ids(monkeypatch) -> None:
-    """Make `new_id` count instead of drawing random hex, wherever the engine imported it."""
-    counter = itertools.count(1)
-    original = ids.new_id
-
-    def new_id(prefix: str) -> str:
-        return f"{prefix}_{next(counter):016x}"
-
-    for name, module in list(sys.modules.items()):
-        if name.startswith("talon_tui.") and getattr(module, "new_id", None) is original:
-            monkeypatch.setattr(module, "new_id", new_id)
+    """Make ids count instead of drawing random hex (tests/conftest.py restores the clock)."""
+    del monkeypatch
+    ids.set_clock(TestClock(new_id=CountingIds(shared=True)))
 
 
 class EditorApp(App[None]):

@@ -3,18 +3,19 @@ for byte what one `append` per event writes (checkpoints included), verifying as
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.clock import CountingIds, ticking
 
-from talon_tui.engine import audit as audit_mod
-from talon_tui.engine import ids, keys
-from talon_tui.engine.audit import AuditError, AuditLog, UnknownEventType, verify_log
-from talon_tui.engine.canon import MAX_SAFE_INT, NotCanonical, check_canonical
+from talon_tui.engine.audit import log as audit_mod
+from talon_tui.engine.audit.log import AuditError, AuditLog, UnknownEventType, verify_log
+from talon_tui.engine.core import ids, keys
+from talon_tui.engine.core.canon import MAX_SAFE_INT, NotCanonical, check_canonical
+from talon_tui.engine.core.clock import SystemClock
 
 SPECS = [
     ("run.started", "sess_a", "run_b", {"subject": "ag", "content": "", "one_shot": True}),
@@ -37,11 +38,10 @@ def frozen(monkeypatch):
     """Counting event ids and a clock that ticks 1 ms a call (same for both logs compared)."""
 
     def install():
-        counter = itertools.count()
-        ticks = itertools.count()
         start = datetime(2026, 11, 25, 17, 0, 59, 998000, tzinfo=UTC)
-        monkeypatch.setattr(ids, "new_id", lambda prefix: f"{prefix}_{next(counter):016x}")
-        monkeypatch.setattr(ids, "utcnow", lambda: start + timedelta(milliseconds=next(ticks)))
+        step = timedelta(milliseconds=1)
+        # tests/conftest.py puts the system clock back after the test
+        ids.set_clock(ticking(start, step, ids=CountingIds(shared=True, start=0)))
 
     return install
 
@@ -121,9 +121,10 @@ def test_fast_path_lines_follow_the_design_rule(tmp_path, keypair):
     assert verify_log(tmp_path / "a", keypair[1]).valid
 
 
-def test_cached_second_timestamp_equals_ids_iso(tmp_path, keypair, monkeypatch):
-    log = _log(tmp_path / "a", keypair, 1000)
+def test_cached_second_timestamp_equals_ids_iso():
     base = 1_764_090_059 * 10**9  # crossing second (and minute) boundaries below
+    now_ns = [0]
+    clock = SystemClock(time_ns=lambda: now_ns[0])
     for ns in (
         base + 999_999_999,
         base + 10**9,
@@ -132,10 +133,9 @@ def test_cached_second_timestamp_equals_ids_iso(tmp_path, keypair, monkeypatch):
         base + 61 * 10**9 + 5_000,
         base + 60 * 10**9,  # the clock may step back: each ts is still that call's time
     ):
-        monkeypatch.setattr(audit_mod.time, "time_ns", lambda ns=ns: ns)
+        now_ns[0] = ns
         expected = ids.iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000))
-        assert log._now() == expected
-    log.close()
+        assert clock.now_iso() == expected
 
 
 @pytest.mark.parametrize(

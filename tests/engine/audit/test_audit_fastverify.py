@@ -20,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from talon_tui.engine import audit_verify, keys
-from talon_tui.engine.audit import AuditLog, verify_log
+from talon_tui.engine.audit import verify as audit_verify
+from talon_tui.engine.audit.log import AuditLog, verify_log
+from talon_tui.engine.core import keys
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 HOSTILE = [
     "plain",
     "é ü ß 中文 עברית",
@@ -67,7 +68,7 @@ def write_lines(audit_dir: Path, lines: list[bytes]) -> None:
 def both_ways(audit_dir: Path, pub, monkeypatch, *, workers: int = 1):
     """(report, report without the bulk path, how many blocks the bulk path accepted)."""
     accepted = []
-    real = audit_verify._fast_block
+    real = audit_verify.fast_block
 
     def counting(lines, st):
         ok = real(lines, st)
@@ -75,10 +76,10 @@ def both_ways(audit_dir: Path, pub, monkeypatch, *, workers: int = 1):
         return ok
 
     with monkeypatch.context() as m:
-        m.setattr(audit_verify, "_fast_block", counting)
+        m.setattr(audit_verify, "fast_block", counting)
         fast = verify_log(audit_dir, pub, workers=workers)
     with monkeypatch.context() as m:
-        m.setattr(audit_verify, "_fast_block", lambda lines, st: False)
+        m.setattr(audit_verify, "fast_block", lambda lines, st: False)
         slow = verify_log(audit_dir, pub, workers=workers)
     return fast, slow, sum(accepted)
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from talon_tui.engine import audit as audit_mod
-from talon_tui.engine import keys
-from talon_tui.engine.audit import AuditLog, AuditWriteError, verify_log
+from talon_tui.engine.audit import log as audit_mod
+from talon_tui.engine.audit.log import AuditLog, AuditWriteError, verify_log
+from talon_tui.engine.core import keys
 
 
 @pytest.mark.parametrize("max_fsyncs", [1, 2, 4])

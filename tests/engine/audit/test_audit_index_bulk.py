@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from talon_tui.engine import audit_index, keys
-from talon_tui.engine.audit import AuditIndex, AuditLog
+from talon_tui.engine.audit import index as audit_index
+from talon_tui.engine.audit.log import AuditIndex, AuditLog
+from talon_tui.engine.core import keys
 
 IDS = ["run_a", "rün \U0001f600", 'q"uote', "back\\slash", "nl\nx", None]
 

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from talon_tui.engine import audit as audit_mod
-from talon_tui.engine import keys
-from talon_tui.engine.audit import (
+from talon_tui.engine.audit import log as audit_mod
+from talon_tui.engine.audit.log import (
     ZERO_HASH,
     AuditClosed,
     AuditIndex,
@@ -25,8 +24,14 @@ from talon_tui.engine.audit import (
     query,
     verify_log,
 )
-from talon_tui.engine.audit_verify import b64url_decode, checkpoint_message, key_id
-from talon_tui.engine.canon import MAX_SAFE_INT, NotCanonical
+from talon_tui.engine.core import keys
+from talon_tui.engine.core.canon import (
+    MAX_SAFE_INT,
+    NotCanonical,
+    b64url_decode,
+    checkpoint_message,
+)
+from talon_tui.engine.core.keys import key_id
 
 
 def stdlib_canonical(obj) -> bytes:
@@ -116,6 +121,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
 def test_fast_encoder_equals_stdlib_for_any_allowed_value(data):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from talon_tui.engine import keys
-from talon_tui.engine.audit import AuditLog
+from talon_tui.engine.audit.log import AuditLog
+from talon_tui.engine.core import keys
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def readme_script() -> str:

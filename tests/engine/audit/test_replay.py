@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from talon_tui.engine import keys
-from talon_tui.engine.audit import AuditLog
+from talon_tui.engine.audit.log import AuditLog
+from talon_tui.engine.audit.replay import replay, simulate
+from talon_tui.engine.core import keys
 from talon_tui.engine.errors import NotFound
-from talon_tui.engine.models import parse_policy
-from talon_tui.engine.replay import replay, simulate
+from talon_tui.engine.policy.models import parse_policy
 
 
 def digest(output) -> str:
@@ -232,6 +232,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_replay_cli(recorded, tmp_path):
     root, _ = recorded
     res = run_cli("replay", "run_1", "--data-dir", str(root), "--json")

@@ -8,13 +8,13 @@ import shutil
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from test_broker_http_support import start
+from support.http_server import start
 
 from talon_tui.engine.broker import Broker
-from talon_tui.engine.canon import intent_hash
+from talon_tui.engine.core.canon import intent_hash
 from talon_tui.engine.errors import BadRequest, ConstraintViolation, TokenInvalid
-from talon_tui.engine.models import Session, ToolIntent
-from talon_tui.engine.tokens import CapabilityIssuer, CapabilityVerifier
+from talon_tui.engine.policy.models import Session, ToolIntent
+from talon_tui.engine.runtime.tokens import CapabilityIssuer, CapabilityVerifier
 
 FILE_CONS = {"roots": ["work"], "max_bytes": 1000}
 

@@ -7,20 +7,15 @@ from __future__ import annotations
 import json
 import time
 
-import docker_fixtures
 import pytest
-from docker_fixtures import containers_with
+from support.docker import containers_with
 
-from talon_tui.engine.broker.docker import parse_skill_answer, run_docker
+from talon_tui.engine.broker.docker import run_docker
 from talon_tui.engine.errors import ConstraintViolation, ToolError
-from talon_tui.engine.models import DockerConstraints, MountSpec
+from talon_tui.engine.policy.models import DockerConstraints, MountSpec
+from talon_tui.engine.runtime.skills import parse_skill_answer
 
 pytestmark = pytest.mark.docker
-
-# The shared Docker fixtures (tests/conftest.py belongs to the whole suite).
-docker_api = docker_fixtures.docker_api
-test_image = docker_fixtures.test_image
-test_labels = docker_fixtures.test_labels
 
 
 @pytest.fixture
@@ -419,9 +414,9 @@ def test_through_the_broker_with_a_capability_token(docker_api, test_image, test
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from talon_tui.engine.broker import Broker
-    from talon_tui.engine.canon import intent_hash
-    from talon_tui.engine.models import Session, ToolIntent
-    from talon_tui.engine.tokens import CapabilityIssuer, CapabilityVerifier
+    from talon_tui.engine.core.canon import intent_hash
+    from talon_tui.engine.policy.models import Session, ToolIntent
+    from talon_tui.engine.runtime.tokens import CapabilityIssuer, CapabilityVerifier
 
     key = Ed25519PrivateKey.generate()
     issuer = CapabilityIssuer(key)

@@ -14,14 +14,14 @@ import pytest
 from talon_tui.engine.broker import docker as dk
 from talon_tui.engine.broker.docker import (
     check_mounts,
-    parse_skill_answer,
     resolve_image,
     run_docker,
     validate_params,
 )
 from talon_tui.engine.broker.docker_checks import MAX_INPUT_BYTES
 from talon_tui.engine.errors import BadRequest, ConstraintViolation, ToolError
-from talon_tui.engine.models import DockerConstraints, DockerRunParams, MountSpec
+from talon_tui.engine.policy.models import DockerConstraints, DockerRunParams, MountSpec
+from talon_tui.engine.runtime.skills import parse_skill_answer
 
 IMAGE_ID = "sha256:" + "ab" * 32
 OTHER_ID = "sha256:" + "cd" * 32

@@ -13,7 +13,7 @@ import pytest
 
 from talon_tui.engine.broker.files import PathConfinement, run_file_read, run_file_write
 from talon_tui.engine.errors import ConstraintViolation, TooLarge, ToolError
-from talon_tui.engine.models import FileConstraints, FileReadParams, FileWriteParams
+from talon_tui.engine.policy.models import FileConstraints, FileReadParams, FileWriteParams
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
 

@@ -6,12 +6,12 @@ import json
 import time
 
 import pytest
-from test_broker_http_support import start
+from support.http_server import start
 
 from talon_tui.engine.broker.http import PinnedBackend, run_http_fetch
-from talon_tui.engine.checks import parse_ip_literal
 from talon_tui.engine.errors import ConstraintViolation, TalonError, ToolError
-from talon_tui.engine.models import HttpConstraints, HttpFetchParams
+from talon_tui.engine.policy.checks import parse_ip_literal
+from talon_tui.engine.policy.models import HttpConstraints, HttpFetchParams
 
 SECRET = "s3cr3t-VALUE-never-shown"
 

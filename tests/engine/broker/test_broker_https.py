@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from talon_tui.engine.broker.http import run_http_fetch
 from talon_tui.engine.errors import ConstraintViolation, ToolError
-from talon_tui.engine.models import HttpConstraints, HttpFetchParams
+from talon_tui.engine.policy.models import HttpConstraints, HttpFetchParams
 
 NAME = "api.talon-test.example"
 

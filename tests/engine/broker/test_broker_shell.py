@@ -11,7 +11,7 @@ import pytest
 
 from talon_tui.engine.broker.shell import SAFE_PATH, run_shell_exec
 from talon_tui.engine.errors import ConstraintViolation, ToolError
-from talon_tui.engine.models import ShellConstraints, ShellExecParams
+from talon_tui.engine.policy.models import ShellConstraints, ShellExecParams
 
 ECHO = os.path.realpath(shutil.which("echo"))
 SH = os.path.realpath(shutil.which("sh"))

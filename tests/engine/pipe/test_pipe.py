@@ -9,7 +9,7 @@ import stat
 import threading
 
 import pytest
-from test_pipe_support import (
+from support.pipe import (
     APPROVAL_POLICY,
     Raw,
     Serve,
@@ -18,7 +18,7 @@ from test_pipe_support import (
     run,
 )
 
-from talon_tui.engine.client import (
+from talon_tui.client import (
     AdminClient,
     AgentClient,
     ApprovalDeniedError,
@@ -301,6 +301,7 @@ def test_idle_connections_limits_and_rate(tmp_path):
         assert code == 0
 
 
+@pytest.mark.slow
 def test_unsafe_socket_dir_is_refused(tmp_path):
     data = tmp_path / "data"
     (data / "run").mkdir(parents=True)

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from talon_tui.engine.errors import BadRequest
-from talon_tui.engine.pipe import MAX_DEPTH, _fast_frame, _strict_frame, parse_frame
+from talon_tui.engine.pipe.server import MAX_DEPTH, fast_frame, parse_frame, strict_frame
 
 
 def outcome(fn, line: bytes):
@@ -21,7 +21,7 @@ def outcome(fn, line: bytes):
 
 
 def same(line: bytes) -> None:
-    assert outcome(parse_frame, line) == outcome(_strict_frame, line), line
+    assert outcome(parse_frame, line) == outcome(strict_frame, line), line
 
 
 HOSTILE = [
@@ -87,7 +87,7 @@ def test_duplicates_are_refused_however_spelt_or_deep() -> None:
     ):
         with pytest.raises(BadRequest, match="duplicate key"):
             parse_frame(line)
-        assert _fast_frame(line) is None
+        assert fast_frame(line) is None
 
 
 def nest(depth: int) -> bytes:
@@ -105,7 +105,7 @@ def test_depth_limit_same_as_strict() -> None:
 
 def test_fast_path_is_taken_for_ordinary_frames() -> None:
     line = b'{"id":1,"op":"intent","tool":"file.read","params":{"path":"a:b","n":[1,{"k":"v"}]}}'
-    assert _fast_frame(line) == json.loads(line)
+    assert fast_frame(line) == json.loads(line)
 
 
 KEYS = ["a", "b", "\\u0061", "\\u0062", "a\\\\", 'a\\"', "\\/", "/", "", "\u00e9", "\\u00e9"]

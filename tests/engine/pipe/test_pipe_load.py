@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from test_pipe_support import Serve, make_workspace, new_session, run
+import pytest
+from support.pipe import Serve, make_workspace, new_session, run
 
-from talon_tui.engine.audit import iter_events, verify_log
-from talon_tui.engine.client import AsyncAgentClient
-from talon_tui.engine.keys import load_public
+from talon_tui.client import AsyncAgentClient
+from talon_tui.engine.audit.log import iter_events, verify_log
+from talon_tui.engine.core.keys import load_public
 
 
 def _verify(data):
@@ -31,6 +32,7 @@ async def _agent_loop(serve, key, n, acked, errors):
             acked.append(out.intent_id)
 
 
+@pytest.mark.slow
 def test_fifty_agents_two_hundred_intents_each(tmp_path):
     serve = Serve(tmp_path / "data").start()
     try:
@@ -56,6 +58,7 @@ def test_fifty_agents_two_hundred_intents_each(tmp_path):
     assert _events(serve.data)[-1]["type"] == "audit.checkpoint"
 
 
+@pytest.mark.slow
 def test_kill_9_under_load_then_restart(tmp_path):
     serve = Serve(tmp_path / "data").start()
     ws = make_workspace(tmp_path)

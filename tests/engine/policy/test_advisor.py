@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from talon_tui.engine.advisor import Advice, lint, worst_level
-from talon_tui.engine.models import parse_policy
+from talon_tui.engine.policy.advisor import Advice, lint, worst_level
+from talon_tui.engine.policy.models import parse_policy
 
 IMAGE_ID = "sha256:" + "ab" * 32
 

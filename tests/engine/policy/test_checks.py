@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from talon_tui.engine import checks
 from talon_tui.engine.errors import ConstraintViolation
-from talon_tui.engine.models import HttpConstraints
+from talon_tui.engine.policy import checks
+from talon_tui.engine.policy.models import HttpConstraints
 
 # --------------------------------------------------------------------------- paths
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 
 from talon_tui.engine.errors import PolicyInvalid
-from talon_tui.engine.models import (
-    DockerConstraints,
-    HttpConstraints,
-    Policy,
-    parse_policy,
-)
+from talon_tui.engine.policy.models import DockerConstraints, HttpConstraints, Policy, parse_policy
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from talon_tui.engine.models import Policy, ToolIntent, parse_policy
-from talon_tui.engine.policy import evaluate, suggest_fix
+from talon_tui.engine.policy.evaluate import evaluate, suggest_fix
+from talon_tui.engine.policy.models import Policy, ToolIntent, parse_policy
 
 IMAGE_ID = "sha256:" + "ab" * 32
 OTHER_ID = "sha256:" + "cd" * 32
@@ -353,7 +353,7 @@ def test_odd_methods_are_refused(method):
     ],
 )
 def test_private_ip_literals_need_allow_private_addresses(url):
-    from talon_tui.engine.checks import parse_fetch_url
+    from talon_tui.engine.policy.checks import parse_fetch_url
 
     host = parse_fetch_url(url).host
     closed = policy(http([host], schemes=["http"]))
@@ -375,7 +375,7 @@ def test_private_ip_literals_need_allow_private_addresses(url):
 )
 def test_metadata_addresses_denied_even_with_allow_private_addresses(url):
     """Cloud metadata endpoints hand out credentials: no policy switch opens them."""
-    from talon_tui.engine.checks import parse_fetch_url
+    from talon_tui.engine.policy.checks import parse_fetch_url
 
     host = parse_fetch_url(url).host
     opened = policy(http([host], schemes=["http"], allow_private_addresses=True))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from talon_tui.engine.models import HTTP_METHODS, Policy, ToolIntent, parse_policy
-from talon_tui.engine.policy import evaluate, suggest_fix
+from talon_tui.engine.policy.evaluate import evaluate, suggest_fix
+from talon_tui.engine.policy.models import HTTP_METHODS, Policy, ToolIntent, parse_policy
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -68,6 +69,7 @@ def _policy_of(fix: dict) -> Policy:
     return parse_policy({"version": 1, "overrides": [fix]})
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(intents())
 def test_fix_parses_and_allows_exactly_the_intent(i):
@@ -116,6 +118,7 @@ def _neighbours(i: ToolIntent) -> list[ToolIntent]:
     return [ToolIntent(tool=i.tool, params=n, origin=i.origin) for n in out]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(intents())
 def test_fix_does_not_allow_neighbouring_intents(i):
@@ -127,6 +130,7 @@ def test_fix_does_not_allow_neighbouring_intents(i):
         assert d.decision == "DENY", (i.params, n.params, d.reason)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     st.sampled_from(["file.read", "file.write", "http.fetch", "docker.run", "shell.exec"]),

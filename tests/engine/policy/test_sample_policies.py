@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from talon_tui.engine.advisor import lint, worst_level
-from talon_tui.engine.models import ToolIntent, parse_policy
-from talon_tui.engine.policy import evaluate
+from talon_tui.engine.policy.advisor import lint, worst_level
+from talon_tui.engine.policy.evaluate import evaluate
+from talon_tui.engine.policy.models import ToolIntent, parse_policy
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_policies"
+SAMPLES = Path(__file__).resolve().parents[3] / "sample_policies"
 EXPECTED = {
     "file-read.json",
     "http-fetch.json",

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from talon_tui.engine import audit as audit_mod
-from talon_tui.engine.audit import verify_log
+from talon_tui.engine.audit import log as audit_mod
+from talon_tui.engine.audit.log import verify_log
 from talon_tui.engine.broker import broker as broker_mod
-from talon_tui.engine.canon import NotCanonical, intent_hash
-from talon_tui.engine.engine import Engine
+from talon_tui.engine.core.canon import NotCanonical, canonical, intent_hash, sha256_tag
+from talon_tui.engine.core.keys import load_public
 from talon_tui.engine.errors import TalonError
-from talon_tui.engine.keys import load_public
-from talon_tui.engine.models import CONSTRAINT_MODELS, ToolIntent
+from talon_tui.engine.policy.models import CONSTRAINT_MODELS, ToolIntent
 
 POLICY = {
     "version": 1,
@@ -32,22 +31,6 @@ ONE_SHOT = [
     "tool.executed",
     "run.finished",
 ]
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    ws = tmp_path / "ws"
-    (ws / "work").mkdir(parents=True)
-    (ws / "work" / "a.txt").write_text("hello")
-    return ws.resolve()
-
-
-@pytest.fixture
-async def engine(tmp_path):
-    eng = Engine(tmp_path / "data", approval_timeout=5)
-    await eng.start()
-    yield eng
-    await eng.stop()
 
 
 async def _agent(engine, workspace):
@@ -153,7 +136,8 @@ async def test_denied_and_broker_refused_intents_keep_their_events(engine, works
     ],
 )
 def test_broker_intent_hash_is_the_canonical_one(params):
-    assert broker_mod._intent_hash("file.read", params) == intent_hash("file.read", params)
+    stdlib = sha256_tag(canonical({"tool": "file.read", "params": params}))
+    assert intent_hash("file.read", params) == stdlib
 
 
 @pytest.mark.parametrize(
@@ -161,7 +145,7 @@ def test_broker_intent_hash_is_the_canonical_one(params):
 )
 def test_broker_intent_hash_refuses_what_has_no_canonical_form(params):
     with pytest.raises(NotCanonical):
-        broker_mod._intent_hash("file.read", params)
+        intent_hash("file.read", params)
 
 
 def test_constraints_are_validated_once_per_distinct_claim(monkeypatch):
@@ -197,7 +181,7 @@ def test_issued_tokens_are_byte_identical_to_pyjwt(monkeypatch, cons):
     import jwt
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from talon_tui.engine import tokens
+    from talon_tui.engine.runtime import tokens
 
     key = Ed25519PrivateKey.generate()
     issuer = tokens.CapabilityIssuer(key, clock=lambda: 1_764_090_000.7)

@@ -10,8 +10,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from talon_tui.engine.core.redact import redact
 from talon_tui.engine.errors import BadRequest, ErrorCode, NotFound
-from talon_tui.engine.secrets import InvalidSecretName, SecretStore, redact
+from talon_tui.engine.runtime.secrets import InvalidSecretName, SecretStore
 
 TOKEN = "sk-live-9f8e7d6c5b4a"
 

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from talon_tui.engine.core.keys import key_id
+from talon_tui.engine.core.paths import DataDir
 from talon_tui.engine.errors import BadRequest
-from talon_tui.engine.models import Skill
-from talon_tui.engine.paths import DataDir
-from talon_tui.engine.skills import (
-    key_id,
+from talon_tui.engine.policy.models import Skill
+from talon_tui.engine.runtime.skills import (
     load_trusted_keys,
     sign_skill,
     signed_skill,

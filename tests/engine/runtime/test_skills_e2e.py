@@ -12,20 +12,15 @@ import asyncio
 import json
 import time
 
-import docker_fixtures
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from talon_tui.engine import ops
 from talon_tui.engine.broker import docker as docker_mod
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import BadRequest, ErrorCode, TalonError
-from talon_tui.engine.models import ToolIntent
-from talon_tui.engine.skills import signed_skill, trust_public_key
-
-docker_api = docker_fixtures.docker_api
-test_image = docker_fixtures.test_image
-test_labels = docker_fixtures.test_labels
+from talon_tui.engine.pipe import ops
+from talon_tui.engine.policy.models import ToolIntent
+from talon_tui.engine.runtime.skills import signed_skill, trust_public_key
 
 MANIFEST = {"tools": ["file.read"], "description": "reads a.txt"}
 OTHER_IMAGE = "sha256:" + "ab" * 32
@@ -61,14 +56,6 @@ def policy(image: str, *, read_approval: str = "untrusted", require_signed: bool
             },
         ],
     }
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    ws = tmp_path / "ws"
-    (ws / "work").mkdir(parents=True)
-    (ws / "work" / "a.txt").write_text("hello")
-    return ws.resolve()
 
 
 @pytest.fixture

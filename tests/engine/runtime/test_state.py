@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from talon_tui.engine.errors import BadRequest, NotFound, PolicyInvalid
-from talon_tui.engine.models import Policy, Skill
-from talon_tui.engine.state import (
+from talon_tui.engine.policy.models import Policy, Skill
+from talon_tui.engine.runtime.state import (
     AGENT_KEY_PREFIX,
     SessionClosed,
     StateCorrupt,

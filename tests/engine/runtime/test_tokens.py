@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from talon_tui.engine.canon import intent_hash
+from talon_tui.engine.core.canon import intent_hash
 from talon_tui.engine.errors import ErrorCode, TokenInvalid
-from talon_tui.engine.tokens import (
+from talon_tui.engine.runtime.tokens import (
     TOKEN_TYPE,
     CapabilityIssuer,
     CapabilityVerifier,

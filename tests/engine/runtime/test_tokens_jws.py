@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from talon_tui.engine.errors import TokenInvalid
-from talon_tui.engine.tokens import (
+from talon_tui.engine.runtime.tokens import (
     CapabilityIssuer,
     CapabilityVerifier,
-    _decode_base64url_segment,
-    _FastPyJWS,
-    _make_pyjwt,
+    FastPyJWS,
+    decode_base64url_segment,
+    make_pyjwt,
 )
 
 reference = jwt.PyJWS._decode_base64url_segment
@@ -61,7 +61,7 @@ SEGMENTS = [
 
 @pytest.mark.parametrize("segment", SEGMENTS)
 def test_same_as_pyjwt(segment: bytes) -> None:
-    assert outcome(_decode_base64url_segment, segment) == outcome(reference, segment)
+    assert outcome(decode_base64url_segment, segment) == outcome(reference, segment)
 
 
 def test_random_segments_same_as_pyjwt() -> None:
@@ -76,12 +76,12 @@ def test_random_segments_same_as_pyjwt() -> None:
                 seg = seg[:i] + bytes([rng.choice(alphabet)]) + seg[i + 1 :]
         else:
             seg = bytes(rng.choice(alphabet) for _ in range(rng.randrange(10)))
-        assert outcome(_decode_base64url_segment, seg) == outcome(reference, seg), seg
+        assert outcome(decode_base64url_segment, seg) == outcome(reference, seg), seg
 
 
 def test_decoder_uses_fast_jws_pinned_to_eddsa() -> None:
-    decoder = _make_pyjwt()
-    assert isinstance(decoder._jws, _FastPyJWS)
+    decoder = make_pyjwt()
+    assert isinstance(decoder._jws, FastPyJWS)
     assert decoder._jws.get_algorithm_by_name("EdDSA") is not None
     with pytest.raises(NotImplementedError):
         decoder._jws.get_algorithm_by_name("HS256")
@@ -116,7 +116,7 @@ def test_damaged_tokens_still_refused() -> None:
 
 
 def test_revocations_expire_in_order_and_re_revoking_wins() -> None:
-    from talon_tui.engine.tokens import MAX_LEEWAY_SECONDS, Claims, RevocationList
+    from talon_tui.engine.runtime.tokens import MAX_LEEWAY_SECONDS, Claims, RevocationList
 
     now = [1000.0]
     rl = RevocationList(clock=lambda: now[0])
