@@ -15,14 +15,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/talon demo --data-dir .demo-data
 
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+# the suite runs on every core (pytest-xdist); PYTEST_ARGS="-n 0" runs it in one process
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider -n auto $(PYTEST_ARGS)
 
+# ruff, the import contracts of pyproject.toml (import-linter), the type checks (mypy)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -35,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/console_bench.py
 
 clean:
-	rm -rf $(VENV) .demo-data .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo-data .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
