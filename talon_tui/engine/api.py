@@ -1,8 +1,9 @@
 """The one engine interface the console talks to.
 
 Implemented by the in-process `Engine` (engine.py) and by the admin pipe client
-(`client.AdminClient`), so every screen works the same whether the console hosts the engine or
-attaches to a running `talon serve`. All methods are async; results are the models below.
+(`talon_tui.client.AdminClient`), so every screen works the same whether the console hosts the
+engine or attaches to a running `talon serve`. All methods are async; results are the models
+below.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The bulk fast path of `audit_verify`: whole blocks of lines, and single lines, exactly as
+"""The bulk fast path of `verify`: whole blocks of lines, and single lines, exactly as
 our writer makes them are checked with C-level calls; anything else is left to the sequential
-checks in `audit_verify`, which decide exactly as the original pass did.
+checks in `verify`, which decide exactly as the original pass did.
 """
 
 from __future__ import annotations

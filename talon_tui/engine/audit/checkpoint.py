@@ -1,5 +1,5 @@
 """Checkpoint signatures in the audit log (DESIGN section 5): the key id, the signed message,
-and the check `audit_verify` applies to every checkpoint event, with the damage it reports.
+and the check `verify` applies to every checkpoint event, with the damage it reports.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ chains each line to the one before it, and makes writes durable with a group com
 of `sync()` that arrive while an fsync is running wait for the next one, so concurrent
 writers share fsyncs. Every `checkpoint_every` events, and at a clean `close()`, it appends a
 signed `audit.checkpoint` and replaces `HEAD` atomically. Reading, indexing and verification
-live in `audit_index` and `audit_verify`; their public names are re-exported here.
+live in `index` and `verify`; their public names are re-exported here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile inputs against the lexical checks (engine/checks.py)."""
+"""Hostile inputs against the lexical checks (engine/policy/checks.py)."""
 
 from __future__ import annotations
 
