@@ -21,7 +21,8 @@ from talon_tui.app.widgets.override_form import OverrideFormScreen
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen
 
 SIZE = (120, 40)
-ROOT = Path("/tmp/talon-snapshots-policy-editor")
+ROOT = Path("/tmp/talon-snapshots-policy-editor")  # shown on screen, so one for the module:
+pytestmark = pytest.mark.xdist_group("policy-editor-snapshots")  # its tests share one worker
 
 POLICY = {
     "version": 1,

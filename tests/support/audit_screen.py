@@ -13,9 +13,9 @@ from typing import Any
 
 from textual.app import App
 from textual.screen import Screen
-from textual.widgets import Input
 
 from support.clock import CountingIds, ticking
+from support.ui import no_blink, screen_text  # noqa: F401  (re-exported to the tests)
 from talon_tui.engine import engine as engine_module
 from talon_tui.engine.audit.replay import output_digest
 from talon_tui.engine.core import ids
@@ -242,17 +242,6 @@ async def wait_for(pilot: Any, predicate: Callable[[], Any], what: str, timeout:
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.02)
-
-
-def no_blink(app: App) -> None:
-    for widget in app.screen.query(Input):
-        widget.cursor_blink = False
-
-
-def screen_text(app: App) -> str:
-    """What the terminal shows, as plain text (one line a row)."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
 
 
 async def shown(pilot: Any, *needles: str, timeout: float = 10.0) -> str:

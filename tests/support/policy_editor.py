@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
-from textual.widgets import Input
 
 from support.clock import CountingIds, TestClock
+from support.ui import no_blink, screen_text  # noqa: F401  (re-exported to the tests)
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.engine.core import ids
 from talon_tui.engine.engine import Engine
@@ -106,17 +106,6 @@ async def loaded(pilot: Any) -> PolicyEditorScreen:
     )
     del screen
     return pilot.app.screen
-
-
-def no_blink(app: App) -> None:
-    for widget in app.screen.query(Input):
-        widget.cursor_blink = False
-
-
-def screen_text(app: App) -> str:
-    """What the terminal shows, as plain text (one line a row)."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
 
 
 async def shown(pilot: Any, *needles: str, timeout: float = 10.0) -> str:
