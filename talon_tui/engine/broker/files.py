@@ -20,8 +20,12 @@ Decisions:
   below the matched root are created one at a time (`mkdir` relative to the held fd, then
   opened with `O_NOFOLLOW`); the root itself must exist. The new content goes to a temp file
   made with `O_CREAT|O_EXCL|O_NOFOLLOW` in the target directory, is fsynced, renamed over
-  the target with `renameat` (both dir fds), and the directory is fsynced. A replaced file
-  keeps its permission bits.
+  the target with `renameat` (both dir fds), and the directory is fsynced.
+- Modes (SECURITY.md "Written files carry no privileges"): every file Talon writes gets an
+  explicit `fchmod` to at most 0o755 — never setuid, setgid, sticky, group- or world-write.
+  A replaced file keeps its permission bits minus those; a new file gets 0o644 minus the umask
+  (or what a default ACL gives, capped the same way: the `fchmod` also caps the ACL mask). A
+  directory Talon creates is capped at 0o755 the same way (no inherited setgid).
 - A directory moved out of the root by another local process while a walk holds its fd is
   outside the threat model (that process can already write outside the root).
 """
@@ -45,6 +49,15 @@ from ..policy.models import FileConstraints, FileReadParams, FileWriteParams
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 65536
+#: the most a file or directory Talon writes may allow: no setuid/setgid/sticky, no group- or
+#: world-write (the file is the engine's; a group from a setgid directory is the agent's pick)
+MAX_WRITTEN_MODE = 0o755
+NEW_FILE_MODE = 0o644
+
+
+def written_mode(mode: int) -> int:
+    """The permission bits a file Talon writes may carry, from the bits it would have."""
+    return stat.S_IMODE(mode) & MAX_WRITTEN_MODE
 
 
 def _kind(mode: int) -> str:
@@ -79,16 +92,30 @@ class PathConfinement:
                 raise ToolError(f"directory {shown!r} does not exist") from None
         except OSError as exc:
             raise self._explain(exc, dir_fd, name, shown, "directory") from None
+        made = False
         try:
-            os.mkdir(name, 0o777, dir_fd=dir_fd)
+            os.mkdir(name, MAX_WRITTEN_MODE, dir_fd=dir_fd)
+            made = True
         except FileExistsError:
             pass  # someone made it meanwhile: the O_NOFOLLOW open below judges what it is
         except OSError as exc:
             raise ToolError(f"cannot create directory {shown!r}: {exc.strerror}") from None
         try:
-            return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             raise self._explain(exc, dir_fd, name, shown, "directory") from None
+        if made:
+            try:
+                st = os.fstat(fd)
+                # A setgid parent passes its setgid bit on; a default ACL may add group write.
+                if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != written_mode(
+                    st.st_mode
+                ):
+                    os.fchmod(fd, written_mode(st.st_mode))
+            except OSError as exc:
+                os.close(fd)
+                raise ToolError(f"cannot set the mode of {shown!r}: {exc.strerror}") from None
+        return fd
 
     def _explain(self, exc: OSError, dir_fd: int, name: str, shown: str, want: str) -> Exception:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK, errno.ENXIO, errno.EOPNOTSUPP):
@@ -209,7 +236,7 @@ class PathConfinement:
             raise ConstraintViolation(f"{shown!r} names a root or the workspace, not a file")
         name = comps[-1]
         with self.directory(comps[:-1], create_below=root_len) as dfd:
-            mode = 0
+            mode: int | None = None
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
@@ -225,9 +252,9 @@ class PathConfinement:
                         f"{shown!r} has {st.st_nlink} hard links; writing it is refused",
                         details={"path": shown},
                     )
-                mode = stat.S_IMODE(st.st_mode)
+                mode = st.st_mode
             try:
-                self._replace(dfd, name, data, None if st is None else mode)
+                self._replace(dfd, name, data, mode)
             except OSError as exc:
                 raise ToolError(f"cannot write {shown!r}: {exc.strerror}") from None
 
@@ -235,19 +262,20 @@ class PathConfinement:
     def _replace(dfd: int, name: str, data: bytes, mode: int | None) -> None:
         """Temp file (O_EXCL|O_NOFOLLOW) beside the target, fsync, renameat, fsync the dir.
 
-        A new file gets 0o666 minus the umask (applied by the kernel); a replaced file keeps
-        its permission bits.
+        `mode` is the replaced file's st_mode, or None for a new file. The temp file always
+        gets an explicit `fchmod` to `written_mode(...)`: a replaced file keeps its permission
+        bits minus setuid/setgid/sticky/group-write/world-write; a new one gets 0o644 minus the
+        umask (or the default ACL's bits), capped the same way.
         """
         tmp = f".{name[:200]}.talon-{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
+        fd = os.open(tmp, flags, NEW_FILE_MODE, dir_fd=dfd)
         renamed = False
         try:
+            os.fchmod(fd, written_mode(os.fstat(fd).st_mode if mode is None else mode))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            if mode is not None:
-                os.fchmod(fd, mode)
             os.fsync(fd)
             os.close(fd)
             fd = -1
