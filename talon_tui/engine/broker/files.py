@@ -38,7 +38,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..core.canon import sha256_tag
@@ -58,6 +58,69 @@ NEW_FILE_MODE = 0o644
 def written_mode(mode: int) -> int:
     """The permission bits a file Talon writes may carry, from the bits it would have."""
     return stat.S_IMODE(mode) & MAX_WRITTEN_MODE
+
+
+_PATH_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+ComponentCheck = Callable[[str, os.stat_result, os.stat_result], None]
+"""`check(shown, parent_st, st)`: called for each component of a walk; raises to refuse."""
+
+
+def open_host_path(path: str, *, what: str, check: ComponentCheck | None = None) -> int:
+    """An `O_PATH` fd of absolute host `path`, opened from `/` one component at a time with
+    `O_NOFOLLOW`: a symlink anywhere (final component included) is refused, never followed.
+
+    For the broker's own host paths (shell.exec's program, docker.run's mount sources). The
+    path must be normalized (no `.`, `..` or empty components). `check` sees every component
+    with its parent's stat before the next one is opened. The caller closes the fd.
+    """
+    if not path.startswith("/") or "\x00" in path:
+        raise ConstraintViolation(f"{what} {path!r} is not an absolute path")
+    comps = path.split("/")[1:]
+    if comps == [""]:
+        comps = []
+    if any(c in ("", ".", "..") for c in comps):
+        raise ConstraintViolation(f"{what} {path!r} is not a normalized absolute path")
+    fd = os.open("/", _PATH_DIR_FLAGS)
+    try:
+        parent = os.fstat(fd)
+        for i, name in enumerate(comps):
+            shown = "/" + "/".join(comps[: i + 1])
+            last = i == len(comps) - 1
+            try:
+                nfd = os.open(name, _PATH_FLAGS if last else _PATH_DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        st = None
+                    if st is not None and stat.S_ISLNK(st.st_mode):
+                        raise ConstraintViolation(
+                            f"{what} {path!r}: {shown!r} is a symlink; symlinks are never "
+                            "followed (give the real path)",
+                            details={"path": path},
+                        ) from None
+                if exc.errno == errno.ENOENT:
+                    raise ToolError(f"{what} {path!r} does not exist ({shown!r})") from None
+                raise ToolError(f"{what} {path!r}: cannot open {shown!r}: {exc.strerror}") from None
+            os.close(fd)
+            fd = nfd
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                raise ConstraintViolation(
+                    f"{what} {path!r} is a symlink; symlinks are never followed "
+                    "(give the real path)",
+                    details={"path": path},
+                )
+            if check is not None:
+                check(shown, parent, st)
+            parent = st
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _kind(mode: int) -> str:

@@ -4,39 +4,52 @@ Rules (each refusal is CONSTRAINT_VIOLATION before anything runs):
 - argv[0] must be a clean absolute path listed exactly in `commands` (`checks.command_allowed`).
 - Its real path (symlinks resolved) must be argv[0] itself or also be listed: `/bin/ls` on a
   merged-/usr system resolves to `/usr/bin/ls`, which the operator must then list too. The
-  broker executes that checked real path (argv[0] is passed unchanged as the program name).
+  broker opens that real path from `/` without following any symlink and the program is
+  executed from that fd (`execve` of the fd: no swap between check and exec); argv[0] is
+  passed unchanged as the program name.
 - The working directory is a workspace-relative path under one of `roots`, opened with the same
   symlink-refusing resolver as the file tools; the child enters it through the held directory
   fd (`/proc/self/fd/N`), so it cannot be swapped between check and use.
-- Environment: only `PATH` (a fixed system PATH, not the engine's). stdin is /dev/null. The
-  program runs in its own session and process group.
-- Limits: a total timeout kills the whole process group (`timed_out: true`); stdout and stderr
-  are each read incrementally and capped at `max_output_bytes` — exceeding either kills the
-  group and sets `truncated: true`. When the program exits, whatever it left running in its
-  process group is killed too.
+- Environment: only `PATH` (a fixed system PATH, not the engine's). stdin is /dev/null.
+- Process tree (SECURITY.md "Processes end with their intent"): the program runs under its own
+  supervisor (`subreaper.py`, a child subreaper in a new session), so nothing it starts can
+  leave its tree — not with `setsid`, double forks or daemonizing. The supervisor kills every
+  descendant when the program exits (nothing it leaves running survives it), at the timeout
+  (`timed_out: true`), when the broker asks (output cap) and when the engine dies (its control
+  pipe closes). If the supervisor itself is killed (the program may signal its parent: same
+  uid), the broker kills the supervisor's process group and reports a ToolError; descendants
+  that left that group may then survive.
+- Limits: stdout and stderr are each read incrementally and capped at `max_output_bytes` —
+  exceeding either ends the tree and sets `truncated: true`.
 Result: `{argv, exit_code, stdout, stderr, timed_out, truncated}` (output decoded as UTF-8 with
 replacement characters).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
 import stat
 import subprocess
+import sys
 import time
 from typing import Any
 
 from ..errors import ConstraintViolation, ToolError
 from ..policy.checks import check_file_path, command_allowed
 from ..policy.models import ShellConstraints, ShellExecParams
-from .files import PathConfinement
+from .files import PathConfinement, open_host_path
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ARGS = 4096
 MAX_ARG_CHARS = 128 * 1024
 _READ = 65536
+#: run as a fresh interpreter, never imported by the engine (see its docstring)
+SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "subreaper.py")
+#: how long past the timeout the broker waits for the supervisor's report
+SUPERVISOR_GRACE = 10.0
 
 
 def _check_argv(argv: list[str], commands: list[str]) -> str:
@@ -75,6 +88,20 @@ def _check_argv(argv: list[str], commands: list[str]) -> str:
     return real
 
 
+def _open_program(real: str, shown: str) -> int:
+    """An fd of the checked program, opened without following any symlink: the supervisor
+    executes this very file, so no component can be swapped between the check and the exec."""
+    fd = open_host_path(real, what="program")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+            raise ToolError(f"program {shown!r} is not an executable file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _killpg(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -82,13 +109,23 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def _leader_exited(pid: int) -> bool:
-    """Has the child exited? (Not reaped, so its pgid cannot be reused before we kill it.)"""
+def _status(raw: bytes) -> dict[str, Any] | None:
+    line = raw.split(b"\n", 1)[0]
     try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the supervisor to end the tree now (output cap)."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"k")
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def run_shell_exec(
@@ -99,75 +136,111 @@ def run_shell_exec(
     real = _check_argv(argv, constraints.commands)
     comps, _root = check_file_path(params.cwd, constraints.roots, workspace=workspace)
     cap = constraints.max_output_bytes
-    with PathConfinement(workspace).directory(comps) as dfd:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                executable=real,
-                cwd=f"/proc/self/fd/{dfd}",
-                env={"PATH": SAFE_PATH},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
-                shell=False,
-            )
-        except OSError as exc:
-            raise ToolError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
-    deadline = time.monotonic() + constraints.timeout_seconds
+    exe_fd = _open_program(real, argv[0])
+    status_r, status_w = os.pipe()
+    try:
+        with PathConfinement(workspace).directory(comps) as dfd:
+            try:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-I",
+                        "-S",
+                        SUPERVISOR,
+                        "--status-fd",
+                        str(status_w),
+                        "--exe-fd",
+                        str(exe_fd),
+                        "--timeout",
+                        str(constraints.timeout_seconds),
+                        "--path",
+                        SAFE_PATH,
+                        "--",
+                        *argv,
+                    ],
+                    cwd=f"/proc/self/fd/{dfd}",
+                    env={"PATH": SAFE_PATH},
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(status_w, exe_fd),
+                    start_new_session=True,
+                    close_fds=True,
+                    shell=False,
+                )
+            except OSError as exc:
+                raise ToolError(f"cannot start {argv[0]!r}: {exc.strerror}") from None
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(status_w)
+        os.close(exe_fd)
+    # The supervisor enforces the timeout; this deadline only guards against a lost one.
+    deadline = time.monotonic() + constraints.timeout_seconds + SUPERVISOR_GRACE
     out = {"stdout": bytearray(), "stderr": bytearray()}
-    timed_out = truncated = False
-    pgid = proc.pid
+    status_raw = bytearray()
+    status: dict[str, Any] | None = None
+    truncated = stopped = lost = False
     sel = selectors.DefaultSelector()
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
     sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
-    killed = False
+    sel.register(status_r, selectors.EVENT_READ, "status")
     try:
         while sel.get_map():
             left = deadline - time.monotonic()
             if left <= 0:
-                if not killed:
-                    timed_out = True
-                    _killpg(pgid)
-                    killed = True
-                    deadline = time.monotonic() + 2  # drain what is left, briefly
-                    continue
+                lost = True
                 break
-            for key, _ in sel.select(timeout=min(left, 0.05)):
+            for key, _ in sel.select(timeout=left):
                 chunk = os.read(key.fd, _READ)
+                if key.data == "status":
+                    status_raw += chunk[:4096]
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        status = _status(bytes(status_raw))
+                        # the tree is gone: drain what its pipes still hold, briefly
+                        deadline = min(deadline, time.monotonic() + 2)
+                    continue
                 if not chunk:
                     sel.unregister(key.fileobj)
                     continue
                 buf = out[key.data]
                 room = cap - len(buf)
                 buf += chunk[: max(room, 0)]
-                if len(chunk) > room and not killed:
-                    truncated = True
-                    _killpg(pgid)
-                    killed = True
-            if not killed and _leader_exited(proc.pid):
-                _killpg(pgid)  # nothing the program started outlives it
-                killed = True
-                deadline = min(deadline, time.monotonic() + 2)
-        # both pipes closed: give the program until the deadline to exit on its own
-        while not killed and not _leader_exited(proc.pid):
-            if time.monotonic() >= deadline:
-                timed_out = True
-                break
-            time.sleep(0.005)
+                if len(chunk) > room and not stopped:
+                    truncated = stopped = True
+                    _stop(proc)
     finally:
         sel.close()
-        _killpg(pgid)  # the program (if still running) and anything it left behind
+        os.close(status_r)
         proc.stdout.close()
         proc.stderr.close()
+        if status is None:
+            # The supervisor died or hung (an allowed program may signal its own parent):
+            # end what is still in its process group; descendants that left it may survive.
+            _killpg(proc.pid)
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
         proc.wait()
+    if status is None:
+        raise ToolError(
+            f"the process supervisor of {argv[0]!r} ended without a report"
+            + (" (no answer in time)" if lost else "")
+            + "; its process group was killed, detached descendants may survive",
+            details={"program": argv[0]},
+        )
+    if status.get("reason") == "error":
+        raise ToolError(f"cannot start {argv[0]!r}: {status.get('error') or 'unknown error'}")
+    code = status.get("exit_code")
     return {
         "argv": argv,
-        "exit_code": proc.returncode,
+        "exit_code": code if isinstance(code, int) else None,
         "stdout": bytes(out["stdout"]).decode("utf-8", errors="replace"),
         "stderr": bytes(out["stderr"]).decode("utf-8", errors="replace"),
-        "timed_out": timed_out,
+        "timed_out": status.get("reason") == "timeout",
         "truncated": truncated,
     }
