@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import BadRequest, ConstraintViolation
+from ..errors import BadRequest, ConstraintViolation, ToolError
 from ..policy.checks import image_allowed, image_is_pinned
 from ..policy.models import DockerRunParams, MountSpec, format_validation_error
+from .files import open_host_path
 
 CONTAINER_UID = 65534
 WORKDIR = "/work"
@@ -132,7 +133,12 @@ def check_image(image: str, images: list[str]) -> None:
 
 
 def check_mounts(mounts: list[MountSpec]) -> list[dict[str, Any]]:
-    """Turn the constraints' mounts into read-only bind mounts, refusing dangerous ones."""
+    """Turn the constraints' mounts into read-only bind mounts, refusing dangerous ones.
+
+    A source is used exactly as written, never resolved: it must be the real path (a symlink
+    anywhere in it is refused) and no one but root or the engine's uid may be able to change
+    what it names, so Docker resolves it to what was checked.
+    """
     from docker.types import Mount
 
     out: list[dict[str, Any]] = []
@@ -153,22 +159,67 @@ def check_mounts(mounts: list[MountSpec]) -> list[dict[str, Any]]:
         if tgt in targets:
             raise ConstraintViolation(f"mount target {tgt!r} is listed twice")
         targets.add(tgt)
-        real = os.path.realpath(m.source)
-        if real == "/" or _under(real, FORBIDDEN_MOUNT_TREES):
-            raise ConstraintViolation(f"mount source {m.source!r} exposes the host system")
+        src = m.source
+        if src == "/" or _under(src, FORBIDDEN_MOUNT_TREES):
+            raise ConstraintViolation(f"mount source {src!r} exposes the host system")
         for sock in (*ENGINE_SOCKETS, _docker_host_socket()):
-            if sock and (real == sock or sock.startswith(real.rstrip("/") + "/")):
+            if sock and (src == sock or sock.startswith(src.rstrip("/") + "/")):
                 raise ConstraintViolation(
-                    f"mount source {m.source!r} would expose the container engine's socket"
+                    f"mount source {src!r} would expose the container engine's socket"
                 )
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            raise ConstraintViolation(f"mount source {m.source!r} does not exist: {exc}") from exc
-        if stat.S_ISSOCK(st.st_mode):
-            raise ConstraintViolation(f"mount source {m.source!r} is a socket")
-        out.append(Mount(target=tgt, source=real, type="bind", read_only=True))
+        _check_source_on_disk(src)
+        out.append(Mount(target=tgt, source=src, type="bind", read_only=True))
     return out
+
+
+def _check_source_on_disk(src: str) -> None:
+    """Walk `src` from `/` without following symlinks, and require that nobody but root or the
+    engine's uid can change what it names until Docker resolves it (SECURITY.md "Mount sources
+    cannot be redirected"): a directory or regular file, reached through directories that no
+    one else can rename entries in."""
+    try:
+        fd = open_host_path(src, what="mount source", check=_not_redirectable)
+    except ToolError as exc:
+        raise ConstraintViolation(exc.message, details={"source": src}) from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISSOCK(st.st_mode):
+        raise ConstraintViolation(f"mount source {src!r} is a socket")
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise ConstraintViolation(
+            f"mount source {src!r} is not a directory or a regular file", details={"source": src}
+        )
+
+
+def trusted_uids() -> frozenset[int]:
+    """Owners whose directories may lead to a mount source: root and the engine's uid."""
+    return frozenset({0, os.geteuid()})
+
+
+def _not_redirectable(shown: str, parent: os.stat_result, st: os.stat_result) -> None:
+    """`shown`'s parent directory must not let anyone but a trusted uid rename or replace the
+    entry `shown`: owned by a trusted uid, and not group- or world-writable unless sticky with
+    `shown` itself owned by a trusted uid (as /tmp, then a directory of the engine's)."""
+    trusted = trusted_uids()
+    where = posixpath.dirname(shown) or "/"
+    if parent.st_uid not in trusted:
+        raise ConstraintViolation(
+            f"mount source path: {where!r} belongs to uid {parent.st_uid}, who could swap "
+            f"{shown!r} before Docker mounts it; only root or the engine's uid may own the "
+            "directories leading to a mount source",
+            details={"directory": where, "uid": parent.st_uid},
+        )
+    if parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if parent.st_mode & stat.S_ISVTX and st.st_uid in trusted:
+            return
+        raise ConstraintViolation(
+            f"mount source path: {where!r} is writable by others "
+            f"(mode {stat.S_IMODE(parent.st_mode):o}), who could swap {shown!r} before Docker "
+            "mounts it",
+            details={"directory": where},
+        )
 
 
 def _under(path: str, trees: tuple[str, ...]) -> bool:

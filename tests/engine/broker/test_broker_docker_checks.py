@@ -6,7 +6,6 @@ engine, even to inspect an image, is a bug.
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -187,7 +186,7 @@ def test_dangerous_mount_sources_refused(source):
 def test_symlink_to_engine_socket_dir_refused(tmp_path):
     link = tmp_path / "innocent"
     link.symlink_to("/var/run")
-    with pytest.raises(ConstraintViolation, match="engine's socket"):
+    with pytest.raises(ConstraintViolation, match="symlinks are never followed"):
         check_mounts([MountSpec(source=str(link), target="/data")])
 
 
@@ -234,7 +233,7 @@ def test_allowed_mount_is_read_only_bind(tmp_path):
     (mount,) = check_mounts([MountSpec(source=str(tmp_path), target="/data")])
     assert mount["Type"] == "bind"
     assert mount["ReadOnly"] is True
-    assert mount["Source"] == os.path.realpath(tmp_path)
+    assert mount["Source"] == str(tmp_path)  # used as written: no symlink in it
     assert mount["Target"] == "/data"
 
 
