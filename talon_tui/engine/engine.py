@@ -81,6 +81,7 @@ class Engine(IntentFlow):
         self._idle.set()
         #: called with a conn_id when that agent's session closes (the pipe drops it)
         self.on_session_closed: Any = None
+        self._reaping: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,6 +127,7 @@ class Engine(IntentFlow):
                     run_id=run.run_id,
                 )
             await self.durable()
+            self._reaping = self._loop.create_task(self._reap_leftover_containers())
         except BaseException:
             self.started = False
             self.store.close_quietly()
@@ -138,6 +140,8 @@ class Engine(IntentFlow):
         if not self.started:
             return
         self.deny_waiting()
+        if self._reaping is not None and not self._reaping.done():
+            self._reaping.cancel()
         if self._active:
             self._idle.clear()
             try:
@@ -152,6 +156,17 @@ class Engine(IntentFlow):
         self.bus.close()
         self.store.unlock()
         self._pool.shutdown(wait=False)
+
+    async def _reap_leftover_containers(self) -> None:
+        """Containers an earlier run of this engine left (kill -9, power loss): removed in the
+        background after start, one `tool.reaped` event each."""
+        reaped = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.store.broker.reap_leftover_containers
+        )
+        if reaped and self.started:
+            for container in reaped:
+                self._record("tool.reaped", container)
+            await self.durable()
 
     def deny_waiting(self) -> None:
         """Shutdown begins: every intent waiting for an approval is denied now."""

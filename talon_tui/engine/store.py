@@ -115,6 +115,7 @@ class EngineStore:
             secrets=self.secrets,
             docker_runtime=self.docker_runtime,
             skill_verifier=self.skill_verified,
+            data_dir=str(self.data.root),
         )
         for s in self.state.list_sessions():
             self._sessions[s.id] = s

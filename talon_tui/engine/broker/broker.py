@@ -14,6 +14,7 @@ Order of checks for every intent (nothing is executed unless all pass):
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -62,8 +63,13 @@ class Broker:
         secrets: SecretSource | None = None,
         docker_runtime: str | None = None,
         skill_verifier: Callable[[str, str], bool] | None = None,
+        data_dir: str | None = None,
     ) -> None:
         self.verifier = verifier
+        #: the engine's data dir, written into every container's labels (None: not labelled)
+        self.data_dir = data_dir
+        #: this engine instance: a running engine reaps only containers of earlier instances
+        self.engine_instance = uuid.uuid4().hex
         self.secrets = secrets
         self.docker_runtime = docker_runtime
         #: `skill_verifier(image, image_id)`: True only for a registered skill with a verified
@@ -190,12 +196,32 @@ class Broker:
 
     def _docker_run(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
         try:
-            from .docker import run_docker
+            from .docker import ContainerOwner, load_sdk, run_docker
+
+            load_sdk()
         except ImportError as exc:
             raise ToolError(f"docker.run is not available: {exc}") from exc
+        owner = None
+        if self.data_dir is not None:
+            owner = ContainerOwner(self.data_dir, self.engine_instance, session.id)
         return run_docker(
             params,
             constraints,
             runtime=self.docker_runtime,
             skill_check=self.skill_verifier,
+            owner=owner,
         )
+
+    def reap_leftover_containers(self) -> list[dict[str, Any]]:
+        """Blocking: remove the containers earlier instances of this engine left behind (a
+        crash); what was removed, for `tool.reaped` events. Nothing when Docker is absent."""
+        if self.data_dir is None:
+            return []
+        try:
+            from .docker import reap_leftovers
+
+            return reap_leftovers(self.data_dir, keep_engine=self.engine_instance)
+        except ImportError:
+            return []  # no Docker SDK: no container can have been made
+        except ToolError:
+            return []  # no Docker engine answers now; the watchdogs still remove theirs

@@ -7,6 +7,13 @@ constraints list. The image is resolved locally (never pulled) and run by the im
 was checked, so a re-tag cannot swap it. The intent's `input` is written as JSON to stdin;
 stdout and stderr are read from the attach stream with one byte cap; the container is killed
 on timeout or when the cap is exceeded, and is always removed.
+
+No container outlives its timeout, even if the engine dies (SECURITY.md "Containers end with
+their intent"): a detached watchdog process per container (`container_watchdog.py`) removes it
+at timeout + `WATCHDOG_GRACE` seconds, or at once when the broker's pipe to it closes without a
+`done` (engine crash). Every container is labelled with the engine's data dir and instance; at
+start the engine removes containers its earlier instances left (`reap_leftovers`, audited as
+`tool.reaped`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import re
 import selectors
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +50,18 @@ from .docker_checks import (
 CONTAINER_USER = f"{CONTAINER_UID}:{CONTAINER_UID}"
 LABEL = "talon"
 RUN_LABEL = "talon.run"
+#: the engine's data dir: containers an engine of this data dir left behind are its to reap
+DATA_DIR_LABEL = "talon.data_dir"
+#: the engine instance (one per start) that made the container: a running engine reaps only
+#: containers of earlier instances
+ENGINE_LABEL = "talon.engine"
+SESSION_LABEL = "talon.session"
+
+WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "container_watchdog.py")
+#: seconds past the timeout the watchdog leaves the broker to kill, wait and remove itself
+WATCHDOG_GRACE = 5.0
+#: seconds the watchdog waits for the container to start before its deadline starts counting
+WATCHDOG_START_WAIT = 120.0
 
 IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUNTIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -50,6 +71,15 @@ SkillCheck = Callable[[str, str], bool]
 
 _default_api: Any = None
 _default_lock = threading.Lock()
+_sdk_lock = threading.Lock()
+
+
+def load_sdk() -> None:
+    """Import the Docker SDK once, under a lock: two threads importing it for the first time
+    at once (a docker.run and the start-up reaping) can see a half-initialized `docker.types`.
+    ImportError when it is not installed."""
+    with _sdk_lock:
+        import docker  # noqa: F401
 
 
 # --------------------------------------------------------------------------- engine access
@@ -69,6 +99,7 @@ def _api(client: Any) -> Any:
 def connect() -> Any:
     """A docker APIClient for the engine named by the environment (DOCKER_HOST or the local
     socket); ToolError if none answers."""
+    load_sdk()
     import docker
     from docker.errors import DockerException
     from requests.exceptions import RequestException
@@ -152,6 +183,7 @@ def run_docker(
     client: Any = None,
     skill_check: SkillCheck | None = None,
     labels: Mapping[str, str] | None = None,
+    owner: ContainerOwner | None = None,
 ) -> dict[str, Any]:
     """Run one docker.run intent and return `{image, image_id, exit_code, stdout, stderr,
     timed_out, truncated}`.
@@ -161,8 +193,10 @@ def run_docker(
     ToolError when Docker is unreachable, the image is missing or the engine fails.
     `runtime` (e.g. "runsc") is used for the container when given; `client` is a docker
     DockerClient or APIClient (default: one from the environment); `labels` are added to the
-    container's labels (the broker's own `talon` labels cannot be overridden).
+    container's labels (the broker's own `talon` labels cannot be overridden); `owner` names
+    the engine (data dir, instance, session) in the container's labels for reaping.
     """
+    load_sdk()
     p = validate_params(params)
     if not isinstance(constraints, DockerConstraints):
         raise BadRequest("docker.run needs DockerConstraints")
@@ -176,7 +210,7 @@ def run_docker(
             "this override runs signed skills only, and no skill verifier is configured"
         )
     run_id = uuid.uuid4().hex
-    all_labels = _labels(labels, run_id)
+    all_labels = _labels(labels, run_id, owner)
 
     api = _api(client)
     info = resolve_image(api, p.image)
@@ -203,7 +237,24 @@ def run_docker(
     )
 
 
-def _labels(extra: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class ContainerOwner:
+    """Who a container belongs to, written into its labels."""
+
+    data_dir: str
+    engine: str
+    session_id: str | None = None
+
+    def labels(self) -> dict[str, str]:
+        out = {DATA_DIR_LABEL: self.data_dir, ENGINE_LABEL: self.engine}
+        if self.session_id is not None:
+            out[SESSION_LABEL] = self.session_id
+        return out
+
+
+def _labels(
+    extra: Mapping[str, str] | None, run_id: str, owner: ContainerOwner | None = None
+) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in (extra or {}).items():
         if not isinstance(k, str) or not LABEL_KEY_RE.match(k) or not isinstance(v, str):
@@ -213,6 +264,8 @@ def _labels(extra: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
         out[k] = v
     out[LABEL] = "1"
     out[RUN_LABEL] = run_id
+    if owner is not None:
+        out.update(owner.labels())
     return out
 
 
@@ -296,11 +349,13 @@ def _run_container(
     timeout: int,
     cap: int,
 ) -> dict[str, Any]:
-    from docker.errors import APIError
+    from docker.errors import APIError, NotFound
     from requests.exceptions import RequestException
 
     name = f"talon-{labels[RUN_LABEL]}"
     container_id: str | None = None
+    watchdog: Watchdog | None = None
+    removed = False
     sock: Any = None
     out = _Output(cap=cap)
     timed_out = False
@@ -322,10 +377,12 @@ def _run_container(
                 use_config_proxy=False,
             )
             container_id = created["Id"]
+            watchdog = Watchdog.spawn(container_id, timeout)
             sock = api.attach_socket(
                 container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
             api.start(container_id)
+            watchdog.started()
         except (APIError, RequestException) as exc:
             raise ToolError(f"Docker could not start the container: {_api_message(exc)}") from exc
         deadline = time.monotonic() + timeout
@@ -346,6 +403,9 @@ def _run_container(
                 sock = None
                 _kill(api, container_id)
                 exit_code = api.wait(container_id, timeout=10)["StatusCode"]
+        except NotFound:
+            # The watchdog removed it at its deadline (this broker was too slow): it ran out.
+            timed_out = True
         except (APIError, RequestException) as exc:
             raise ToolError(
                 f"Docker failed while running the container: {_api_message(exc)}"
@@ -355,8 +415,14 @@ def _run_container(
             if sock is not None:
                 _close(sock)
         finally:
-            # By name too: a create call that failed late may still have made the container.
-            _remove(api, container_id or name)
+            try:
+                # By name too: a create call that failed late may still have made the container.
+                _remove(api, container_id or name)
+                removed = True
+            finally:
+                if watchdog is not None:
+                    # Not removed: the watchdog's end of file makes it retry the removal.
+                    watchdog.finish(removed)
     return {
         "image": image,
         "image_id": image_id,
@@ -366,6 +432,101 @@ def _run_container(
         "timed_out": timed_out,
         "truncated": out.truncated,
     }
+
+
+class Watchdog:
+    """The broker's end of one container's watchdog process (see `container_watchdog.py`)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    @classmethod
+    def spawn(cls, container_id: str, timeout: int) -> Watchdog:
+        """Start the detached watchdog; ToolError (and no container start) if it cannot run."""
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    WATCHDOG,
+                    "--container",
+                    container_id,
+                    "--after",
+                    str(timeout + WATCHDOG_GRACE),
+                    "--start-wait",
+                    str(WATCHDOG_START_WAIT),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+                cwd="/",
+            )
+        except OSError as exc:
+            raise ToolError(
+                f"cannot start the container watchdog: {exc.strerror}; nothing was started"
+            ) from exc
+        return cls(proc)
+
+    def _say(self, word: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(word + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died: the engine start reaps what it would have removed
+
+    def started(self) -> None:
+        self._say(b"started")
+
+    def finish(self, removed: bool) -> None:
+        """`done` when the broker removed the container itself; else just hang up, which makes
+        the watchdog remove it. Either way the watchdog exits on its own."""
+        if removed:
+            self._say(b"done")
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=0.5 if removed else 0)
+        except subprocess.TimeoutExpired:
+            pass  # still removing (or still starting up): it is detached, let it finish
+
+
+def reap_leftovers(data_dir: str, *, keep_engine: str, client: Any = None) -> list[dict[str, Any]]:
+    """Force-remove every container labelled with `data_dir` that an engine instance other
+    than `keep_engine` made (a crash left it); return what was removed, for the audit log.
+    ToolError when Docker is unreachable."""
+    load_sdk()
+    from docker.errors import APIError
+    from requests.exceptions import RequestException
+
+    api = _api(client)
+    try:
+        found = api.containers(all=True, filters={"label": f"{DATA_DIR_LABEL}={data_dir}"})
+    except (APIError, RequestException) as exc:
+        raise ToolError(f"could not list containers: {_api_message(exc)}") from exc
+    reaped: list[dict[str, Any]] = []
+    for c in found:
+        labels = c.get("Labels") or {}
+        if labels.get(DATA_DIR_LABEL) != data_dir or labels.get(ENGINE_LABEL) == keep_engine:
+            continue
+        _remove(api, c["Id"])
+        names = c.get("Names") or []
+        reaped.append(
+            {
+                "container_id": c["Id"],
+                "name": str(names[0]).lstrip("/") if names else "",
+                "state": str(c.get("State", "")),
+                "image_id": str(c.get("ImageID", "")),
+                "engine": str(labels.get(ENGINE_LABEL, "")),
+                "session": str(labels.get(SESSION_LABEL, "")),
+            }
+        )
+    return reaped
 
 
 def _raw_socket(sock: Any) -> socket.socket:

@@ -456,4 +456,5 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "run.finished",
     "audit.recovered",
     "audit.checkpoint",
+    "tool.reaped",
 )
