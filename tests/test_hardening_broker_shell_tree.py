@@ -92,10 +92,10 @@ def test_setsid_f_does_not_survive_a_normal_exit(ws, marker):
     r = run(ws, [ENV, "setsid", "-f", SH, "-c", f"echo $$ > sess.pid; exec sleep {marker}"])
     assert r["exit_code"] == 0 and not r["timed_out"]
     work = ws / "work"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 1
     while not (work / "sess.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.01)  # written by the detached child, which may have been killed first
-    leftovers = [p for p in _pids_with(marker)]
+    leftovers = _pids_with(marker)
     assert leftovers == [], f"survivors: {leftovers}"
     if (work / "sess.pid").exists():
         assert not _alive(_read_pids(work, ["sess.pid"])["sess.pid"], marker)
@@ -221,3 +221,20 @@ def test_program_is_executed_from_the_checked_file(ws, tmp_path):
     link.symlink_to(bindir)
     with pytest.raises(ConstraintViolation):
         run(ws, [str(link / "tool")], commands=[str(link / "tool")])
+
+
+def test_a_program_that_kills_its_supervisor_gets_a_tool_error(ws, marker):
+    """Same uid, so the program can SIGKILL its supervisor: the broker notices the missing
+    report, kills the supervisor's process group and says so (SECURITY.md residual)."""
+    from talon_tui.engine.errors import ToolError
+
+    script = f"echo $$ > fg.pid; kill -9 $PPID; exec sleep {marker}"
+    t0 = time.monotonic()
+    with pytest.raises(ToolError, match="supervisor"):
+        run(ws, [SH, "-c", script], timeout_seconds=60)
+    assert time.monotonic() - t0 < 30
+    fg = _read_pids(ws / "work", ["fg.pid"])["fg.pid"]
+    deadline = time.monotonic() + 5
+    while _alive(fg, marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(fg, marker)

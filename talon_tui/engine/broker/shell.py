@@ -188,7 +188,7 @@ def run_shell_exec(
     sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
     sel.register(status_r, selectors.EVENT_READ, "status")
     try:
-        while sel.get_map():
+        while sel.get_map() and (status is not None or status_r in sel.get_map()):
             left = deadline - time.monotonic()
             if left <= 0:
                 lost = True
@@ -200,6 +200,8 @@ def run_shell_exec(
                     if not chunk:
                         sel.unregister(key.fileobj)
                         status = _status(bytes(status_raw))
+                        if status is None:
+                            break  # the supervisor died without a report: no more waiting
                         # the tree is gone: drain what its pipes still hold, briefly
                         deadline = min(deadline, time.monotonic() + 2)
                     continue
