@@ -6,8 +6,9 @@ script directory on sys.path, so the broker's own `docker.py` and `http.py` neve
 real packages) in a new session, right after the container is created and before it starts.
 It reads lines from its stdin, a pipe only the broker holds:
 
-- `started` — the container runs: its deadline is now + `--after` seconds (the intent's
-  timeout plus a grace the broker leaves itself to kill, wait and remove);
+- `started T` — the container runs since T (the broker's `time.monotonic()`: CLOCK_MONOTONIC
+  is one clock for every process on Linux): its deadline is T + `--after` seconds (the
+  intent's timeout plus a grace the broker leaves itself to kill, wait and remove);
 - `done` — the broker removed the container itself: exit, doing nothing;
 - end of file without `done` — the broker is gone (engine crash, kill -9, or the broker gave
   up): force-remove the container now. SIGTERM does the same.
@@ -16,7 +17,9 @@ Before `started`, the deadline is `--start-wait` + `--after` seconds from launch
 deadline the container is force-removed (kill + remove in one call). Removal is retried while
 the Docker engine does not answer, for `RETRY_SECONDS`; a container still left is removed by the
 next engine start (`tool.reaped`). The Docker engine is the one the environment names
-(DOCKER_HOST, as the broker's).
+(DOCKER_HOST, as the broker's). The broker passes its own `sys.path` (`--sys-path`), so the
+watchdog imports the very Docker SDK the broker uses; it imports it at once, before waiting,
+so a removal never waits on the import.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ RETRY_SECONDS = 300.0
 
 def _remove(container: str) -> bool:
     """Force-remove the container; True once it is gone."""
-    import docker
-    from docker.errors import DockerException, NotFound
-    from requests.exceptions import RequestException
-
+    try:
+        import docker
+        from docker.errors import DockerException, NotFound
+        from requests.exceptions import RequestException
+    except ImportError:
+        return False  # retried; the next engine start reaps it if this never works
     try:
         api = docker.from_env(timeout=30).api
         api.remove_container(container, force=True, v=True)
@@ -83,8 +88,13 @@ def watch(container: str, after: float, start_wait: float) -> int:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                if line == b"started":
-                    deadline = time.monotonic() + after
+                word, _, arg = line.partition(b" ")
+                if word == b"started":
+                    try:
+                        since = float(arg)
+                    except ValueError:
+                        since = time.monotonic()
+                    deadline = min(since, time.monotonic()) + after
                 elif line == b"done":
                     return 0
             buf = buf[-64:]
@@ -102,7 +112,17 @@ def main() -> int:
     parser.add_argument("--container", required=True)
     parser.add_argument("--after", type=float, required=True)
     parser.add_argument("--start-wait", type=float, required=True)
+    parser.add_argument("--sys-path", default="")
     args = parser.parse_args()
+    sys.path[:0] = [p for p in args.sys_path.split(os.pathsep) if os.path.isabs(p)]
+    try:
+        try:
+            import docker  # noqa: F401 - now, so that a removal never waits on it
+        except ImportError as exc:
+            print(f"container_watchdog: {exc}", file=sys.stderr)
+    except _Stop:  # SIGTERM while importing: remove, as in `watch`
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return _remove_with_retries(args.container)
     return watch(args.container, args.after, args.start_wait)
 
 

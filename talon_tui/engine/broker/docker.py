@@ -455,6 +455,8 @@ class Watchdog:
                     str(timeout + WATCHDOG_GRACE),
                     "--start-wait",
                     str(WATCHDOG_START_WAIT),
+                    "--sys-path",
+                    os.pathsep.join(p for p in sys.path if os.path.isabs(p)),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
@@ -478,7 +480,7 @@ class Watchdog:
             pass  # it died: the engine start reaps what it would have removed
 
     def started(self) -> None:
-        self._say(b"started")
+        self._say(b"started %r" % time.monotonic())
 
     def finish(self, removed: bool) -> None:
         """`done` when the broker removed the container itself; else just hang up, which makes
