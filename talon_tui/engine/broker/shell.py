@@ -236,7 +236,7 @@ def run_shell_exec(
             details={"program": argv[0]},
         )
     if status.get("reason") == "error":
-        raise ToolError(f"cannot start {argv[0]!r}: {status.get('error') or 'unknown error'}")
+        raise ToolError(f"shell.exec {argv[0]!r}: {status.get('error') or 'unknown error'}")
     code = status.get("exit_code")
     return {
         "argv": argv,

@@ -155,16 +155,21 @@ class Supervisor:
     def run(self) -> str:
         """Wait for exit, timeout or the broker; end the tree; say why."""
         deadline = time.monotonic() + self.args.timeout
-        pidfd = os.pidfd_open(self.pid)
+        try:
+            pidfd = os.pidfd_open(self.pid)  # readable when the program exits
+        except (AttributeError, OSError):
+            pidfd = -1  # kernel before 5.3: look every 20 ms instead
+        tick = 1.0 if pidfd >= 0 else 0.02
         poller = select.poll()
         poller.register(0, select.POLLIN | select.POLLHUP)
-        poller.register(pidfd, select.POLLIN)
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return "timeout"
-                events = dict(poller.poll(min(left, 1.0) * 1000))
+                events = dict(poller.poll(min(left, tick) * 1000))
                 self.reap_ready()  # the program, and orphans that died meanwhile
                 if self.status is not None:
                     return "exited"
@@ -175,7 +180,8 @@ class Supervisor:
                         data = b""
                     return "stopped" if data else "engine"
         finally:
-            os.close(pidfd)
+            if pidfd >= 0:
+                os.close(pidfd)
 
 
 def main() -> int:
@@ -189,22 +195,32 @@ def main() -> int:
     os.set_inheritable(args.status_fd, False)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        _report(args.status_fd, exit_code=None, reason="error", error="prctl failed")
+        _report(args.status_fd, exit_code=None, reason="error", error="cannot become a subreaper")
         return 1
     sup = Supervisor(args)
     try:
         sup.start()
     except OSError as exc:
-        _report(args.status_fd, exit_code=None, reason="error", error=exc.strerror)
+        _report(
+            args.status_fd, exit_code=None, reason="error", error=f"cannot start: {exc.strerror}"
+        )
         return 1
     os.close(args.exe_fd)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)  # the output pipes close once the tree is gone
     os.dup2(null, 2)
     os.close(null)
-    reason = sup.run()
-    sup.end_tree()
+    error = None
+    try:
+        reason = sup.run()
+    except Exception as exc:  # noqa: BLE001 - reported below; the tree ends regardless
+        reason, error = "error", f"the supervisor failed: {exc!r}"
+    finally:
+        sup.end_tree()  # whatever happened above: nothing outlives the supervisor's watch
     code = None if sup.status is None else os.waitstatus_to_exitcode(sup.status)
+    if error is not None:
+        _report(args.status_fd, exit_code=code, reason=reason, error=error)
+        return 1
     _report(args.status_fd, exit_code=code, reason=reason)
     return 0
 
