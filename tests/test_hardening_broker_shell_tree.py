@@ -238,3 +238,56 @@ def test_a_program_that_kills_its_supervisor_gets_a_tool_error(ws, marker):
     while _alive(fg, marker) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(fg, marker)
+
+
+def test_kill9_of_a_real_engine_ends_the_tree(tmp_path, marker):
+    """The same under a real `talon serve`: an agent's shell.exec (timeout 300 s) leaves a
+    setsid child; kill -9 of the engine ends both at once."""
+    from test_pipe_support import Raw, Serve, make_workspace, new_session
+    from test_pipe_support import run as run_async
+
+    policy = {
+        "version": 1,
+        "overrides": [
+            {
+                "tool": "shell.exec",
+                "allow": True,
+                "approval": "never",
+                "constraints": {"commands": [SH], "roots": ["work"], "timeout_seconds": 300},
+            }
+        ],
+    }
+    serve = Serve(tmp_path / "data").start()
+    try:
+        ws = make_workspace(tmp_path)
+        _sid, key = run_async(new_session(serve, ws, policy))
+        raw = Raw(serve.socket_path, timeout=30)
+        assert raw.call({"id": 0, "op": "hello", "auth": {"agent_key": key}})["ok"] is True
+        script = (
+            f"setsid -f sh -c 'echo $$ > bg.pid; exec sleep {marker}'; "
+            f"echo $$ > fg.pid; exec sleep {marker}"
+        )
+        raw.send(
+            {
+                "id": 1,
+                "op": "intent",
+                "tool": "shell.exec",
+                "params": {"argv": [SH, "-c", script], "cwd": "work"},
+            }
+        )
+        work = ws / "work"
+        deadline = time.monotonic() + 30
+        names = ("bg.pid", "fg.pid")
+        while not all((work / n).exists() and (work / n).read_text().strip() for n in names):
+            assert time.monotonic() < deadline, "the program never started"
+            time.sleep(0.02)
+        pids = _read_pids(work, ["bg.pid", "fg.pid"])
+        assert all(_alive(p, marker) for p in pids.values())
+        serve.kill9()
+        raw.close()
+        deadline = time.monotonic() + 5
+        while any(_alive(p, marker) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {n: p for n, p in pids.items() if _alive(p, marker)} == {}
+    finally:
+        serve.stop_quietly()
