@@ -291,3 +291,27 @@ def test_kill9_of_a_real_engine_ends_the_tree(tmp_path, marker):
         assert {n: p for n, p in pids.items() if _alive(p, marker)} == {}
     finally:
         serve.stop_quietly()
+
+
+CHAIN = textwrap.dedent(
+    """
+    import os, sys
+    # a fork chain: each process forks and exits at once, so some process of it is always
+    # alive and never the same one for long
+    while True:
+        try:
+            if os.fork():
+                os._exit(0)
+        except OSError:
+            pass
+    """
+)
+
+
+def test_a_fork_chain_is_caught(ws, marker):
+    (ws / "work" / "chain.py").write_text(CHAIN)
+    t0 = time.monotonic()
+    run(ws, [PY, "-I", "chain.py", marker], timeout_seconds=5)
+    assert time.monotonic() - t0 < 30
+    time.sleep(0.2)
+    assert _pids_with(marker) == []
