@@ -492,10 +492,9 @@ class Watchdog:
             self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=0.5 if removed else 0)
-        except subprocess.TimeoutExpired:
-            pass  # still removing (or still starting up): it is detached, let it finish
+        # Never wait: it may still be starting up (or removing); it is detached and exits on
+        # its own, and subprocess reaps it later.
+        self.proc.poll()
 
 
 def reap_leftovers(data_dir: str, *, keep_engine: str, client: Any = None) -> list[dict[str, Any]]:
