@@ -615,8 +615,8 @@ def _kill(api: Any, container_id: str) -> None:
     try:
         api.kill(container_id)
     except APIError as exc:
-        # 409: it already stopped on its own, which is what we wanted.
-        if getattr(exc, "status_code", None) != 409:
+        # 409: it already stopped on its own; 404: its watchdog removed it. Either way it ended.
+        if getattr(exc, "status_code", None) not in (404, 409):
             raise ToolError(f"could not kill container: {_api_message(exc)}") from exc
 
 
