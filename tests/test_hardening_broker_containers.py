@@ -238,3 +238,30 @@ def test_watchdog_done_leaves_the_container(docker_api, test_image, test_labels)
     wd.proc.wait(10)
     assert docker_api.inspect_container(cid)["State"]["Running"] is True
     docker_api.remove_container(cid, force=True)
+
+
+def test_broker_reports_timed_out_when_the_watchdog_won_the_race(
+    docker_api, test_image, test_labels
+):
+    """The watchdog removed the container just before the broker's own kill (a broker slower
+    than timeout + grace): the intent ends as timed out, not as an engine failure."""
+    from talon_tui.engine.broker.docker import run_docker
+    from talon_tui.engine.models import DockerConstraints
+
+    class WatchdogFirst:
+        """The real API client; its `kill` is preceded by the removal the watchdog does."""
+
+        def __getattr__(self, name):
+            return getattr(docker_api, name)
+
+        def kill(self, container, *a, **kw):
+            docker_api.remove_container(container, force=True, v=True)
+            return docker_api.kill(container, *a, **kw)
+
+    r = run_docker(
+        {"image": test_image, "command": ["sleep", "100"]},
+        DockerConstraints(images=[test_image], timeout_seconds=1),
+        client=WatchdogFirst(),
+        labels=test_labels,
+    )
+    assert r["timed_out"] is True and r["exit_code"] is None
