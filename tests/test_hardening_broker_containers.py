@@ -208,7 +208,7 @@ def _gone_within(docker_api, cid: str, seconds: float) -> float:
 
 def test_watchdog_removes_at_its_deadline(docker_api, test_image, test_labels):
     """The broker wedged (never says done): removed at timeout + grace."""
-    from talon_tui.engine.broker.docker import Watchdog
+    from talon_tui.engine.broker.containers import Watchdog
 
     cid = _sleeper(docker_api, test_image, test_labels)
     wd = Watchdog.spawn(cid, 1)
@@ -219,7 +219,7 @@ def test_watchdog_removes_at_its_deadline(docker_api, test_image, test_labels):
 
 
 def test_watchdog_removes_when_the_broker_hangs_up(docker_api, test_image, test_labels):
-    from talon_tui.engine.broker.docker import Watchdog
+    from talon_tui.engine.broker.containers import Watchdog
 
     cid = _sleeper(docker_api, test_image, test_labels)
     wd = Watchdog.spawn(cid, 600)
@@ -229,7 +229,7 @@ def test_watchdog_removes_when_the_broker_hangs_up(docker_api, test_image, test_
 
 
 def test_watchdog_done_leaves_the_container(docker_api, test_image, test_labels):
-    from talon_tui.engine.broker.docker import Watchdog
+    from talon_tui.engine.broker.containers import Watchdog
 
     cid = _sleeper(docker_api, test_image, test_labels)
     wd = Watchdog.spawn(cid, 600)

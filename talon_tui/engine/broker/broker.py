@@ -196,7 +196,8 @@ class Broker:
 
     def _docker_run(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
         try:
-            from .docker import ContainerOwner, load_sdk, run_docker
+            from .containers import ContainerOwner
+            from .docker import load_sdk, run_docker
 
             load_sdk()
         except ImportError as exc:

@@ -8,12 +8,8 @@ was checked, so a re-tag cannot swap it. The intent's `input` is written as JSON
 stdout and stderr are read from the attach stream with one byte cap; the container is killed
 on timeout or when the cap is exceeded, and is always removed.
 
-No container outlives its timeout, even if the engine dies (SECURITY.md "Containers end with
-their intent"): a detached watchdog process per container (`container_watchdog.py`) removes it
-at timeout + `WATCHDOG_GRACE` seconds, or at once when the broker's pipe to it closes without a
-`done` (engine crash). Every container is labelled with the engine's data dir and instance; at
-start the engine removes containers its earlier instances left (`reap_leftovers`, audited as
-`tool.reaped`).
+No container outlives its timeout, even if the engine dies: see `containers.py` (labels,
+watchdog, removal) and `reap_leftovers` here.
 """
 
 from __future__ import annotations
@@ -24,8 +20,6 @@ import re
 import selectors
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,6 +29,15 @@ from typing import Any
 
 from ..errors import BadRequest, ConstraintViolation, ToolError
 from ..policy.models import DockerConstraints, DockerRunParams
+from .containers import (
+    DATA_DIR_LABEL,
+    ENGINE_LABEL,
+    SESSION_LABEL,
+    ContainerOwner,
+    Watchdog,
+    api_message,
+    remove_container,
+)
 from .docker_checks import (
     CONTAINER_UID,
     LABEL_KEY_RE,
@@ -50,19 +53,6 @@ from .docker_checks import (
 CONTAINER_USER = f"{CONTAINER_UID}:{CONTAINER_UID}"
 LABEL = "talon"
 RUN_LABEL = "talon.run"
-#: the engine's data dir: containers an engine of this data dir left behind are its to reap
-DATA_DIR_LABEL = "talon.data_dir"
-#: the engine instance (one per start) that made the container: a running engine reaps only
-#: containers of earlier instances
-ENGINE_LABEL = "talon.engine"
-SESSION_LABEL = "talon.session"
-
-WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "container_watchdog.py")
-#: seconds past the timeout the watchdog leaves the broker to kill, wait and remove itself
-WATCHDOG_GRACE = 5.0
-#: seconds the watchdog waits for the container to start before its deadline starts counting
-WATCHDOG_START_WAIT = 120.0
-
 IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUNTIME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -132,7 +122,7 @@ def resolve_image(api: Any, image: str) -> dict[str, Any]:
             details={"image": image},
         ) from exc
     except APIError as exc:
-        raise ToolError(f"could not inspect image {image!r}: {_api_message(exc)}") from exc
+        raise ToolError(f"could not inspect image {image!r}: {api_message(exc)}") from exc
     image_id = info.get("Id", "")
     if not IMAGE_ID_RE.match(image_id):
         raise ToolError(f"Docker reported an unexpected id {image_id!r} for {image!r}")
@@ -165,11 +155,6 @@ def _familiar(name: str) -> str:
         if name.startswith(prefix):
             return name.removeprefix(prefix)
     return name
-
-
-def _api_message(exc: Any) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)
 
 
 # --------------------------------------------------------------------------- run
@@ -235,21 +220,6 @@ def run_docker(
         timeout=constraints.timeout_seconds,
         cap=constraints.max_output_bytes,
     )
-
-
-@dataclass(frozen=True)
-class ContainerOwner:
-    """Who a container belongs to, written into its labels."""
-
-    data_dir: str
-    engine: str
-    session_id: str | None = None
-
-    def labels(self) -> dict[str, str]:
-        out = {DATA_DIR_LABEL: self.data_dir, ENGINE_LABEL: self.engine}
-        if self.session_id is not None:
-            out[SESSION_LABEL] = self.session_id
-        return out
 
 
 def _labels(
@@ -384,7 +354,7 @@ def _run_container(
             api.start(container_id)
             watchdog.started()
         except (APIError, RequestException) as exc:
-            raise ToolError(f"Docker could not start the container: {_api_message(exc)}") from exc
+            raise ToolError(f"Docker could not start the container: {api_message(exc)}") from exc
         deadline = time.monotonic() + timeout
         finished = _pump(_raw_socket(sock), stdin_data, out, deadline)
         timed_out = finished == "timeout"
@@ -408,7 +378,7 @@ def _run_container(
             timed_out = True
         except (APIError, RequestException) as exc:
             raise ToolError(
-                f"Docker failed while running the container: {_api_message(exc)}"
+                f"Docker failed while running the container: {api_message(exc)}"
             ) from exc
     finally:
         try:
@@ -417,7 +387,7 @@ def _run_container(
         finally:
             try:
                 # By name too: a create call that failed late may still have made the container.
-                _remove(api, container_id or name)
+                remove_container(api, container_id or name)
                 removed = True
             finally:
                 if watchdog is not None:
@@ -434,69 +404,6 @@ def _run_container(
     }
 
 
-class Watchdog:
-    """The broker's end of one container's watchdog process (see `container_watchdog.py`)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-
-    @classmethod
-    def spawn(cls, container_id: str, timeout: int) -> Watchdog:
-        """Start the detached watchdog; ToolError (and no container start) if it cannot run."""
-        try:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-I",
-                    WATCHDOG,
-                    "--container",
-                    container_id,
-                    "--after",
-                    str(timeout + WATCHDOG_GRACE),
-                    "--start-wait",
-                    str(WATCHDOG_START_WAIT),
-                    "--sys-path",
-                    os.pathsep.join(p for p in sys.path if os.path.isabs(p)),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-                start_new_session=True,
-                cwd="/",
-            )
-        except OSError as exc:
-            raise ToolError(
-                f"cannot start the container watchdog: {exc.strerror}; nothing was started"
-            ) from exc
-        return cls(proc)
-
-    def _say(self, word: bytes) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(word + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # it died: the engine start reaps what it would have removed
-
-    def started(self) -> None:
-        self._say(b"started %r" % time.monotonic())
-
-    def finish(self, removed: bool) -> None:
-        """`done` when the broker removed the container itself; else just hang up, which makes
-        the watchdog remove it. Either way the watchdog exits on its own."""
-        if removed:
-            self._say(b"done")
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        # Never wait: it may still be starting up (or removing); it is detached and exits on
-        # its own, and subprocess reaps it later.
-        self.proc.poll()
-
-
 def reap_leftovers(data_dir: str, *, keep_engine: str, client: Any = None) -> list[dict[str, Any]]:
     """Force-remove every container labelled with `data_dir` that an engine instance other
     than `keep_engine` made (a crash left it); return what was removed, for the audit log.
@@ -509,13 +416,13 @@ def reap_leftovers(data_dir: str, *, keep_engine: str, client: Any = None) -> li
     try:
         found = api.containers(all=True, filters={"label": f"{DATA_DIR_LABEL}={data_dir}"})
     except (APIError, RequestException) as exc:
-        raise ToolError(f"could not list containers: {_api_message(exc)}") from exc
+        raise ToolError(f"could not list containers: {api_message(exc)}") from exc
     reaped: list[dict[str, Any]] = []
     for c in found:
         labels = c.get("Labels") or {}
         if labels.get(DATA_DIR_LABEL) != data_dir or labels.get(ENGINE_LABEL) == keep_engine:
             continue
-        _remove(api, c["Id"])
+        remove_container(api, c["Id"])
         names = c.get("Names") or []
         reaped.append(
             {
@@ -617,24 +524,4 @@ def _kill(api: Any, container_id: str) -> None:
     except APIError as exc:
         # 409: it already stopped on its own; 404: its watchdog removed it. Either way it ended.
         if getattr(exc, "status_code", None) not in (404, 409):
-            raise ToolError(f"could not kill container: {_api_message(exc)}") from exc
-
-
-def _remove(api: Any, container_id: str) -> None:
-    """Force-remove the container (and any anonymous volumes); retry once."""
-    from docker.errors import APIError, NotFound
-    from requests.exceptions import RequestException
-
-    for attempt in range(2):
-        try:
-            api.remove_container(container_id, force=True, v=True)
-            return
-        except NotFound:
-            return
-        except (APIError, RequestException) as exc:
-            if attempt == 1:
-                raise ToolError(
-                    f"container {container_id[:12]} could not be removed: {_api_message(exc)}",
-                    details={"container_id": container_id},
-                ) from exc
-            time.sleep(0.2)
+            raise ToolError(f"could not kill container: {api_message(exc)}") from exc
