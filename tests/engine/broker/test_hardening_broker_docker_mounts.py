@@ -15,19 +15,15 @@ import random
 import threading
 import time
 
-import docker_fixtures
 import pytest
 
 from talon_tui.engine.broker.docker import run_docker
 from talon_tui.engine.broker.docker_checks import check_mounts
 from talon_tui.engine.errors import ConstraintViolation
-from talon_tui.engine.models import DockerConstraints, MountSpec
+from talon_tui.engine.policy.models import DockerConstraints, MountSpec
 
 pytestmark = pytest.mark.docker
 
-docker_api = docker_fixtures.docker_api
-test_image = docker_fixtures.test_image
-test_labels = docker_fixtures.test_labels
 
 AGENT_UID = 65534
 AT_FDCWD = -100

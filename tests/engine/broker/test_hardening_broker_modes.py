@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from talon_tui.engine.broker.files import run_file_write
-from talon_tui.engine.models import FileConstraints, FileWriteParams
+from talon_tui.engine.policy.models import FileConstraints, FileWriteParams
 
 PROGRAM = "#!/bin/sh\nid -u\n"
 DANGEROUS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH

@@ -12,9 +12,8 @@ import subprocess
 import time
 import uuid
 
-import docker_fixtures
 import pytest
-from test_pipe_support import REPO, TALON, Raw, Serve, make_workspace, new_session, run
+from support.pipe import REPO, TALON, Raw, Serve, make_workspace, new_session, run
 
 # Spelled out (not imported) so that these tests also run, and fail, on the code before the fix.
 DATA_DIR_LABEL = "talon.data_dir"
@@ -22,10 +21,6 @@ ENGINE_LABEL = "talon.engine"
 WATCHDOG = str(REPO / "talon_tui" / "engine" / "broker" / "container_watchdog.py")
 
 pytestmark = pytest.mark.docker
-
-docker_api = docker_fixtures.docker_api
-test_image = docker_fixtures.test_image
-test_labels = docker_fixtures.test_labels
 
 
 def docker_policy(image: str, timeout: int) -> dict:
@@ -246,7 +241,7 @@ def test_broker_reports_timed_out_when_the_watchdog_won_the_race(
     """The watchdog removed the container just before the broker's own kill (a broker slower
     than timeout + grace): the intent ends as timed out, not as an engine failure."""
     from talon_tui.engine.broker.docker import run_docker
-    from talon_tui.engine.models import DockerConstraints
+    from talon_tui.engine.policy.models import DockerConstraints
 
     class WatchdogFirst:
         """The real API client; its `kill` is preceded by the removal the watchdog does."""

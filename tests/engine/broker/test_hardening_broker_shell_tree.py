@@ -20,7 +20,7 @@ import pytest
 
 from talon_tui.engine.broker.shell import run_shell_exec
 from talon_tui.engine.errors import ConstraintViolation
-from talon_tui.engine.models import ShellConstraints, ShellExecParams
+from talon_tui.engine.policy.models import ShellConstraints, ShellExecParams
 
 ENV = os.path.realpath(shutil.which("env"))
 SH = os.path.realpath(shutil.which("sh"))
@@ -168,7 +168,7 @@ ENGINE = textwrap.dedent(
     """
     import sys
     from talon_tui.engine.broker.shell import run_shell_exec
-    from talon_tui.engine.models import ShellConstraints, ShellExecParams
+    from talon_tui.engine.policy.models import ShellConstraints, ShellExecParams
     ws, sh, marker = sys.argv[1:4]
     run_shell_exec(
         ShellExecParams(argv=[sh, "-c",
@@ -243,8 +243,8 @@ def test_a_program_that_kills_its_supervisor_gets_a_tool_error(ws, marker):
 def test_kill9_of_a_real_engine_ends_the_tree(tmp_path, marker):
     """The same under a real `talon serve`: an agent's shell.exec (timeout 300 s) leaves a
     setsid child; kill -9 of the engine ends both at once."""
-    from test_pipe_support import Raw, Serve, make_workspace, new_session
-    from test_pipe_support import run as run_async
+    from support.pipe import Raw, Serve, make_workspace, new_session
+    from support.pipe import run as run_async
 
     policy = {
         "version": 1,
