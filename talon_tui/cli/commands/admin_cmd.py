@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from talon_tui.client import AdminClient
 from talon_tui.engine.errors import TalonError
 
-from .common import fail, load_json_file, print_json
+from .common import fail, json_text, line, load_json_file, print_json
 
 
 def _run(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]) -> int:
@@ -38,8 +37,11 @@ def cmd_session_create(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"session": session.model_dump(), "agent_key": key})
         else:
-            print(f"session {session.id} ({session.label}) workspace {session.workspace}")
-            print(f"agent key (shown once): {key}")
+            print(
+                f"session {line(session.id)} ({line(session.label)}) "
+                f"workspace {line(session.workspace)}"
+            )
+            print(f"agent key (shown once): {line(key)}")
         return 0
 
     return _run(args, body)
@@ -53,8 +55,8 @@ def cmd_session_list(args: argparse.Namespace) -> int:
             return 0
         for s in sessions:
             print(
-                f"{s.id}  {s.status:<6}  runs {s.runs:<5} agents {s.agents_connected:<3} "
-                f"{s.label}  {s.workspace}"
+                f"{line(s.id)}  {line(s.status):<6}  runs {s.runs:<5} "
+                f"agents {s.agents_connected:<3} {line(s.label)}  {line(s.workspace)}"
             )
         if not sessions:
             print("no sessions")
@@ -66,7 +68,7 @@ def cmd_session_list(args: argparse.Namespace) -> int:
 def cmd_session_close(args: argparse.Namespace) -> int:
     async def body(c: AdminClient) -> int:
         await c.close_session(args.session_id)
-        print(f"closed {args.session_id}")
+        print(f"closed {line(args.session_id)}")
         return 0
 
     return _run(args, body)
@@ -77,7 +79,7 @@ def cmd_policy_set(args: argparse.Namespace) -> int:
 
     async def body(c: AdminClient) -> int:
         policy = await c.set_policy(args.session_id, doc)
-        print(f"policy of {args.session_id} set ({len(policy.overrides)} overrides)")
+        print(f"policy of {line(args.session_id)} set ({len(policy.overrides)} overrides)")
         return 0
 
     return _run(args, body)
@@ -104,10 +106,10 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                 print_json([a.model_dump() for a in pending])
                 return 0
             for a in pending:
-                params = json.dumps(a.params, ensure_ascii=True)
                 print(
-                    f"{a.approval_id}  {a.session_id}  {a.subject}  {a.tool} {params}  "
-                    f"origin {a.origin}  expires {a.expires}"
+                    f"{line(a.approval_id)}  {line(a.session_id)}  {line(a.subject)}  "
+                    f"{line(a.tool)} {json_text(a.params)}  "
+                    f"origin {line(a.origin)}  expires {line(a.expires)}"
                 )
             if not pending:
                 print("no approvals waiting")
@@ -118,7 +120,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"approval_id": args.approval_id, "allow": allow, "remember": args.remember})
         else:
-            print(f"{args.approval_id} {what}")
+            print(f"{line(args.approval_id)} {what}")
         return 0
 
     return _run(args, body)
@@ -126,13 +128,19 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 def _line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
-    bits = [f"{event.get('seq'):>7}", event.get("ts", ""), f"{event.get('type', ''):<24}"]
+    if not isinstance(data, dict):
+        data = {}
+    bits = [
+        f"{line(event.get('seq')):>7}",
+        line(event.get("ts", "")),
+        f"{line(event.get('type', '')):<24}",
+    ]
     for key in ("tool", "decision", "status", "reason", "code"):
         if data.get(key) not in (None, ""):
-            bits.append(f"{key}={data[key]}")
+            bits.append(f"{key}={line(data[key])}")
     if event.get("run_id"):
-        bits.append(str(event["run_id"]))
-    return " ".join(bits).encode("ascii", "backslashreplace").decode("ascii")
+        bits.append(line(event["run_id"]))
+    return " ".join(bits)
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -141,7 +149,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
 
     def show(event: dict[str, Any]) -> None:
         if args.json:
-            print(json.dumps(event, ensure_ascii=False, sort_keys=True), flush=True)
+            print(json_text(event), flush=True)
         else:
             print(_line(event), flush=True)
 
@@ -160,8 +168,8 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
                 show(msg.payload)
             elif msg.kind == "missed":
                 print(
-                    f"talon: missed {msg.payload.get('count')} events from seq "
-                    f"{msg.payload.get('from_seq')} (the reader was too slow)",
+                    f"talon: missed {line(msg.payload.get('count'))} events from seq "
+                    f"{line(msg.payload.get('from_seq'))} (the reader was too slow)",
                     file=sys.stderr,
                 )
         return 0

@@ -11,7 +11,7 @@ from typing import Any
 from talon_tui.client import AgentClient, ClientError
 from talon_tui.engine.errors import ErrorCode
 
-from .common import fail, print_json
+from .common import fail, json_text, line, print_json
 
 DENIALS = {
     ErrorCode.POLICY_DENIED,
@@ -50,10 +50,10 @@ def _report_error(exc: ClientError, as_json: bool) -> int:
     if as_json:
         print_json({"ok": False, "error": exc.to_wire()})
     else:
-        print(f"talon: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"talon: {line(exc.code)}: {line(exc.message)}", file=sys.stderr)
         fix = exc.details.get("suggested_fix")
         if fix:
-            print(f"suggested fix: {json.dumps(fix, sort_keys=True)}", file=sys.stderr)
+            print(f"suggested fix: {json_text(fix)}", file=sys.stderr)
     return 1 if exc.code in DENIALS else 2
 
 
@@ -68,20 +68,20 @@ def cmd_agent_intent(args: argparse.Namespace) -> int:
         print_json({"ok": True, **out.model_dump()})
     else:
         result = out.result
-        print(json.dumps(result, ensure_ascii=False, indent=2, sort_keys=True))
+        print(json_text(result, indent=2))
     return 0
 
 
 def cmd_agent_run(args: argparse.Namespace) -> int:
     try:
         with open(args.file, encoding="utf-8") as fh:
-            lines = [(n, line) for n, line in enumerate(fh, 1) if line.strip()]
+            lines = [(n, text) for n, text in enumerate(fh, 1) if text.strip()]
     except OSError as exc:
         fail(f"{args.file}: cannot read ({exc.strerror})")
     intents = []
-    for n, line in lines:
+    for n, text in lines:
         try:
-            item = json.loads(line)
+            item = json.loads(text)
         except json.JSONDecodeError as exc:
             fail(f"{args.file}:{n}: not valid JSON ({exc.msg})")
         if not isinstance(item, dict) or not isinstance(item.get("tool"), str):
@@ -99,18 +99,18 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
                 out = agent.intent(item["tool"], item.get("params") or {}, run_id=run_id)
                 results.append({"ok": True, **out.model_dump()})
                 if not args.json:
-                    print(f"ALLOW {item['tool']} {json.dumps(item.get('params') or {})}")
+                    print(f"ALLOW {line(item['tool'])} {json_text(item.get('params') or {})}")
             except ClientError as exc:
                 results.append({"ok": False, "tool": item["tool"], "error": exc.to_wire()})
                 worst = max(worst, 1 if exc.code in DENIALS else 2)
                 if not args.json:
-                    print(f"{exc.code} {item['tool']}: {exc.message}")
+                    print(f"{line(exc.code)} {line(item['tool'])}: {line(exc.message)}")
         try:
             agent.end_run(run_id, "ok" if worst == 0 else "error")
         except ClientError as exc:
-            print(f"talon: could not end run {run_id}: {exc.message}", file=sys.stderr)
+            print(f"talon: could not end run {line(run_id)}: {line(exc.message)}", file=sys.stderr)
     if args.json:
         print_json({"run_id": run_id, "results": results})
     else:
-        print(f"run {run_id}: {len(intents)} intents")
+        print(f"run {line(run_id)}: {len(intents)} intents")
     return worst

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from talon_tui.cli.commands.common import fail, print_json
+from talon_tui.cli.commands.common import fail, line, print_json
 
 
 def _audit_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -52,16 +52,21 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             }
         )
     elif report.valid:
-        print(f"audit log OK: {report.message}")
+        print(f"audit log OK: {line(report.message)}")
     else:
         print(
-            f"audit log DAMAGED at seq {report.first_bad_seq}: {report.damage} — {report.message}"
+            f"audit log DAMAGED at seq {report.first_bad_seq}: {line(report.damage)} — "
+            f"{line(report.message)}"
         )
     return 0 if report.valid else 1
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Export is a data file: the log's lines byte for byte (each still verifies), to a file or
+    a pipe. Only when stdout is a terminal is each line passed through `escape_json_text`: the
+    same JSON values, with control, C1 and bidi characters as `\\uXXXX` escapes."""
     from talon_tui.engine.audit.index import AuditIndex, log_path
+    from talon_tui.safe_text import escape_json_text
 
     audit_dir, _ = _audit_paths(args)
     index = AuditIndex.load(audit_dir)
@@ -73,11 +78,16 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             what = f"run {args.run}" if args.run else f"session {args.session}"
             fail(f"no events for {what} in {log_path(audit_dir)}")
     out = open(args.output, "wb") if args.output else sys.stdout.buffer
+    to_terminal = not args.output and sys.stdout.isatty()
     try:
         with open(log_path(audit_dir), "rb") as fh:
             for seq in seqs:
                 fh.seek(index.offsets[seq])
-                out.write(fh.readline())
+                raw = fh.readline()
+                if to_terminal:
+                    text = raw.decode("utf-8", "backslashreplace")
+                    raw = escape_json_text(text).encode("utf-8")
+                out.write(raw)
     finally:
         if args.output:
             out.close()

@@ -1,4 +1,10 @@
-"""Helpers shared by CLI handlers: one-line errors and JSON output."""
+"""Helpers shared by CLI handlers: one-line errors and JSON output.
+
+Everything a verb prints that an agent could have shaped (labels, tools, params, reasons, file
+contents, error messages quoting them) goes through `talon_tui.safe_text`: `line()` for text,
+`print_json()` / `json_text()` for JSON, so no control, C1 or bidi character reaches the
+operator's terminal raw (SECURITY.md, "What the CLI prints").
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,31 @@ import json
 import sys
 from typing import Any, NoReturn
 
+from talon_tui.safe_text import dumps_json, terminal_line
+
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit 2."""
 
 
+def line(value: Any, max_len: int = 0) -> str:
+    """`value` as text safe to print on one terminal line (controls written out)."""
+    return terminal_line(value, max_len)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"talon: {message}", file=sys.stderr)
+    """Print `talon: message` on stderr (agent text in it shown safely) and exit `code`."""
+    print(f"talon: {line(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
+def json_text(obj: Any, *, indent: int | None = None) -> str:
+    """JSON with every control, C1 and bidi character escaped; still valid, round-trips."""
+    return dumps_json(obj, indent=indent, sort_keys=True)
+
+
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True))
+    print(json_text(obj, indent=2))
 
 
 def load_json_file(path: str) -> Any:

@@ -14,7 +14,7 @@ from talon_tui.engine.errors import PolicyInvalid
 from talon_tui.engine.policy.advisor import LEVELS, Advice, lint
 from talon_tui.engine.policy.models import parse_policy
 
-from .common import fail, load_json_file, print_json
+from .common import fail, line, load_json_file, print_json
 
 
 def _counts(advice: list[Advice]) -> dict[str, int]:
@@ -23,14 +23,14 @@ def _counts(advice: list[Advice]) -> dict[str, int]:
 
 def _where(policy_doc: dict[str, Any], a: Advice) -> str:
     if a.override_index is None:
-        return a.field
+        return line(a.field)
     tool = ""
     overrides = policy_doc.get("overrides")
     if isinstance(overrides, list) and a.override_index < len(overrides):
         entry = overrides[a.override_index]
         if isinstance(entry, dict):
-            tool = f" ({entry.get('tool')})"
-    return f"override #{a.override_index}{tool} {a.field}"
+            tool = f" ({line(entry.get('tool'))})"
+    return f"override #{a.override_index}{tool} {line(a.field)}"
 
 
 def cmd_policy_lint(args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ def cmd_policy_lint(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            print(f"talon: {args.file}: {exc.message}")
+            print(f"talon: {line(args.file)}: {line(exc.message)}")
         return 1
     advice = lint(policy, workspace=workspace)
     counts = _counts(advice)
@@ -75,11 +75,11 @@ def cmd_policy_lint(args: argparse.Namespace) -> int:
         found = "no warnings"
         if advice:
             found = f"{len(advice)} warning{'s' if len(advice) != 1 else ''} ({summary})"
-        print(f"{args.file}: valid policy, {n} override{'s' if n != 1 else ''}, {found}")
+        print(f"{line(args.file)}: valid policy, {n} override{'s' if n != 1 else ''}, {found}")
         for a in advice:
             print()
             print(f"{a.level.upper():<6} {_where(doc, a)}")
-            print(f"  {a.message}")
-            print(f"  why: {a.why}")
-            print(f"  instead: {a.alternative}")
+            print(f"  {line(a.message)}")
+            print(f"  why: {line(a.why)}")
+            print(f"  instead: {line(a.alternative)}")
     return 1 if counts["danger"] else 0

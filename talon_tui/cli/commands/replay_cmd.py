@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from talon_tui.cli.commands.common import fail, load_json_file, print_json
+from talon_tui.cli.commands.common import fail, json_text, line, load_json_file, print_json
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -60,23 +59,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         chain = "valid" if result.chain_valid else f"BROKEN at seq {result.chain_first_bad_seq}"
-        print(f"run {result.run_id}  session {result.session_id}  chain {chain}")
+        print(f"run {line(result.run_id)}  session {line(result.session_id)}  chain {chain}")
         for s in result.steps:
-            parts = [f"{s.seq:>8}", s.ts, s.type]
+            parts = [f"{s.seq:>8}", line(s.ts), line(s.type)]
             if s.tool:
-                parts.append(s.tool)
+                parts.append(line(s.tool))
             if s.decision:
-                parts.append(s.decision)
+                parts.append(line(s.decision))
             if s.output_matches is not None:
                 parts.append("output ok" if s.output_matches else "OUTPUT MISMATCH")
             if s.changed_by_policy:
-                parts.append(f"-> {s.what_if_decision} with the other policy")
+                parts.append(f"-> {line(s.what_if_decision)} with the other policy")
             print("  ".join(parts))
             if s.reason and (s.decision == "DENY" or s.changed_by_policy):
-                print(f"{'':>10}{s.reason}")
+                print(f"{'':>10}{line(s.reason)}")
             if s.output is not None:
-                text = json.dumps(s.output, ensure_ascii=False)
-                print(f"{'':>10}output: {text[:200]}{'…' if len(text) > 200 else ''}")
+                print(f"{'':>10}output: {line(json_text(s.output), 201)}")
         if result.changed_by_policy is not None:
-            print(f"{len(result.changed_by_policy)} decision(s) would change with {args.policy}")
+            print(
+                f"{len(result.changed_by_policy)} decision(s) would change with {line(args.policy)}"
+            )
     return 1 if (not result.chain_valid or mismatched) else 0
