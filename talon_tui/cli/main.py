@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,11 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("console",): ("console_cmd", "cmd_console", "open the console on the data dir (default)"),
     ("demo",): ("console_cmd", "cmd_demo", "open the console on a demo dir with a live demo agent"),
     ("serve",): ("serve_cmd", "cmd_serve", "run the headless engine and agent pipe (foreground)"),
+    ("doctor",): (
+        "doctor_cmd",
+        "cmd_doctor",
+        "check the data dir's owner and modes and who the agents run as",
+    ),
     ("session", "create"): (
         "admin_cmd",
         "cmd_session_create",
@@ -64,10 +70,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"talon: {message} (see `{self.prog} --help`)\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+# verbs that connect to a running engine (they check who listens before sending a credential)
+CONNECTING = {"console", "session", "policy", "agent", "approvals", "audit", "doctor"}
+
+
+def _common(p: argparse.ArgumentParser, verb: str = "") -> None:
     p.add_argument(
         "--data-dir", help="data directory (default: $TALON_DATA_DIR or the user data dir)"
     )
+    if verb in CONNECTING:
+        p.add_argument(
+            "--engine-user",
+            help="the user a separately run engine runs as (sets $TALON_ENGINE_UID); a "
+            "listener running as anyone else but you or root gets no credential",
+        )
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -106,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                 )
             p = groups[path[0]].add_parser(path[1], help=help_, description=help_)
         p.set_defaults(_handler=(module, func))
-        _common(p)
+        _common(p, path[0])
         return p
 
     for console_verb in (("console",), ("demo",)):
@@ -122,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = leaf(("serve",))
     p.add_argument("--docker-runtime", help="container runtime for every docker.run (e.g. runsc)")
+    p.add_argument(
+        "--socket-group",
+        help="let this group's members connect as agents (root and run/ 0710, socket 0660); "
+        "everything else in the data dir stays private to the engine's user",
+    )
+    p.add_argument(
+        "--agent-uid",
+        action="append",
+        help="only agents running as this uid or user may connect (repeatable)",
+    )
+
+    p = leaf(("doctor",))
+    _json(p)
 
     p = leaf(("session", "create"))
     p.add_argument("label")
@@ -193,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module, func = handler
+    engine_user = getattr(args, "engine_user", None)
+    if engine_user:
+        os.environ["TALON_ENGINE_UID"] = engine_user
     fn = getattr(importlib.import_module(f"talon_tui.cli.commands.{module}"), func)
     try:
         return int(fn(args) or 0)

@@ -26,8 +26,11 @@ from .agent import (
     TooLargeError,
     ToolFailedError,
     UnauthenticatedError,
+    UntrustedEngineError,
+    check_engine_peer,
     error_from_reply,
     read_admin_token,
+    trusted_engine_uids,
 )
 
 __all__ = [
@@ -51,6 +54,9 @@ __all__ = [
     "TooLargeError",
     "ToolFailedError",
     "UnauthenticatedError",
+    "UntrustedEngineError",
+    "check_engine_peer",
     "error_from_reply",
     "read_admin_token",
+    "trusted_engine_uids",
 ]

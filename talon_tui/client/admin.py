@@ -52,6 +52,11 @@ class AdminClient:
             raise
         return client
 
+    @property
+    def engine_uid(self) -> int | None:
+        """The uid the engine runs as (SO_PEERCRED, checked before hello)."""
+        return self._conn.engine_uid
+
     async def close(self) -> None:
         await self._conn.close()
 

@@ -20,7 +20,10 @@ import contextlib
 import itertools
 import json
 import os
+import pwd
 import socket
+import stat
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,10 @@ class ConnectionClosedError(InternalError):
     """The engine closed the connection (or was never reachable)."""
 
 
+class UntrustedEngineError(UnauthenticatedError):
+    """Whoever listens on the socket is not the engine we trust: nothing was sent to it."""
+
+
 ERRORS: dict[str, type[ClientError]] = {
     cls.code.value: cls
     for cls in (
@@ -160,6 +167,66 @@ def _socket_path(socket_path: str | os.PathLike[str] | None, data_dir: Any) -> P
     return DataDir(resolve_data_dir(data_dir)).socket_path
 
 
+# --------------------------------------------------------------------------- who listens
+
+
+def trusted_engine_uids() -> set[int]:
+    """The uids a client accepts as its engine: our own, root, and TALON_ENGINE_UID (a comma
+    list of uids or user names) for an engine run as a dedicated user."""
+    uids = {os.geteuid(), 0}
+    for part in os.environ.get("TALON_ENGINE_UID", "").split(","):
+        name = part.strip()
+        if not name:
+            continue
+        if name.isdigit():
+            uids.add(int(name))
+            continue
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            raise UntrustedEngineError(
+                f"TALON_ENGINE_UID names {name!r}, which is no user here"
+            ) from None
+    return uids
+
+
+def check_engine_peer(sock: Any, path: Path) -> int:
+    """Before a credential (admin token, agent key) goes out on `sock`: the socket's directory
+    must be writable only by its owner, and the process listening (SO_PEERCRED) must run as a
+    trusted uid (`trusted_engine_uids`). Returns the engine's uid; raises UntrustedEngineError
+    (nothing sent) otherwise."""
+    trusted = trusted_engine_uids()
+    try:
+        dst = os.lstat(path.parent)
+    except OSError as exc:
+        raise UntrustedEngineError(f"cannot check {path.parent} ({exc.strerror})") from None
+    dmode = stat.S_IMODE(dst.st_mode)
+    if dmode & 0o022 or dst.st_uid not in trusted:
+        raise UntrustedEngineError(
+            f"refusing to talk to {path}: its directory is writable by others or belongs to "
+            f"uid {dst.st_uid} (mode {dmode:o}), so anyone could be listening there; "
+            "nothing was sent"
+        )
+    if hasattr(socket, "SO_PEERCRED"):
+        try:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError as exc:
+            raise UntrustedEngineError(
+                f"cannot tell who listens on {path} ({exc.strerror}); nothing was sent"
+            ) from None
+        _pid, uid, _gid = struct.unpack("3i", creds)
+    else:  # no peer credentials on this platform: the socket file's owner is the best we have
+        uid = os.lstat(path).st_uid
+    if uid not in trusted:
+        raise UntrustedEngineError(
+            f"the process listening on {path} runs as uid {uid}, which is neither us "
+            f"(uid {os.geteuid()}), root, nor TALON_ENGINE_UID; it may be impersonating the "
+            "engine, so no credential was sent (an engine run as a dedicated user: set "
+            "TALON_ENGINE_UID or --engine-user)"
+        )
+    return uid
+
+
 def _encode(frame: dict[str, Any]) -> bytes:
     return (json.dumps(frame, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -190,6 +257,11 @@ class AgentClient:
                 f"cannot reach the Talon engine at {self.socket_path} ({exc.strerror}); "
                 "is `talon serve` or the console running?"
             ) from None
+        try:
+            self.engine_uid = check_engine_peer(self._sock, self.socket_path)
+        except UntrustedEngineError:
+            self._sock.close()
+            raise
         self._file = self._sock.makefile("rb")
         hello = self._call("hello", auth={"agent_key": agent_key})
         self.session_id: str = hello["session_id"]
@@ -263,6 +335,7 @@ class AsyncConnection:
         self._reader_task: asyncio.Task | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.closed = False
+        self.engine_uid: int | None = None
 
     async def open(self, auth: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -273,6 +346,11 @@ class AsyncConnection:
             raise ConnectionClosedError(
                 f"cannot reach the Talon engine at {self.path} ({exc.strerror})"
             ) from None
+        try:
+            self.engine_uid = check_engine_peer(self._writer.get_extra_info("socket"), self.path)
+        except UntrustedEngineError:
+            self._writer.close()
+            raise
         self._reader_task = asyncio.create_task(self._read(reader))
         return await self.call("hello", auth=auth)
 
@@ -403,6 +481,9 @@ __all__ = [
     "AsyncAgentClient",
     "IntentResult",
     "PolicyDeniedError",
+    "UntrustedEngineError",
+    "check_engine_peer",
     "error_from_reply",
     "read_admin_token",
+    "trusted_engine_uids",
 ]

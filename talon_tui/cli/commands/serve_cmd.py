@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import os
+import pwd
 import signal
 import sys
 
@@ -40,15 +42,50 @@ def _env_number(name: str, default: float, kind: type = float) -> float:
     return value
 
 
+def socket_group_id(name: str | None) -> int | None:
+    """`--socket-group NAME|GID` as a gid (None without the option); exit 2 if unknown."""
+    if name is None:
+        return None
+    try:
+        return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
+    except KeyError:
+        fail(f"--socket-group {name}: no such group")
+
+
+def agent_uid_set(names: list[str] | None) -> frozenset[int] | None:
+    """`--agent-uid UID|USER` (repeatable) as a set of uids (None without the option)."""
+    if not names:
+        return None
+    uids = set()
+    for name in names:
+        try:
+            uids.add(int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            fail(f"--agent-uid {name}: no such user")
+    return frozenset(uids)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     data = DataDir(resolve_data_dir(args.data_dir))
+    gid = socket_group_id(args.socket_group)
+    agent_uids = agent_uid_set(args.agent_uid)
     try:
-        return asyncio.run(_serve(data, args.docker_runtime))
+        return asyncio.run(_serve(data, args.docker_runtime, gid, agent_uids))
     except TalonError as exc:
         fail(exc.message)
+    except PermissionError as exc:
+        fail(
+            f"cannot set up {data.root} ({exc}); with --socket-group, the engine's user must "
+            "belong to that group"
+        )
 
 
-async def _serve(data: DataDir, docker_runtime: str | None) -> int:
+async def _serve(
+    data: DataDir,
+    docker_runtime: str | None,
+    socket_gid: int | None = None,
+    agent_uids: frozenset[int] | None = None,
+) -> int:
     pipe.check_socket_dir(data.run_dir)  # before anything creates or fixes the directory
     engine = Engine(
         data.root,
@@ -57,6 +94,11 @@ async def _serve(data: DataDir, docker_runtime: str | None) -> int:
         checkpoint_every=int(_env_number("TALON_CHECKPOINT_EVERY", 1000, int)),
     )
     await engine.start()
+    try:
+        data.set_socket_group(socket_gid)
+    except BaseException:
+        await engine.stop("data dir setup failed")
+        raise
     server = pipe.PipeServer(
         engine,
         data.socket_path,
@@ -66,6 +108,8 @@ async def _serve(data: DataDir, docker_runtime: str | None) -> int:
         idle_timeout=_env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT),
         rate=_env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE),
         burst=_env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST),
+        socket_group=socket_gid,
+        agent_uids=agent_uids,
     )
     try:
         await server.start()
@@ -80,9 +124,10 @@ async def _serve(data: DataDir, docker_runtime: str | None) -> int:
     token_where = (
         "$TALON_ADMIN_TOKEN" if os.environ.get("TALON_ADMIN_TOKEN") else data.admin_token_path
     )
+    shared = f", socket open to group {socket_gid}" if socket_gid is not None else ""
     print(
         f"talon serve: listening on {data.socket_path} (data {data.root}; "
-        f"admin token in {token_where}); SIGINT/SIGTERM stops",
+        f"admin token in {token_where}{shared}); SIGINT/SIGTERM stops",
         flush=True,
     )
     await stop.wait()

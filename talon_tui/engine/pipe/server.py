@@ -322,6 +322,7 @@ class Connection:
                     raise TalonError("wrong admin token", code=ErrorCode.UNAUTHENTICATED)
                 self.role, self.subject = "admin", f"admin:uid{self.uid}"
             else:
+                self.server.check_agent_uid(self.uid)
                 self.session_id, self.subject = engine.authenticate_agent(auth.get("agent_key"))
                 self.role = "agent"
                 self.bucket = self.server.bucket_for(self.subject)
@@ -419,8 +420,14 @@ class PipeServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         rate: float = DEFAULT_RATE,
         burst: float = DEFAULT_BURST,
+        socket_group: int | None = None,
+        agent_uids: frozenset[int] | None = None,
     ) -> None:
         self.engine = engine
+        #: group allowed to connect (socket 0660 that group); None: only our uid (0600)
+        self.socket_group = socket_group
+        #: uids an agent may connect from (SO_PEERCRED); None: any uid that reaches the socket
+        self.agent_uids = agent_uids
         self.socket_path = Path(socket_path)
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -452,8 +459,20 @@ class PipeServer:
             )
         finally:
             os.umask(old)
-        os.chmod(self.socket_path, 0o600)
+        if self.socket_group is not None:
+            os.chown(self.socket_path, -1, self.socket_group)
+            os.chmod(self.socket_path, 0o660)
+        else:
+            os.chmod(self.socket_path, 0o600)
         self.engine.on_session_closed = self._drop_conn
+
+    def check_agent_uid(self, uid: int | None) -> None:
+        """Refuse an agent whose peer uid is not in `agent_uids` (when that list is set)."""
+        if self.agent_uids is not None and uid not in self.agent_uids:
+            raise TalonError(
+                f"agents may not connect from uid {uid} (serve --agent-uid)",
+                code=ErrorCode.UNAUTHENTICATED,
+            )
 
     def _drop_conn(self, conn_id: str) -> None:
         conn = self.by_conn.get(conn_id)
