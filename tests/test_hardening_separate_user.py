@@ -22,7 +22,12 @@ import pytest
 from local_users import DROP, require_root, shared_base, throwaway_group, throwaway_user
 from test_pipe_support import READ_POLICY, REPO, TALON
 
-from talon_tui.engine.client import AdminClient, AgentClient, UnauthenticatedError
+from talon_tui.engine.client import (
+    AdminClient,
+    AgentClient,
+    UnauthenticatedError,
+    UntrustedEngineError,
+)
 
 AGENT = (
     DROP
@@ -86,14 +91,20 @@ def stop(proc: subprocess.Popen) -> None:
         proc.communicate()
 
 
-def run_agent(data: Path, key: str, uid: int, gid: int, extra_gid: int) -> dict:
+def run_agent(
+    data: Path, key: str, uid: int, gid: int, extra_gid: int, env: dict | None = None
+) -> dict:
     r = subprocess.run(
         [sys.executable, "-c", AGENT, str(data), key, str(uid), str(gid), str(extra_gid)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "TALON_ENGINE_UID"},
+            "PYTHONPATH": str(REPO),
+            **(env or {}),
+        },
     )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -209,3 +220,66 @@ def test_agent_uid_allow_list_refuses_other_uids(tmp_path):
             AgentClient(key, data_dir=data, timeout=20)
     finally:
         stop(proc)
+
+
+ENGINE_AS = (
+    DROP
+    + """
+import importlib, pkgutil
+import talon_tui.engine
+from talon_tui import cli
+for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine."):
+    importlib.import_module(m.name)
+for name in ("serve_cmd", "common"):
+    importlib.import_module("talon_tui.commands." + name)
+uid, gid, extra = map(int, sys.argv[1:4])
+drop(uid, gid, [gid, extra])
+sys.exit(cli.main(sys.argv[4:]))
+"""
+)
+
+
+def test_engine_as_a_dedicated_user_with_an_agent_in_its_socket_group(monkeypatch):
+    """The deployment of docs/talon.service: engine user E (in group G), agent user A (in G),
+    operator root trusting E by TALON_ENGINE_UID."""
+    require_root()
+    with (
+        shared_base() as base,
+        throwaway_group() as (group, gid),
+        throwaway_user(groups=(group,)) as engine_user,
+        throwaway_user(groups=(group,)) as agent,
+    ):
+        data = base / "data"
+        data.mkdir(mode=0o700)
+        os.chown(data, engine_user.uid, engine_user.gid)
+        ws = make_workspace(base)
+        os.chown(ws / "work" / "a.txt", engine_user.uid, engine_user.gid)
+        argv = [str(engine_user.uid), str(engine_user.gid), str(gid)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ENGINE_AS, *argv, "serve", "--data-dir", str(data)]
+            + ["--socket-group", group],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            line = proc.stdout.readline().decode() if ready else ""
+            assert "listening on" in line, proc.stderr.read1().decode()
+            assert os.lstat(data / "admin.token").st_uid == engine_user.uid
+            with pytest.raises(UntrustedEngineError, match=f"uid {engine_user.uid}"):
+                asyncio.run(new_session(data, ws))  # root does not trust E until told
+            monkeypatch.setenv("TALON_ENGINE_UID", engine_user.name)
+            _sid, key = asyncio.run(new_session(data, ws))
+            seen = run_agent(
+                data, key, agent.uid, agent.gid, gid, env={"TALON_ENGINE_UID": engine_user.name}
+            )
+            assert seen.get("error") is None, seen
+            assert seen["content"].startswith("hello from the workspace")
+            for name in ("admin.token", "keys", "policy key", "audit", "audit log", "state.json"):
+                assert seen[name] == "denied", (name, seen)
+            # without TALON_ENGINE_UID the agent will not hand its key to E
+            wary = run_agent(data, key, agent.uid, agent.gid, gid)
+            assert "nothing was sent" in wary.get("error", ""), wary
+        finally:
+            stop(proc)

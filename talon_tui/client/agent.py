@@ -201,11 +201,16 @@ def check_engine_peer(sock: Any, path: Path) -> int:
     except OSError as exc:
         raise UntrustedEngineError(f"cannot check {path.parent} ({exc.strerror})") from None
     dmode = stat.S_IMODE(dst.st_mode)
-    if dmode & 0o022 or dst.st_uid not in trusted:
+    if dmode & 0o022:
         raise UntrustedEngineError(
-            f"refusing to talk to {path}: its directory is writable by others or belongs to "
-            f"uid {dst.st_uid} (mode {dmode:o}), so anyone could be listening there; "
-            "nothing was sent"
+            f"refusing to talk to {path}: its directory is writable by others (mode "
+            f"{dmode:o}), so anyone could be listening there; nothing was sent"
+        )
+    if dst.st_uid not in trusted:
+        raise UntrustedEngineError(
+            f"refusing to talk to {path}: its directory belongs to uid {dst.st_uid}, which is "
+            f"neither us (uid {os.geteuid()}), root, nor TALON_ENGINE_UID; nothing was sent "
+            "(an engine run as a dedicated user: set TALON_ENGINE_UID or --engine-user)"
         )
     if hasattr(socket, "SO_PEERCRED"):
         try:
@@ -221,7 +226,7 @@ def check_engine_peer(sock: Any, path: Path) -> int:
         raise UntrustedEngineError(
             f"the process listening on {path} runs as uid {uid}, which is neither us "
             f"(uid {os.geteuid()}), root, nor TALON_ENGINE_UID; it may be impersonating the "
-            "engine, so no credential was sent (an engine run as a dedicated user: set "
+            "engine; nothing was sent (an engine run as a dedicated user: set "
             "TALON_ENGINE_UID or --engine-user)"
         )
     return uid

@@ -183,7 +183,8 @@ def _open_dir(path: Path) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except NotADirectoryError:
-        raise _refuse(path, "it is not a directory") from None
+        why = "it is a symlink" if os.path.islink(path) else "it is not a directory"
+        raise _refuse(path, why) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(path):
             raise _refuse(path, "it is a symlink") from None
