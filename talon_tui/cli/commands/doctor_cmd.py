@@ -97,8 +97,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append({"level": "info", "message": f"no data dir at {data.root} yet"})
         facts: dict[str, Any] = {"engine_uid": None, "agents": []}
     else:
-        for problem in data.inspect():
-            checks.append({"level": "warning", "message": problem})
+        for level, message in data.inspect():
+            checks.append({"level": level, "message": message})
         _socket_facts(data, checks)
         facts = asyncio.run(_engine_facts(data, checks))
     warnings = sum(1 for c in checks if c["level"] == "warning")

@@ -118,14 +118,15 @@ class DataDir:
             finally:
                 os.close(fd)
 
-    def inspect(self) -> list[str]:
-        """Read-only: every way the tree is wider than private, one line each (`talon doctor`).
-        Owner expected everywhere: the root's owner. Nothing is changed."""
-        problems: list[str] = []
+    def inspect(self) -> list[tuple[str, str]]:
+        """Read-only: every way the tree is wider than private, as (level, message) lines for
+        `talon doctor` ("warning"; "info" for what this uid may not look at). The owner
+        expected everywhere is the root's owner. Nothing is changed."""
+        problems: list[tuple[str, str]] = []
         try:
             owner = os.lstat(self.root).st_uid
         except OSError as exc:
-            return [f"{self.root}: cannot inspect ({exc.strerror})"]
+            return [_unreadable(self.root, exc)]
         for d in self.private_dirs():
             problems += _inspect(d, owner, dir_ok=0o710 if d in (self.root, self.run_dir) else 0)
         files = [self.state_path, self.admin_token_path, self.lock_path]
@@ -134,25 +135,32 @@ class DataDir:
                 files += [
                     Path(e.path) for e in os.scandir(d) if Path(e.path) not in self.private_dirs()
                 ]
+            except FileNotFoundError:
+                continue
             except OSError as exc:
-                if not isinstance(exc, FileNotFoundError):
-                    problems.append(f"{d}: cannot list ({exc.strerror})")
+                problems.append(_unreadable(d, exc))
         for f in files:
             problems += _inspect(f, owner, dir_ok=None)
         return problems
 
 
-def _inspect(path: Path, owner: int, dir_ok: int | None) -> list[str]:
+def _unreadable(path: Path, exc: OSError) -> tuple[str, str]:
+    if isinstance(exc, PermissionError):
+        return ("info", f"{path}: uid {os.geteuid()} may not look inside (right for an agent)")
+    return ("warning", f"{path}: cannot inspect ({exc.strerror})")
+
+
+def _inspect(path: Path, owner: int, dir_ok: int | None) -> list[tuple[str, str]]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        return [f"{path}: cannot inspect ({exc.strerror})"]
+        return [_unreadable(path, exc)]
     mode = stat.S_IMODE(st.st_mode)
     out = []
     if stat.S_ISLNK(st.st_mode):
-        return [f"{path}: is a symlink (the engine refuses it)"]
+        return [("warning", f"{path}: is a symlink (the engine refuses it)")]
     if st.st_uid != owner:
         out.append(f"{path}: belongs to uid {st.st_uid}, the data dir to uid {owner}")
     if dir_ok is None:  # a file
@@ -165,7 +173,7 @@ def _inspect(path: Path, owner: int, dir_ok: int | None) -> list[str]:
             out.append(f"{path}: is not a directory")
         if mode & 0o077 & ~dir_ok:
             out.append(f"{path}: mode {mode:o}, wider than 0700 (0710 for the root and run/)")
-    return out
+    return [("warning", line) for line in out]
 
 
 class DataDirUnsafe(TalonError):
