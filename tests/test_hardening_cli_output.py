@@ -14,6 +14,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import time
 
 import pytest
@@ -367,3 +368,22 @@ def test_escape_json_text_covers_the_named_characters():
     text = escape_json_text(json.dumps(hostile, ensure_ascii=False))
     assert text.isascii()
     assert json.loads(text) == hostile
+
+
+def test_the_console_and_the_cli_show_the_same_characters():
+    from talon_tui.app.widgets.safe_text import safe_text
+
+    for value in (HOSTILE, {"k": HOSTILE}, "漢字" * 40, "e\u0301" * 50):
+        for max_len in (0, 10, 120):
+            assert safe_text(value, max_len).plain == safe_str(value, max_len)
+
+
+def test_the_cli_side_imports_neither_textual_nor_rich():
+    code = (
+        "import sys\n"
+        "import talon_tui.safe_text, talon_tui.commands.common\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
