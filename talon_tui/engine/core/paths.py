@@ -100,9 +100,13 @@ class DataDir:
             check_private_file(f)
         for d in (self.audit_dir, self.keys_dir, self.trusted_keys_dir, self.secrets_dir):
             for entry in os.scandir(d):
-                if entry.is_dir(follow_symlinks=False) and Path(entry.path) in self.private_dirs():
+                path = Path(entry.path)
+                if path in self.private_dirs():
                     continue
-                check_private_file(Path(entry.path))
+                if entry.is_dir(follow_symlinks=False):
+                    _ensure_private_dir(path, group_search=False)
+                else:
+                    check_private_file(path)
         return self
 
     def set_socket_group(self, gid: int | None) -> None:
