@@ -28,8 +28,11 @@ PUBLIC = {
     "TooLargeError",
     "ToolFailedError",
     "UnauthenticatedError",
+    "UntrustedEngineError",
+    "check_engine_peer",
     "error_from_reply",
     "read_admin_token",
+    "trusted_engine_uids",
 }
 
 

@@ -9,7 +9,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TalonError
+from ..errors import TalonError
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

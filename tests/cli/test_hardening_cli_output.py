@@ -20,7 +20,7 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_pipe_support import REPO, TALON, Serve, make_workspace
+from support.pipe import REPO, TALON, Serve, make_workspace
 
 from talon_tui.safe_text import dumps_json, escape_json_text, needs_escape, safe_str
 
@@ -381,7 +381,7 @@ def test_the_console_and_the_cli_show_the_same_characters():
 def test_the_cli_side_imports_neither_textual_nor_rich():
     code = (
         "import sys\n"
-        "import talon_tui.safe_text, talon_tui.commands.common\n"
+        "import talon_tui.safe_text, talon_tui.cli.commands.common\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_users import DROP, require_root, throwaway_user
-from test_pipe_support import REPO, TALON
+from support.local_users import DROP, require_root, throwaway_user
+from support.pipe import REPO, TALON
 
-from talon_tui.engine.client import AdminClient, AgentClient, UntrustedEngineError
+from talon_tui.client import AdminClient, AgentClient, UntrustedEngineError
+from talon_tui.engine.core.paths import DataDir, DataDirUnsafe
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.paths import DataDir, DataDirUnsafe
 
 SECRET = "tln_admin_the-secret-that-must-not-leave"
 
@@ -269,7 +269,7 @@ def test_clients_refuse_a_socket_dir_others_can_write(tmp_path):
 
 
 def test_engine_uid_names_must_exist(monkeypatch):
-    from talon_tui.engine.client import trusted_engine_uids
+    from talon_tui.client import trusted_engine_uids
 
     monkeypatch.setenv("TALON_ENGINE_UID", "no-such-user-here-xyz")
     with pytest.raises(UntrustedEngineError, match="no user"):

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_users import DROP, require_root, shared_base, throwaway_group, throwaway_user
-from test_pipe_support import READ_POLICY, REPO, TALON
+from support.local_users import DROP, require_root, shared_base, throwaway_group, throwaway_user
+from support.pipe import READ_POLICY, REPO, TALON
 
-from talon_tui.engine.client import (
+from talon_tui.client import (
     AdminClient,
     AgentClient,
     UnauthenticatedError,
@@ -34,7 +34,7 @@ AGENT = (
     + """
 import json
 from pathlib import Path
-from talon_tui.engine.client import AgentClient, ClientError, IntentResult
+from talon_tui.client import AgentClient, ClientError, IntentResult
 IntentResult.model_validate({"run_id": "r", "decision": "ALLOW"})  # load lazily built parts
 data, key, uid, gid, extra = Path(sys.argv[1]), sys.argv[2], *map(int, sys.argv[3:6])
 drop(uid, gid, [gid, extra])
@@ -231,7 +231,7 @@ from talon_tui import cli
 for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine."):
     importlib.import_module(m.name)
 for name in ("serve_cmd", "common"):
-    importlib.import_module("talon_tui.commands." + name)
+    importlib.import_module("talon_tui.cli.commands." + name)
 uid, gid, extra = map(int, sys.argv[1:4])
 drop(uid, gid, [gid, extra])
 sys.exit(cli.main(sys.argv[4:]))
