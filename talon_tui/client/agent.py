@@ -467,17 +467,38 @@ class AsyncAgentClient:
 
 
 def read_admin_token(data_dir: str | os.PathLike[str] | None = None) -> str:
-    """TALON_ADMIN_TOKEN, else `<data>/admin.token`."""
+    """TALON_ADMIN_TOKEN, else `<data>/admin.token`: a regular file (no symlink) owned by a
+    trusted engine uid and writable only by it; anything else is UnauthenticatedError (a
+    planted token file could make us read, then send, a file of the attacker's choosing)."""
     env = os.environ.get("TALON_ADMIN_TOKEN")
     if env and env.strip():
         return env.strip()
     path = DataDir(resolve_data_dir(data_dir)).admin_token_path
     try:
-        return path.read_text(encoding="ascii").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UnauthenticatedError(
             f"no admin token at {path} (start `talon serve` once, or set TALON_ADMIN_TOKEN)"
         ) from None
+    except OSError as exc:
+        why = "it is a symlink" if os.path.islink(path) else exc.strerror
+        raise UnauthenticatedError(
+            f"cannot read the admin token at {path} ({why}); run as the engine's user or "
+            "set TALON_ADMIN_TOKEN"
+        ) from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        mode = stat.S_IMODE(st.st_mode)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in trusted_engine_uids() or mode & 0o022:
+            raise UnauthenticatedError(
+                f"refusing the admin token at {path}: not a regular file owned by the engine's "
+                f"user and writable only by it (uid {st.st_uid}, mode {mode:o})"
+            )
+        raw = fh.read(4096)
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise UnauthenticatedError(f"the admin token at {path} is not ASCII") from None
 
 
 __all__ = [

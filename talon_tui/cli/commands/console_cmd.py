@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,16 +34,12 @@ class Hosted:
 
 
 def _admin_token(data: DataDir) -> str:
-    env = os.environ.get("TALON_ADMIN_TOKEN")
-    if env:
-        return env.strip()
+    from talon_tui.client import ClientError, read_admin_token
+
     try:
-        return data.admin_token_path.read_text(encoding="ascii").strip()
-    except OSError as exc:
-        raise TalonError(
-            f"an engine runs on {data.root} but its admin token cannot be read ({exc}); "
-            "set TALON_ADMIN_TOKEN"
-        ) from exc
+        return read_admin_token(data.root)
+    except ClientError as exc:
+        raise TalonError(f"an engine runs on {data.root} but {exc.message}") from None
 
 
 async def attach(data_dir: Path) -> Any:

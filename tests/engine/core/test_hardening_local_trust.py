@@ -289,3 +289,22 @@ def test_doctor_json_on_a_fresh_dir(tmp_path):
     r = talon(root, "doctor", "--json")
     assert r.returncode == 1
     assert any("keys" in c["message"] for c in json.loads(r.stdout)["checks"])
+
+
+def test_a_planted_admin_token_file_is_not_read(tmp_path):
+    from talon_tui.client import UnauthenticatedError, read_admin_token
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    private = tmp_path / "id_ed25519"
+    private.write_text("the operator's private key\n")
+    (data / "admin.token").symlink_to(private)
+    with pytest.raises(UnauthenticatedError, match="symlink"):
+        read_admin_token(data)
+    (data / "admin.token").unlink()
+    (data / "admin.token").write_text(SECRET)
+    os.chmod(data / "admin.token", 0o666)
+    with pytest.raises(UnauthenticatedError, match="writable only by it"):
+        read_admin_token(data)
+    os.chmod(data / "admin.token", 0o600)
+    assert read_admin_token(data) == SECRET
