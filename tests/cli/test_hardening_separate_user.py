@@ -283,3 +283,20 @@ def test_engine_as_a_dedicated_user_with_an_agent_in_its_socket_group(monkeypatc
             assert "nothing was sent" in wary.get("error", ""), wary
         finally:
             stop(proc)
+
+
+def test_unknown_socket_group_or_agent_user_is_one_clear_line(tmp_path):
+    for extra, expected in (
+        (["--socket-group", "no-such-group-xyz"], "no such group"),
+        (["--agent-uid", "no-such-user-xyz"], "no such user"),
+    ):
+        r = subprocess.run(
+            [*TALON, "serve", "--data-dir", str(tmp_path / "data"), *extra],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        assert r.returncode == 2 and expected in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "data").exists()
