@@ -118,6 +118,11 @@ def hostile_log(tmp_path_factory):
     )
     assert made.returncode == 0, made.stderr
     key = json.loads(made.stdout)["agent_key"]
+    # the log holds hostile text before any test runs (each test may run alone, or in parallel)
+    params = json.dumps({"path": "work/a.txt", HOSTILE: 1})
+    talon(serve.data, "agent", "intent", "--key", key, "--tool", "file.read", "--params", params)
+    read = json.dumps({"path": "work/evil.txt"})
+    talon(serve.data, "agent", "intent", "--key", key, "--tool", "file.read", "--params", read)
     yield serve, key, root
     serve.stop_quietly()
 
