@@ -26,7 +26,6 @@ from talon_tui.client import (
     AdminClient,
     AgentClient,
     UnauthenticatedError,
-    UntrustedEngineError,
 )
 
 AGENT = (
@@ -267,8 +266,9 @@ def test_engine_as_a_dedicated_user_with_an_agent_in_its_socket_group(monkeypatc
             line = proc.stdout.readline().decode() if ready else ""
             assert "listening on" in line, proc.stderr.read1().decode()
             assert os.lstat(data / "admin.token").st_uid == engine_user.uid
-            with pytest.raises(UntrustedEngineError, match=f"uid {engine_user.uid}"):
-                asyncio.run(new_session(data, ws))  # root does not trust E until told
+            # root trusts neither E's token file nor E's socket until told E is the engine
+            with pytest.raises(UnauthenticatedError, match=f"uid {engine_user.uid}"):
+                asyncio.run(new_session(data, ws))
             monkeypatch.setenv("TALON_ENGINE_UID", engine_user.name)
             _sid, key = asyncio.run(new_session(data, ws))
             seen = run_agent(
