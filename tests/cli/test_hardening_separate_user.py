@@ -66,6 +66,25 @@ print(json.dumps(out), flush=True)
 )
 
 
+# `talon ARGS` as another user: Python and every module loaded as root, then dropped.
+ENGINE_AS = (
+    DROP
+    + """
+import importlib, pkgutil
+import talon_tui.engine
+from talon_tui import cli
+for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine."):
+    importlib.import_module(m.name)
+import talon_tui.client
+for name in ("serve_cmd", "doctor_cmd", "common"):
+    importlib.import_module("talon_tui.cli.commands." + name)
+uid, gid, extra = map(int, sys.argv[1:4])
+drop(uid, gid, [gid, extra])
+sys.exit(cli.main(sys.argv[4:]))
+"""
+)
+
+
 def serve(data: Path, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         [*TALON, "serve", "--data-dir", str(data), *extra],
@@ -166,6 +185,19 @@ def test_agent_of_the_socket_group_uses_the_pipe_but_reads_no_engine_file():
             events = asyncio.run(_agent_connected_uids(data))
             assert agent.uid in events
 
+            # the doctor, run by the agent's user, sees nothing to warn about and cannot look in
+            as_agent = subprocess.run(
+                [sys.executable, "-c", ENGINE_AS, str(agent.uid), str(agent.gid), str(gid)]
+                + ["doctor", "--json", "--data-dir", str(data)],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                timeout=60,
+            )
+            seen_by_agent = json.loads(as_agent.stdout)
+            assert as_agent.returncode == 0, seen_by_agent
+            assert any("may not look inside" in c["message"] for c in seen_by_agent["checks"])
+
             # an agent outside the group cannot even reach the socket
             with throwaway_user() as stranger:
                 shut_out = run_agent(data, key, stranger.uid, stranger.gid, stranger.gid)
@@ -219,23 +251,6 @@ def test_agent_uid_allow_list_refuses_other_uids(tmp_path):
             AgentClient(key, data_dir=data, timeout=20)
     finally:
         stop(proc)
-
-
-ENGINE_AS = (
-    DROP
-    + """
-import importlib, pkgutil
-import talon_tui.engine
-from talon_tui import cli
-for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engine."):
-    importlib.import_module(m.name)
-for name in ("serve_cmd", "common"):
-    importlib.import_module("talon_tui.cli.commands." + name)
-uid, gid, extra = map(int, sys.argv[1:4])
-drop(uid, gid, [gid, extra])
-sys.exit(cli.main(sys.argv[4:]))
-"""
-)
 
 
 def test_engine_as_a_dedicated_user_with_an_agent_in_its_socket_group(monkeypatch):
