@@ -455,5 +455,6 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "token.revoked",
     "run.finished",
     "audit.recovered",
+    "audit.index_rebuilt",
     "audit.checkpoint",
 )
