@@ -49,6 +49,11 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
         "cmd_audit_verify",
         "verify the hash chain and signatures (offline)",
     ),
+    ("audit", "head"): (
+        "audit_cmd",
+        "cmd_audit_head",
+        "print the signed head, a witness to keep off the machine (offline)",
+    ),
     ("audit", "tail"): (
         "admin_cmd",
         "cmd_audit_tail",
@@ -192,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
 
     p = leaf(("audit", "verify"))
+    p.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="a witness from `talon audit head`: fail unless the log holds it, signed",
+    )
+    _json(p)
+    p = leaf(("audit", "head"))
     _json(p)
     p = leaf(("audit", "tail"))
     p.add_argument("-n", "--lines", type=int, default=20)

@@ -102,6 +102,11 @@ class VerifyReport(BaseModel):
     damage: str | None = None  # modified | gap | reordered | truncated | bad_signature | torn | ...
     message: str = ""
     signed_head_seq: int | None = None
+    #: events after the last checkpoint of a valid log, within the limits (not damage: a
+    #: running engine signs them within the interval); 0 in a report of damage
+    unsigned_tail: int = 0
+    #: what was found about audit/index.bin (None: not checked)
+    index: str | None = None
 
 
 class SkillInfo(Skill):

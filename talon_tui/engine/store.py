@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import queue
 import secrets as pysecrets
@@ -21,6 +22,7 @@ from typing import Any
 
 from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
 from .audit import index as audit_index
+from .audit.errors import AuditClosed
 from .audit.log import AuditLog, verify_log
 from .broker.broker import Broker
 from .core import keys
@@ -31,6 +33,8 @@ from .policy.models import Policy, Session, Skill, ToolIntent
 from .runtime.secrets import SecretStore
 from .runtime.state import StateStore
 from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
+
+log = logging.getLogger(__name__)
 
 #: tools whose broker work is small local file I/O: run inline, no thread hop
 INLINE_TOOLS = frozenset({"file.read"})
@@ -126,6 +130,25 @@ class EngineStore:
             self.data.audit_dir, self.audit_priv, checkpoint_every=checkpoint_every
         )
         self.audit.open()
+        # the index is derived and untrusted: check it (MAC, then the log's size and last
+        # hash) before anything reads through it, and rebuild it from the log when it fails
+        self.index_key = audit_index.index_key(self.audit_priv)
+        self.index_status = audit_index.AuditIndex.load(
+            self.data.audit_dir, key=self.index_key
+        ).status
+        self.index_rebuilt(self.index_status)
+        self.audit.sync()
+
+    def index_rebuilt(self, status: str) -> None:
+        """Record a rebuild of the audit index for a reason other than its absence (an edited
+        or stale index, or an event that did not check out): the signed log keeps the evidence
+        that readers' rebuilds erase from `index.bin`."""
+        if status.startswith("rebuilt: ") and status != "rebuilt: absent":
+            log.warning("audit/index.bin %s", status)
+            try:
+                self.audit.append("audit.index_rebuilt", data={"reason": status[9:][:500]})
+            except AuditClosed:  # a read racing shutdown: the warning above is all there is
+                return
 
     def close(self) -> None:
         try:
@@ -322,22 +345,37 @@ class EngineStore:
             types=types,
             from_seq=from_seq,
             limit=limit,
+            key=self.index_key,
+            on_rebuild=self.index_rebuilt,
         )
 
     def verify(self) -> VerifyReport:
-        return verify_log(self.data.audit_dir, self.audit_pub)
+        report = verify_log(self.data.audit_dir, self.audit_pub)
+        report.index = audit_index.check_index(self.data.audit_dir, self.index_key)
+        return report
 
     def replay(self, run_id: str, policy: dict[str, Any] | None) -> ReplayResult:
         from .audit import replay as replay_mod
 
         return replay_mod.replay(
-            self.data.audit_dir, run_id, policy=policy, public_key=self.audit_pub
+            self.data.audit_dir,
+            run_id,
+            policy=policy,
+            public_key=self.audit_pub,
+            index_key=self.index_key,
+            on_index_rebuild=self.index_rebuilt,
         )
 
     def simulate(self, session_id: str, policy: Policy) -> list[SimulationChange]:
         from .audit import replay as replay_mod
 
-        return replay_mod.simulate(self.data.audit_dir, policy, session_id=session_id)
+        return replay_mod.simulate(
+            self.data.audit_dir,
+            policy,
+            session_id=session_id,
+            index_key=self.index_key,
+            on_index_rebuild=self.index_rebuilt,
+        )
 
 
 class GroupCommit:

@@ -65,6 +65,19 @@ def agent_uid_set(names: list[str] | None) -> frozenset[int] | None:
     return frozenset(uids)
 
 
+def _checkpoint_every() -> int:
+    """TALON_CHECKPOINT_EVERY, at most the 1,000 events `talon audit verify` allows unsigned."""
+    from talon_tui.engine.audit.checkpoint import MAX_UNSIGNED_EVENTS
+
+    every = int(_env_number("TALON_CHECKPOINT_EVERY", MAX_UNSIGNED_EVENTS, int))
+    if every > MAX_UNSIGNED_EVENTS:
+        fail(
+            f"TALON_CHECKPOINT_EVERY must be at most {MAX_UNSIGNED_EVENTS}: verify names a "
+            "longer stretch without a checkpoint as damage"
+        )
+    return every
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     data = DataDir(resolve_data_dir(args.data_dir))
     gid = socket_group_id(args.socket_group)
@@ -91,7 +104,7 @@ async def _serve(
         data.root,
         docker_runtime=docker_runtime,
         approval_timeout=_env_number("TALON_APPROVAL_TIMEOUT", 120.0),
-        checkpoint_every=int(_env_number("TALON_CHECKPOINT_EVERY", 1000, int)),
+        checkpoint_every=_checkpoint_every(),
     )
     await engine.start()
     try:

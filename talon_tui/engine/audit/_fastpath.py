@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import add, itemgetter, methodcaller
 from typing import Any
@@ -17,7 +17,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..core.canon import HASH_PREFIX, reencode
-from .checkpoint import CHECKPOINT_TYPE, Damage, check_checkpoint
+from .checkpoint import CHECKPOINT_TYPE, TS_RE, Damage, Stretch, check_checkpoint
 from .index import ZERO_HASH
 
 _HASH_AT = b',"hash":"'
@@ -32,6 +32,8 @@ _ENVELOPE = itemgetter("seq", "prev_hash", "type", "data", "event_id", "run_id",
 _HEXDIGEST = methodcaller("hexdigest")
 _DICT_ONLY, _INT_ONLY, _STR_ONLY = {dict}, {int}, {str}
 _ID_TYPE_SET = {str, type(None)}
+#: a block's ts values joined by newlines, every one in the writer's layout (one C-level call)
+_TS_BLOCK = re.compile(rf"(?:{TS_RE.pattern}\n)*{TS_RE.pattern}").fullmatch
 # Number shape: digits and signs become "0", "." and "E" become "e", "," and "[" become ":".
 # In compact JSON a float is a number token with a fraction or an exponent, after `:` `,` or
 # `[` and before `,` `}` or `]`, so it always shows up as ":0…e0…" then ":", "}" or "]". A
@@ -52,12 +54,17 @@ class Chunk:
     error: tuple[str, int | None, str] | None = None
     signed_seq: int | None = None
     head_match: bool | None = None
+    witness_hash: str | None = None  # the hash found at the witness's seq
+    #: stretches closed by a checkpoint in this range, in order (the first may continue one
+    #: that began before the range), and the stretch still open at its end
+    closed: list[Stretch] = field(default_factory=list)
+    open: Stretch = field(default_factory=Stretch)
 
 
 class ScanState:
     """What a scan expects next and what it has found so far."""
 
-    __slots__ = ("expect_prev", "expect_seq", "head", "kid", "pub", "res")
+    __slots__ = ("expect_prev", "expect_seq", "head", "kid", "pub", "res", "witness_seq")
 
     def __init__(
         self,
@@ -70,6 +77,7 @@ class ScanState:
     ) -> None:
         self.res, self.expect_seq, self.expect_prev = res, expect_seq, expect_prev
         self.pub, self.kid, self.head = pub, kid, head
+        self.witness_seq: int | None = None
 
 
 def has_float(value: Any) -> bool:
@@ -128,6 +136,9 @@ def fast_block(lines: list[bytes], st: ScanState) -> bool:
         or _FLOAT_SHAPE.search(text.translate(_NUMBER_SHAPE)) is not None
     ):
         return False
+    stamps = ids[3]  # ts, in _ENVELOPE order: every one in the writer's layout
+    if set(map(type, stamps)) != _STR_ONLY or _TS_BLOCK("\n".join(stamps)) is None:
+        return False
     digests = list(map(_HEXDIGEST, map(sha256, map(add, prev_b, bodies))))
     tails = ',"hash":"sha256:' + '"},"hash":"sha256:'.join(digests) + '"}'
     if b"".join(map(_TAIL, lines)) != tails.encode():
@@ -142,6 +153,7 @@ def fast_block(lines: list[bytes], st: ScanState) -> bool:
         return False
     res = st.res
     signed = res.signed_seq
+    cuts: list[int] = []
     if CHECKPOINT_TYPE in types:
         for i, t in enumerate(types):
             if t == CHECKPOINT_TYPE:
@@ -149,9 +161,22 @@ def fast_block(lines: list[bytes], st: ScanState) -> bool:
                     signed = check_checkpoint(evs[i], st.pub, st.kid)
                 except Damage:
                     return False
+                cuts.append(i)
     head = st.head
     if head is not None and first <= head[0] < first + n:
         res.head_match = hashes[head[0] - first] == head[1]
+    witness = st.witness_seq
+    if witness is not None and first <= witness < first + n:
+        res.witness_hash = hashes[witness - first]
+    start = 0
+    for cut in (*cuts, n):  # the stretches between the checkpoints of this block
+        if cut > start:
+            piece = stamps[start:cut]
+            res.open.add(first + start, first + cut - 1, cut - start, min(piece), max(piece))
+        if cut < n:
+            res.closed.append(res.open)
+            res.open = Stretch()
+        start = cut + 1
     res.signed_seq = signed
     if res.first_seq is None:
         res.first_seq, res.first_prev = first, prevs[0]

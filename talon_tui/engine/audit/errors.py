@@ -27,3 +27,7 @@ class AuditClosed(AuditError):
 
 class UnknownEventType(AuditError):
     """An event type outside DESIGN section 5's list."""
+
+
+class IndexMismatch(AuditError):
+    """An event read through the index is not what the index says (or not in the chain)."""

@@ -3,8 +3,11 @@
 `AuditLog` writes one canonical JSON line per event with `os.write` on an O_APPEND descriptor,
 chains each line to the one before it, and makes writes durable with a group commit: callers
 of `sync()` that arrive while an fsync is running wait for the next one, so concurrent
-writers share fsyncs. Every `checkpoint_every` events, and at a clean `close()`, it appends a
-signed `audit.checkpoint` and replaces `HEAD` atomically. Reading, indexing and verification
+writers share fsyncs. It appends a signed `audit.checkpoint` and replaces `HEAD` atomically
+after every `checkpoint_every` (at most 1,000) events, before an event whose ts lies more than
+`checkpoint_interval` (10 s) from the first unsigned one, from a timer once the first unsigned
+event is that old (a quiet tail after a burst), at `open()` over a tail a previous run left
+unsigned, and at a clean `close()`. Reading, indexing and verification
 live in `index` and `verify`; their public names are re-exported here.
 """
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +31,7 @@ from ..core.clock import Clock
 from ..core.keys import key_id
 from ..core.paths import write_private
 from ..policy.models import AUDIT_EVENT_TYPES
-from .checkpoint import CHECKPOINT_TYPE
+from .checkpoint import CHECKPOINT_INTERVAL_S, CHECKPOINT_TYPE, MAX_UNSIGNED_EVENTS, ts_micros
 from .errors import (
     AuditClosed,
     AuditCorrupt,
@@ -125,12 +130,16 @@ class AuditLog:
         audit_dir: Path,
         signing_key: Ed25519PrivateKey,
         *,
-        checkpoint_every: int = 1000,
+        checkpoint_every: int = MAX_UNSIGNED_EVENTS,
         max_fsyncs: int = 1,
         clock: Clock | None = None,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
+        timer_tick: float = 1.0,
     ) -> None:
-        if checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be at least 1")
+        if not 1 <= checkpoint_every <= MAX_UNSIGNED_EVENTS:
+            raise ValueError(f"checkpoint_every must be from 1 to {MAX_UNSIGNED_EVENTS}")
+        if not 0 < checkpoint_interval <= CHECKPOINT_INTERVAL_S:
+            raise ValueError(f"checkpoint_interval must be in (0, {CHECKPOINT_INTERVAL_S}] s")
         self.audit_dir = Path(audit_dir)
         self.path = self.audit_dir / LOG_NAME
         self.head_path = self.audit_dir / HEAD_NAME
@@ -150,6 +159,13 @@ class AuditLog:
         self._failed: str | None = None
         self._last_type: str | None = None
         self._since_checkpoint = 0
+        self._interval_us = int(checkpoint_interval * 1_000_000)
+        self._first_us: int | None = None  # ts of the first event not yet signed
+        self._first_mono = 0.0  # time.monotonic() when that event was written
+        self._timer_tick = timer_tick
+        self._timer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ts_second: tuple[str, int] = ("", 0)  # (ts up to the second, its epoch us)
         self._clock = clock  # None: the clock installed in `ids` when an event is written
         self._listeners: list[Listener] = []
         self.last_checkpoint: dict[str, Any] | None = None
@@ -175,11 +191,6 @@ class AuditLog:
             self._durable = self._written
             self._fd = fd
             self.last_checkpoint = self._read_head()
-            cp_seq = (self.last_checkpoint or {}).get("seq")
-            if isinstance(cp_seq, int) and cp_seq < self._written:
-                self._since_checkpoint = self._written - cp_seq - 1
-            else:
-                self._since_checkpoint = self._written % self.checkpoint_every
             if torn:
                 side = self.audit_dir / f"torn-{ids.utcnow().strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
                 write_private(side, torn)
@@ -188,7 +199,70 @@ class AuditLog:
                 self.recovered = {"side_file": side.name, "bytes": len(torn), "reason": reason}
                 self.append("audit.recovered", data=self.recovered)
                 self.sync()
+            if self._written and self._last_type != CHECKPOINT_TYPE:
+                # a previous run died with its tail unsigned: sign it now, so the tail of a
+                # log this engine writes never spans more than one run
+                self._write_checkpoint()
+            self._since_checkpoint, self._first_us = 0, None
+            self._stop.clear()
+            self._timer = threading.Thread(
+                target=self._tick,
+                args=(weakref.ref(self), self._stop, self._timer_tick),
+                name="talon-audit-checkpoint",
+                daemon=True,
+            )
+            self._timer.start()
         return self
+
+    @staticmethod
+    def _tick(ref: weakref.ReferenceType[AuditLog], stop: threading.Event, tick: float) -> None:
+        """The checkpoint timer: sign the unsigned tail once its first event is
+        `checkpoint_interval` old by the writer's clock (the clock that stamps `ts`). Holds
+        the log only weakly, so a log dropped without `close()` ends its timer."""
+        while not stop.wait(tick):
+            self = ref()
+            if self is None:
+                return
+            if not self._tail_due():
+                del self
+                continue
+            with self._lock:
+                if self._fd is None or self._failed is not None:
+                    return
+                if not self._tail_due():
+                    continue
+                try:
+                    self._write_checkpoint()
+                except AuditError:
+                    log.exception("the audit checkpoint timer could not sign the tail")
+                    return
+            del self
+
+    def _tail_due(self) -> bool:
+        first = self._first_us
+        # the monotonic clock first (the writer's clock is read only when it may be due: a
+        # test's stepped clock then ticks exactly as often as events are written)
+        if first is None or time.monotonic() - self._first_mono < self._interval_us / 1e6:
+            return False
+        clock = self._clock or ids.clock()
+        return self._due(first, self._ts_us(clock.now_iso()))
+
+    def _due(self, first_us: int, now_us: int | None) -> bool:
+        """Whether an event stamped `now_us` may no longer join the stretch that began at
+        `first_us` (more than the interval after it, or before it: the clock went back)."""
+        if now_us is None:
+            return False
+        return now_us - first_us > self._interval_us or now_us < first_us
+
+    def _ts_us(self, ts: str) -> int | None:
+        """`ts_micros(ts)`, parsing the date and time only when the second changes."""
+        second, base = self._ts_second
+        if ts[:19] == second and len(ts) == 27 and ts[26] == "Z" and ts[20:26].isdigit():
+            return base + int(ts[20:26])
+        us = ts_micros(ts)
+        if us is not None:
+            self._ts_second = (ts[:19], us - int(ts[20:26]))
+        return us
 
     def _find_tail(self, fd: int) -> tuple[int, bytes, str, dict[str, Any] | None]:
         """(cut offset, torn bytes, reason, last good event), reading backwards from the end."""
@@ -245,7 +319,12 @@ class AuditLog:
             return None
 
     def close(self) -> None:
-        """Write the final checkpoint, make everything durable, update HEAD, close."""
+        """Stop the checkpoint timer, write the final checkpoint, make everything durable,
+        update HEAD, close."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            self._stop.set()
+            timer.join()
         with self._lock:
             if self._fd is None:
                 return
@@ -330,19 +409,34 @@ class AuditLog:
         if self._failed is not None:
             raise AuditWriteError(f"audit log refuses appends after a failed write: {self._failed}")
         seq, prev, since = self._written, self._prev, self._since_checkpoint
+        first_us = self._first_us
         every = self.checkpoint_every
         clock = self._clock or ids.clock()
         now = clock.now_iso
-        next_id = clock.id_batch("evt", len(items) + (since + len(items)) // every + 1)
+        # each event may need a checkpoint before it (time) or after it (count)
+        next_id = clock.id_batch("evt", 2 * len(items) + 1)
         lines: list[bytes] = []
         written: list[dict[str, Any]] = []
         last_cp: dict[str, Any] | None = None
         for n, spec in enumerate(items):
             etype, session_id, run_id, data = spec
+            ts = now()
+            ts_us = self._ts_us(ts)
+            if since and first_us is not None and self._due(first_us, ts_us):
+                # this event would make the stretch span more than the interval: sign first
+                last_cp = self._checkpoint_event(seq, prev, next_id(), ts)
+                line, prev = event_line(last_cp)
+                last_cp["hash"] = prev
+                lines.append(line)
+                written.append(last_cp)
+                seq += 1
+                since = 0
+            if since == 0:
+                first_us = ts_us
             event = {
                 "seq": seq,
                 "event_id": next_id(),
-                "ts": now(),
+                "ts": ts,
                 "session_id": session_id,
                 "run_id": run_id,
                 "type": etype,
@@ -367,6 +461,7 @@ class AuditLog:
             written.append(last_cp)
             seq += 1
             since = 0
+            first_us = None
         mine = [e for e in written if e["type"] != CHECKPOINT_TYPE] if last_cp else written
         if checkpoint and not items:
             last_cp = self._checkpoint_event(seq, prev, next_id(), now())
@@ -376,6 +471,7 @@ class AuditLog:
             written.append(last_cp)
             seq += 1
             since = 0
+            first_us = None
         try:
             view = memoryview(b"".join(lines))
             while view:
@@ -385,6 +481,9 @@ class AuditLog:
             self._failed = f"{exc.strerror} writing {self.path}"
             raise AuditWriteError(f"cannot write the audit log: {self._failed}") from exc
         self._written, self._prev, self._since_checkpoint = seq, prev, since
+        if first_us != self._first_us:
+            self._first_mono = time.monotonic()
+            self._first_us = first_us
         self._last_type = written[-1]["type"]
         listeners = self._listeners
         if listeners:

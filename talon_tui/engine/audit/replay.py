@@ -9,7 +9,7 @@ lists only the changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..api import ReplayResult, ReplayStep, SimulationChange
 from ..core.canon import NotCanonical, canonical, sha256_tag
 from ..errors import BadRequest, NotFound
 from ..policy.models import Policy, ToolIntent, parse_policy
-from .index import AuditIndex
+from .index import KEY_FROM_DATA_DIR, AuditIndex, read_indexed
 from .verify import verify_log
 
 
@@ -60,7 +60,8 @@ def _what_if(event: dict[str, Any], policy: Policy, workspace: str | None) -> tu
 def _workspace(index: AuditIndex, session_id: str | None) -> str | None:
     if session_id is None:
         return None
-    for event in index.events(index.seqs_for(session_id=session_id)[:50]):
+    seqs = index.seqs_for(session_id=session_id)[:50]
+    for event in index.events(seqs, session_id=session_id):
         if event.get("type") == "session.created":
             ws = (event.get("data") or {}).get("workspace")
             return ws if isinstance(ws, str) else None
@@ -83,22 +84,29 @@ def replay(
     *args: Any,
     policy: Policy | dict[str, Any] | None = None,
     public_key: Ed25519PublicKey | None = None,
+    index_key: Any = KEY_FROM_DATA_DIR,
+    on_index_rebuild: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """The timeline of `run_id` as recorded, with outputs checked and the chain verified.
 
     Called as `replay(audit_dir, public_key, run_id)` or `replay(audit_dir, run_id,
-    public_key=key)`. Raises NotFound for a run the log does not know.
+    public_key=key)`. Raises NotFound for a run the log does not know. Events are read
+    through the index and each one checked (`index.read_indexed`).
     """
     public_key, run_id = _split_args(args, public_key)
     what_if = _as_policy(policy)
-    index = AuditIndex.load(audit_dir)
-    seqs = index.seqs_for(run_id=run_id)
-    if not seqs:
-        raise NotFound(f"no run {run_id} in the audit log", details={"run_id": run_id})
+
+    def read(index: AuditIndex) -> tuple[list[dict[str, Any]], str | None]:
+        seqs = index.seqs_for(run_id=run_id)
+        if not seqs:
+            raise NotFound(f"no run {run_id} in the audit log", details={"run_id": run_id})
+        events = list(index.events(seqs, run_id=run_id))
+        sid = next((e.get("session_id") for e in events if e.get("session_id")), None)
+        return events, _workspace(index, sid) if what_if is not None else None
+
+    events, workspace = read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild)
     report = verify_log(audit_dir, public_key)
-    events = list(index.events(seqs))
     session_id = next((e.get("session_id") for e in events if e.get("session_id")), None)
-    workspace = _workspace(index, session_id) if what_if is not None else None
 
     steps: list[ReplayStep] = []
     intents: dict[str, dict[str, Any]] = {}
@@ -167,6 +175,8 @@ def simulate(
     *args: Any,
     session_id: str | None = None,
     run_id: str | None = None,
+    index_key: Any = KEY_FROM_DATA_DIR,
+    on_index_rebuild: Callable[[str], None] | None = None,
 ) -> list[SimulationChange]:
     """Each recorded decision that `policy` would change, for a session or a run.
 
@@ -182,25 +192,28 @@ def simulate(
     parsed = _as_policy(policy)
     if parsed is None:
         raise BadRequest("simulate needs a policy")
-    index = AuditIndex.load(audit_dir)
-    if target is not None:
-        if target in index.runs:
-            run_id = target
-        elif target in index.sessions:
-            session_id = target
-        else:
-            raise NotFound(f"no session or run {target} in the audit log")
-    if session_id is None and run_id is None:
-        raise BadRequest("simulate needs a session_id or a run_id")
-    seqs = index.seqs_for(run_id=run_id, session_id=session_id)
-    if not seqs:
-        raise NotFound(
-            f"no events for {'run ' + run_id if run_id else 'session ' + str(session_id)}"
-        )
-    first = next(index.events(seqs[:1]))
-    workspace = _workspace(index, session_id or first.get("session_id"))
+
+    def read(index: AuditIndex) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
+        sid, rid = session_id, run_id
+        if target is not None:
+            if target in index.runs:
+                rid = target
+            elif target in index.sessions:
+                sid = target
+            else:
+                raise NotFound(f"no session or run {target} in the audit log")
+        if sid is None and rid is None:
+            raise BadRequest("simulate needs a session_id or a run_id")
+        seqs = index.seqs_for(run_id=rid, session_id=sid)
+        if not seqs:
+            raise NotFound(f"no events for {'run ' + rid if rid else 'session ' + str(sid)}")
+        events = list(index.events(seqs, run_id=rid, session_id=sid))
+        workspace = _workspace(index, sid or events[0].get("session_id"))
+        return list(_decisions(iter(events))), workspace
+
+    decisions, workspace = read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild)
     changes: list[SimulationChange] = []
-    for intent_ev, before in _decisions(index.events(seqs)):
+    for intent_ev, before in decisions:
         after, why = _what_if(intent_ev, parsed, workspace)
         if after != before:
             data = intent_ev.get("data") or {}

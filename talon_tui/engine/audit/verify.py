@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,11 @@ from ..core.canon import NotCanonical, canonical, reencode, sha256_tag
 from ..core.keys import key_id
 from ._fastpath import Chunk, ScanState, fast_block, fast_event, has_float
 from .checkpoint import (
+    CHECKPOINT_INTERVAL_S,
     CHECKPOINT_TYPE,
+    TS_RE,
     Damage,
+    Stretch,
     check_checkpoint,
 )
 from .errors import AuditLogMissing
@@ -42,6 +46,8 @@ __all__ = [
     "CHUNK_BYTES",
     "PARALLEL_MIN_BYTES",
     "Progress",
+    "parse_witness",
+    "read_head",
     "verify_log",
 ]
 
@@ -99,6 +105,7 @@ def _scan(
     head: tuple[int, str] | None,
     file_size: int,
     progress: Progress | None = None,
+    witness_seq: int | None = None,
 ) -> Chunk:
     """Check every line starting in [start, end). With no expectation, trust the first link.
 
@@ -110,6 +117,7 @@ def _scan(
     pub = Ed25519PublicKey.from_public_bytes(pub_raw) if pub_raw else None
     kid = key_id(pub) if pub else None
     st = ScanState(Chunk(start=start, end=end), expect_seq, expect_prev, pub, kid, head)
+    st.witness_seq = witness_seq
     gc_was_enabled = gc.isenabled()
     gc.disable()  # parsed events hold no cycles; collection passes only cost time here
     try:
@@ -185,13 +193,23 @@ def _check_one(line: bytes, offset: int, st: ScanState, path: str, file_size: in
                 )
         elif seq == 0 and ev["prev_hash"] != ZERO_HASH:
             raise Damage("broken_link", 0, "event 0's prev_hash is not the zero hash")
+        ts = ev.get("ts")
+        if type(ts) is not str or TS_RE.fullmatch(ts) is None:
+            raise Damage("modified", seq, f"event {seq} has no valid timestamp")
         if ev["type"] == CHECKPOINT_TYPE:
             res.signed_seq = check_checkpoint(ev, st.pub, st.kid)
         if st.head is not None and seq == st.head[0]:
             res.head_match = ev["hash"] == st.head[1]
+        if seq == st.witness_seq:
+            res.witness_hash = ev["hash"]
     except Damage as bad:
         res.error = (bad.damage, bad.seq, bad.message)
         return False
+    if ev["type"] == CHECKPOINT_TYPE:
+        res.closed.append(res.open)
+        res.open = Stretch()
+    else:
+        res.open.add(seq, seq, 1, ts, ts)
     if res.first_seq is None:
         res.first_seq, res.first_prev = seq, ev["prev_hash"]
     res.last_seq, res.last_hash = seq, ev["hash"]
@@ -225,11 +243,7 @@ def _check_line(line: bytes, offset: int, file_size: int, expect_seq: int | None
     return ev
 
 
-def _scan_star(args: tuple[Any, ...]) -> Chunk:
-    return _scan(*args)
-
-
-def _read_head(audit_dir: Path, pub: Ed25519PublicKey | None) -> tuple[dict[str, Any] | None, str]:
+def read_head(audit_dir: Path, pub: Ed25519PublicKey | None) -> tuple[dict[str, Any] | None, str]:
     """(HEAD event, problem) — problem is "" when HEAD is absent or good."""
     path = audit_dir / HEAD_NAME
     try:
@@ -284,14 +298,46 @@ def _boundaries(path: Path, size: int, chunk: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
+def _coverage(scanned: list[Chunk]) -> tuple[Stretch | None, Stretch]:
+    """(first stretch too long to go unsigned, or None; the stretch open at the end)."""
+    current = Stretch()
+    for chunk in scanned:
+        for closed in chunk.closed:
+            whole = current.merge(closed)
+            if whole.problem() is not None:
+                return whole, current
+            current = Stretch()
+        current = current.merge(chunk.open)
+    if current.problem() is not None:
+        return current, current
+    return None, current
+
+
+def parse_witness(text: str) -> tuple[int, str]:
+    """`SEQ:HASH` (as `talon audit head` prints it) -> (seq, hash); ValueError if malformed."""
+    seq_text, sep, hash_ = text.strip().partition(":")
+    if (
+        not sep
+        or not seq_text.isdigit()
+        or not hash_.startswith("sha256:")
+        or len(hash_) != 71
+        or any(c not in "0123456789abcdef" for c in hash_[7:])
+    ):
+        raise ValueError(f"{text!r} is not SEQ:sha256:<64 hex digits>")
+    return int(seq_text), hash_
+
+
 def verify_log(
     audit_dir: Path,
     public_key: Ed25519PublicKey | None,
     *,
     progress: Progress | None = None,
     workers: int | None = None,
+    expect_head: tuple[int, str] | None = None,
 ) -> VerifyReport:
-    """Check the whole chain, the checkpoint signatures and HEAD; name the first damage."""
+    """Check the whole chain, the checkpoint signatures, their coverage and HEAD; name the
+    first damage. With `expect_head` (seq, hash), a witness kept elsewhere: valid only if the
+    log holds exactly that event and a valid checkpoint signs through it."""
     audit_dir = Path(audit_dir)
     path = log_path(audit_dir)
     if not path.exists():
@@ -302,17 +348,19 @@ def verify_log(
         if public_key is not None
         else None
     )
-    head_ev, head_problem = _read_head(audit_dir, public_key)
+    head_ev, head_problem = read_head(audit_dir, public_key)
     head = (head_ev["seq"], head_ev["hash"]) if head_ev and not head_problem else None
     nworkers = workers if workers is not None else _workers()
+    witness_seq = expect_head[0] if expect_head is not None else None
 
     def report(chunks: list[Chunk], bad: Chunk | None) -> VerifyReport:
         events = sum(c.count for c in chunks) + (bad.count if bad else 0)
         scanned = [*chunks, bad] if bad is not None else chunks
         signed = [c.signed_seq for c in scanned if c.signed_seq is not None]
         signed_seq = signed[-1] if signed else None
-        if bad is not None and bad.error is not None:
-            damage, seq, message = bad.error
+        unsigned, tail = _coverage(scanned)
+
+        def damaged(seq: int | None, damage: str, message: str) -> VerifyReport:
             return VerifyReport(
                 valid=False,
                 events=events,
@@ -321,42 +369,69 @@ def verify_log(
                 message=message,
                 signed_head_seq=signed_seq,
             )
+
+        if unsigned is not None:
+            message = str(unsigned.problem())
+            if bad is None or bad.error is None or (bad.error[1] or 0) > (unsigned.first or 0):
+                return damaged(unsigned.first, "unsigned", message)
+        if bad is not None and bad.error is not None:
+            return damaged(bad.error[1], bad.error[0], bad.error[2])
         last_seq = chunks[-1].last_seq if chunks and chunks[-1].last_seq is not None else -1
         if head_problem:
             seq = head_ev["seq"] if head_ev and isinstance(head_ev.get("seq"), int) else None
-            return VerifyReport(
-                valid=False,
-                events=events,
-                first_bad_seq=seq,
-                damage="bad_signature",
-                message=head_problem,
-                signed_head_seq=signed_seq,
-            )
+            return damaged(seq, "bad_signature", head_problem)
         if head is not None:
             if head[0] > last_seq:
-                return VerifyReport(
-                    valid=False,
-                    events=events,
-                    first_bad_seq=last_seq + 1,
-                    damage="truncated",
-                    message=f"the log ends at seq {last_seq} but HEAD was signed at seq {head[0]}",
-                    signed_head_seq=signed_seq,
+                return damaged(
+                    last_seq + 1,
+                    "truncated",
+                    f"the log ends at seq {last_seq} but HEAD was signed at seq {head[0]}",
                 )
             if not any(c.head_match for c in chunks):
-                return VerifyReport(
-                    valid=False,
-                    events=events,
-                    first_bad_seq=head[0],
-                    damage="modified",
-                    message=f"event {head[0]} differs from the checkpoint kept in HEAD",
-                    signed_head_seq=signed_seq,
+                return damaged(
+                    head[0], "modified", f"event {head[0]} differs from the checkpoint kept in HEAD"
+                )
+        if expect_head is not None:
+            wseq, whash = expect_head
+            found = next((c.witness_hash for c in chunks if c.witness_hash is not None), None)
+            if found is None:
+                return damaged(
+                    min(wseq, last_seq + 1),
+                    "witness",
+                    f"the witness names seq {wseq} but the log ends at seq {last_seq} "
+                    "(cut or rewritten since the witness was taken)",
+                )
+            if found != whash:
+                return damaged(
+                    wseq,
+                    "witness",
+                    f"event {wseq} has hash {found}, the witness says {whash} "
+                    "(the log was rewritten since the witness was taken)",
+                )
+            if signed_seq is None or signed_seq < wseq:
+                return damaged(
+                    wseq,
+                    "witness",
+                    f"event {wseq} is not covered by a signed checkpoint",
                 )
         msg = f"{events} events, chain intact"
         msg += f", signed through seq {signed_seq}" if signed_seq is not None else ", no checkpoint"
-        return VerifyReport(valid=True, events=events, message=msg, signed_head_seq=signed_seq)
+        if tail.count:
+            msg += f", {tail.count} unsigned at the tail (signed within {CHECKPOINT_INTERVAL_S} s)"
+        if expect_head is not None:
+            msg += f", witness seq {expect_head[0]} matches"
+        return VerifyReport(
+            valid=True,
+            events=events,
+            message=msg,
+            signed_head_seq=signed_seq,
+            unsigned_tail=tail.count,
+        )
 
     def sequential(start: int, exp_seq: int, exp_prev: str, done: list[Chunk]) -> VerifyReport:
-        res = _scan(str(path), start, size, exp_seq, exp_prev, pub_raw, head, size, progress)
+        res = _scan(
+            str(path), start, size, exp_seq, exp_prev, pub_raw, head, size, progress, witness_seq
+        )
         if progress is not None:
             progress(size, size)
         if res.error is not None:
@@ -367,11 +442,21 @@ def verify_log(
         return sequential(0, 0, ZERO_HASH, [])
 
     ranges = _boundaries(path, size, max(CHUNK_BYTES, size // (nworkers * 64)))
-    tasks = [(str(path), s, e, None, None, pub_raw, head, size) for s, e in ranges]
+    tasks = [
+        (str(path), s, e, None, None, pub_raw, head, size, None, witness_seq) for s, e in ranges
+    ]
     done: list[Chunk] = []
     exp_seq, exp_prev = 0, ZERO_HASH
     with _pool_context().Pool(nworkers) as pool:
-        for chunk in pool.imap(_scan_star, tasks):
+        # a few ranges in flight at a time, not all of them queued: terminating the pool on
+        # damage while its task thread is still feeding a long queue can hang (CPython's Pool)
+        pending = deque(pool.apply_async(_scan, task) for task in tasks[: 2 * nworkers])
+        queued = len(pending)
+        while pending:
+            chunk = pending.popleft().get()
+            if queued < len(tasks):
+                pending.append(pool.apply_async(_scan, tasks[queued]))
+                queued += 1
             linked = chunk.count == 0 or (
                 chunk.first_seq == exp_seq and chunk.first_prev == exp_prev
             )

@@ -455,6 +455,7 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "token.revoked",
     "run.finished",
     "audit.recovered",
+    "audit.index_rebuilt",
     "audit.checkpoint",
     "tool.reaped",
 )
