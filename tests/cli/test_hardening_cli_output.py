@@ -347,8 +347,10 @@ def test_audit_export_to_a_terminal_is_escaped_but_to_a_file_exact(hostile_log, 
     got = got.replace(b"\r\n", b"\n")  # the pty's own line discipline
     assert_clean(got, "audit export to a terminal")
     lines = [json.loads(line) for line in got.splitlines() if line.strip()]
-    assert len(lines) == exported.count(b"\n")
-    assert lines == [json.loads(line) for line in exported.splitlines()]
+    # the running engine may sign a time checkpoint between the two exports: the terminal's
+    # copy holds every event of the file's, in order, and possibly later ones
+    assert len(lines) >= exported.count(b"\n")
+    assert lines[: exported.count(b"\n")] == [json.loads(line) for line in exported.splitlines()]
 
 
 # ------------------------------------------------------------------ the functions themselves
