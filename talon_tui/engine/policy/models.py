@@ -31,6 +31,8 @@ Origin = Literal["agent", "skill", "operator"]
 
 MAX_TTL_SECONDS = 3600
 DEFAULT_TTL_SECONDS = 60
+#: a secret's name (the store's file name, a policy's `secrets` entry, an intent's secret_ref)
+SECRET_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DIGEST_RE = re.compile(r"^(?:[a-z0-9][a-z0-9._/:-]*@)?sha256:[0-9a-f]{64}$")
 HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -76,9 +78,11 @@ class FileConstraints(BaseConstraints):
 
 
 class HttpConstraints(BaseConstraints):
-    """http.fetch: exact hosts (or `*.example.com`), methods, sizes, ports."""
+    """http.fetch: exact hosts (or `*.example.com`), methods, sizes, ports, and the secrets
+    (`secrets`, by name) that intents may inject as headers, only towards these domains."""
 
     domains: list[str]
+    secrets: list[str] = Field(default_factory=list)
     methods: list[str] = Field(default_factory=lambda: ["GET"])
     schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: ["https"])  # type: ignore[arg-type]
     ports: list[int] = Field(default_factory=list)
@@ -137,6 +141,19 @@ class HttpConstraints(BaseConstraints):
             if any(c in d for c in "/\\@ \t\x00?#"):
                 raise ValueError(f"domains: {d!r} is not a host name")
             out.append(d)
+        return out
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for name in v:
+            if not SECRET_NAME_RE.fullmatch(name) or name in (".", ".."):
+                raise ValueError(
+                    f"secrets: {name!r} is not a secret name (1-64 of A-Z a-z 0-9 _ . -)"
+                )
+            if name not in out:
+                out.append(name)
         return out
 
     @field_validator("methods")
@@ -393,6 +410,8 @@ class ToolIntent(Strict):
 class Decision(Strict):
     decision: DecisionKind
     reason: str
+    #: the error code a DENY reaches the agent with (None: POLICY_DENIED)
+    code: Literal["POLICY_DENIED", "CONSTRAINT_VIOLATION"] | None = None
     override_index: int | None = None
     constraints: dict[str, Any] | None = None
     ttl_seconds: int = DEFAULT_TTL_SECONDS
