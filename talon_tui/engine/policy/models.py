@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.canon import loads_strict
 from ..errors import PolicyInvalid
 
 TOOLS: tuple[str, ...] = ("file.read", "file.write", "http.fetch", "docker.run", "shell.exec")
@@ -340,6 +341,16 @@ def format_validation_error(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{loc or '(document)'}: {msg}")
     return "; ".join(lines)
+
+
+def read_policy_json(text: str | bytes) -> Any:
+    """The JSON document in a policy file's text, read strictly (`canon.loads_strict`: no
+    duplicate keys, NaN or nesting too deep to parse); raise PolicyInvalid saying why not.
+    Validate the result with `parse_policy`."""
+    try:
+        return loads_strict(text)
+    except ValueError as exc:  # JSONDecodeError, TooDeep, duplicate keys, NaN, bad UTF-8
+        raise PolicyInvalid(f"not valid JSON: {exc}") from None
 
 
 def parse_policy(doc: Any) -> Policy:
