@@ -24,9 +24,13 @@ from ...engine.errors import TalonError
 from ...engine.policy import checks
 from .safe_text import safe_text
 
-ChipKind = Literal["plain", "domain", "root", "image", "mount", "command"]
+ChipKind = Literal["plain", "domain", "secret", "root", "image", "mount", "command"]
 
 CHIP_MAX = 48
+EMPTY_NOTES: dict[str, str] = {
+    "secret": "(none: no secret may be sent)",
+}
+EMPTY_NOTE = "(none yet: an empty allowlist allows nothing)"
 BROAD_ROOT_NOTE = Text(
     "⚠ this root is the whole workspace or file system: name a subdirectory", style="bold"
 )
@@ -116,7 +120,7 @@ class ChipInput(Widget):
         with Horizontal(classes="chip-row"):
             for value in self._values:
                 yield Chip(value)
-        yield Static("(none yet: an empty allowlist allows nothing)", classes="chip-empty")
+        yield Static(EMPTY_NOTES.get(self.kind, EMPTY_NOTE), classes="chip-empty")
         yield Input(placeholder=self._placeholder, select_on_focus=False, compact=True)
         yield Static("", classes="chip-proposal")
 
