@@ -222,3 +222,22 @@ def test_deep_policy_set_over_the_pipe_is_bad_request(tmp_path):
         raw.close()
     finally:
         serve.stop_quietly()
+
+
+# --------------------------------------------------------------------------- other spellings
+
+
+@pytest.mark.parametrize(
+    "cons",
+    [
+        {"ports": [True]},  # a boolean was port 1
+        {"ports": ["8443"]},
+        {"ports": [8443.0]},
+        {"domains": ["https://api.example.com:８４４３"]},  # full-width digits were port 8443
+    ],
+)
+def test_ports_are_plain_integers(cons):
+    from talon_tui.engine.errors import PolicyInvalid
+
+    with pytest.raises(PolicyInvalid):
+        _policy(*cons.pop("domains", ["api.example.com"]), **cons)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from talon_tui.engine.models import ToolIntent
 from test_policy_editor import back_to_editor, open_form, set_tool, type_chip
 from test_policy_editor_support import (
     BASE_POLICY,
@@ -24,7 +25,6 @@ from talon_tui.app.widgets.override_form import OverrideFormScreen, constraint_s
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen, danger_consequences
 from talon_tui.engine import policy as policy_engine
 from talon_tui.engine.engine import Engine
-from talon_tui.engine.models import ToolIntent
 
 SIZE = (120, 40)
 

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -86,7 +87,7 @@ class HttpConstraints(BaseConstraints):
     secrets: list[str] = Field(default_factory=list)
     methods: list[str] = Field(default_factory=lambda: ["GET"])
     schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: ["https"])  # type: ignore[arg-type]
-    ports: list[int] = Field(default_factory=list)
+    ports: list[StrictInt] = Field(default_factory=list)  # `true` or "443" is a typo, not a port
     max_bytes: int = Field(1_048_576, ge=0, le=1 << 30)
     timeout_seconds: int = Field(10, ge=1, le=300)
     allow_private_addresses: bool = Field(False, strict=True)
@@ -117,7 +118,7 @@ class HttpConstraints(BaseConstraints):
                 elif ":" in host and not host.startswith("["):
                     host, _, port = host.rpartition(":")
                 if port:
-                    if not port.isdigit():
+                    if not (port.isascii() and port.isdigit()):
                         raise ValueError(f"domains: {d!r} has a port that is not a number")
                     ports = data.get("ports")
                     ports = list(ports) if isinstance(ports, list) else []
