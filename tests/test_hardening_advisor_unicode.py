@@ -241,3 +241,11 @@ def test_ports_are_plain_integers(cons):
 
     with pytest.raises(PolicyInvalid):
         _policy(*cons.pop("domains", ["api.example.com"]), **cons)
+
+
+def test_deep_agent_params_are_exit_2(tmp_path):
+    deep = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
+    _clean_exit_2(cli("agent", "intent", "--key", "k", "--tool", "file.read", "--params", deep))
+    batch = tmp_path / "intents.jsonl"
+    batch.write_text('{"tool": "file.read", "params": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    _clean_exit_2(cli("agent", "run", str(batch), "--key", "k"))
