@@ -294,3 +294,27 @@ def test_explicit_denial_still_wins_with_policy_denied():
 def test_secret_names_in_policies_are_checked(bad):
     with pytest.raises(PolicyInvalid, match="secrets"):
         _api_policy(secrets=[bad])
+
+
+def test_granted_secret_echoed_in_hex_or_reversed_is_redacted(s2):
+    """Defence in depth for a granted host that echoes the secret back transformed."""
+    cons = HttpConstraints(
+        domains=["127.0.0.2"],
+        schemes=["http"],
+        ports=[s2.port],
+        allow_private_addresses=True,
+        secrets=["api"],
+    )
+    params = HttpFetchParams(
+        url=s2.base + "/echo",
+        headers={
+            "Authorization": {"secret_ref": "api"},
+            "X-Hex": SECRET.encode().hex().upper(),
+            "X-Rev": SECRET[::-1],
+        },
+    )
+    out = run_http_fetch(params, cons, secrets=_CountingStore())
+    dumped = json.dumps(out)
+    assert s2.requests[0]["headers"]["Authorization"] == SECRET
+    for form in (SECRET, SECRET.encode().hex(), SECRET.encode().hex().upper(), SECRET[::-1]):
+        assert form not in dumped
