@@ -160,3 +160,20 @@ def test_summary_and_consequences_name_the_grant():
     said = danger_consequences([], [o])
     assert any("secret tok to a.example" in s for s in said)
     assert danger_consequences([o], [o]) == []
+
+
+async def test_domain_chip_shows_the_form_matching_uses(world):
+    """Issue 15.6 in the console: a full-width or look-alike entry shows what it matches."""
+    engine, sid, _ = world
+    app = EditorApp(engine, sid)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        form = await open_form(pilot)
+        await set_tool(pilot, form, "http.fetch")
+        chips = form.query_one("#f-domains", ChipInput)
+        chips.input.focus()
+        await pilot.press(*"*.github.ｉｏ")
+        await shown(pilot, "matched as *.github.io")
+        chips.input.value = ""
+        await pilot.press(*"аррӏе.com")
+        await shown(pilot, "matched as xn--80ak6aa92e.com")

@@ -197,6 +197,8 @@ class ChipInput(Widget):
         event.stop()
         if self.kind == "domain":
             self.proposal = propose_host(event.value)
+            if self.proposal == (None, None):  # unchanged proposals are not watched
+                self._show_proposal(self._matched_as(event.value))
         elif self.kind == "root":
             broad = event.value.strip() in ("/", ".", "./")
             self._show_proposal(BROAD_ROOT_NOTE if broad else None)
@@ -210,8 +212,21 @@ class ChipInput(Widget):
             text = Text("↳ a URL is not a domain: enter adds its exact host ", end="")
             text.append_text(safe_text(host, 80, style="bold"))
         else:
-            text = None
+            text = self._matched_as(self.input.value) if self.kind == "domain" else None
         self._show_proposal(text)
+
+    @staticmethod
+    def _matched_as(typed: str) -> Text | None:
+        """For a non-ASCII entry, the form matching compares (`ｉｏ` is `io`, `аррӏе` punycode)."""
+        entry = typed.strip().lower().rstrip(".")
+        if not entry or entry.isascii():
+            return None
+        canon = checks.canonical_domain(entry)
+        if canon is None:
+            return Text("✗ not a host name: this entry would match nothing", style="bold")
+        text = Text("↳ matched as ", end="")
+        text.append_text(safe_text(("*." if canon[0] else "") + canon[1], 80, style="bold"))
+        return text
 
     def _show_proposal(self, text: Text | None) -> None:
         label = self.query_one(".chip-proposal", Static)
