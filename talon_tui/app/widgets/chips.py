@@ -205,6 +205,7 @@ class ChipInput(Widget):
 
     def watch_proposal(self, proposal: tuple[str | None, str | None]) -> None:
         host, problem = proposal
+        text: Text | None
         if problem is not None:
             text = Text("✗ not usable: ", style="bold", end="")
             text.append_text(safe_text(problem, 120))
