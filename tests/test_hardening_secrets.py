@@ -318,3 +318,45 @@ def test_granted_secret_echoed_in_hex_or_reversed_is_redacted(s2):
     assert s2.requests[0]["headers"]["Authorization"] == SECRET
     for form in (SECRET, SECRET.encode().hex(), SECRET.encode().hex().upper(), SECRET[::-1]):
         assert form not in dumped
+
+
+# --------------------------------------------------------------------------- over the real pipe
+
+
+def test_ungranted_secret_over_a_real_talon_serve(tmp_path, s2):
+    """End to end: `talon serve`, an agent on the Unix socket, a recording server."""
+    from test_pipe_support import Serve, make_workspace, run
+
+    from talon_tui.engine.client import AgentClient, ConstraintViolationError
+    from talon_tui.engine.client_admin import AdminClient
+
+    serve = Serve(tmp_path / "data").start()
+    try:
+
+        async def setup():
+            async with await AdminClient.connect(serve.data) as admin:
+                await admin.set_secret("api", SECRET)
+                policy = {"version": 1, "overrides": [_override(s2)]}
+                session, key = await admin.create_session(
+                    "t", str(make_workspace(tmp_path)), policy
+                )
+                return session.id, key
+
+        sid, key = run(setup())
+        with AgentClient(key, socket_path=serve.socket_path) as agent:
+            with pytest.raises(ConstraintViolationError) as exc:
+                agent.intent(
+                    "http.fetch",
+                    {"url": s2.base + "/echo", "headers": {"X-Key": {"secret_ref": "api"}}},
+                )
+        assert s2.requests == []
+
+        async def decisions():
+            async with await AdminClient.connect(serve.data) as admin:
+                return await admin.query_audit(session_id=sid, types=["policy.decision"])
+
+        (event,) = run(decisions())
+        assert event["data"]["code"] == "CONSTRAINT_VIOLATION"
+        assert event["data"]["intent_id"] == exc.value.details["intent_id"]
+    finally:
+        serve.stop_quietly()
