@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from talon_tui.engine.models import HttpConstraints, HttpFetchParams, ToolIntent, parse_policy
-from test_broker_http_support import start
+from support.http_server import start
 
-from talon_tui.engine import policy as policy_engine
 from talon_tui.engine.broker.http import run_http_fetch
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import ConstraintViolation, ErrorCode, PolicyInvalid, TalonError
+from talon_tui.engine.policy import evaluate as policy_engine
+from talon_tui.engine.policy.models import (
+    HttpConstraints,
+    HttpFetchParams,
+    ToolIntent,
+    parse_policy,
+)
 
 SECRET = "gh-token-VALUE-4f1d9c"
 
@@ -325,10 +330,9 @@ def test_granted_secret_echoed_in_hex_or_reversed_is_redacted(s2):
 
 def test_ungranted_secret_over_a_real_talon_serve(tmp_path, s2):
     """End to end: `talon serve`, an agent on the Unix socket, a recording server."""
-    from test_pipe_support import Serve, make_workspace, run
+    from support.pipe import Serve, make_workspace, run
 
-    from talon_tui.engine.client import AgentClient, ConstraintViolationError
-    from talon_tui.engine.client_admin import AdminClient
+    from talon_tui.client import AdminClient, AgentClient, ConstraintViolationError
 
     serve = Serve(tmp_path / "data").start()
     try:

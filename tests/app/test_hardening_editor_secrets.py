@@ -7,9 +7,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from talon_tui.engine.models import ToolIntent
-from test_policy_editor import back_to_editor, open_form, set_tool, type_chip
-from test_policy_editor_support import (
+from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
     loaded,
@@ -17,16 +15,49 @@ from test_policy_editor_support import (
     shown,
     wait_for,
 )
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Select
 
 from talon_tui.app.screens.confirm import ConfirmScreen
+from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.app.widgets.chips import Chip, ChipInput
 from talon_tui.app.widgets.override_form import OverrideFormScreen, constraint_summary
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen, danger_consequences
-from talon_tui.engine import policy as policy_engine
 from talon_tui.engine.engine import Engine
+from talon_tui.engine.policy import evaluate as policy_engine
+from talon_tui.engine.policy.models import ToolIntent
 
 SIZE = (120, 40)
+
+
+async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
+    await pilot.press(key)
+    return await wait_for(
+        pilot,
+        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
+        "the override form",
+    )
+
+
+async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
+    chips = form.query_one(f"#f-{field}", ChipInput)
+    chips.input.focus()
+    await pilot.pause()
+    await pilot.press(*value, "enter")
+    await pilot.pause()
+    return chips
+
+
+async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
+    form.query_one("#f-tool", Select).value = tool
+    await pilot.pause()
+
+
+async def back_to_editor(pilot) -> PolicyEditorScreen:
+    return await wait_for(
+        pilot,
+        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
+        "the editor",
+    )
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from talon_tui.engine.advisor import lint, worst_level
-from talon_tui.engine.models import parse_policy
-from test_pipe_support import Raw, Serve, make_workspace, new_session, run
+from support.pipe import Raw, Serve, make_workspace, new_session, run
 
-from talon_tui.engine import checks
+from talon_tui.engine.policy import checks
+from talon_tui.engine.policy.advisor import lint, worst_level
+from talon_tui.engine.policy.models import parse_policy
 
 
 def _policy(*domains: str, **cons):
