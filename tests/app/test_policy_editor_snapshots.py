@@ -39,6 +39,7 @@ POLICY = {
             "note": "[bold red]agent says hi[/]",
             "constraints": {
                 "domains": ["api.example.com", "*.example.org"],
+                "secrets": ["gh_token"],
                 "methods": ["GET", "POST"],
                 "ttl_seconds": 900,
             },

@@ -437,6 +437,14 @@ class PolicyEditorScreen(TalonScreen):
                 "disable or delete it for this fix to take effect.\n",
                 style="bold",
             )
+        if same and (fix.get("constraints") or {}).get("secrets"):
+            # merged, the secret would reach the other override's domains and that override's
+            # secrets this fix's host: a fix that grants a secret is its own override
+            notice.append(
+                "It grants a secret, so it is added as its own override: merged into another, "
+                "secrets would reach hosts nobody asked for.\n"
+            )
+            same = []
         if same:
             enabled = [i for i in same if self._overrides[i].get("enabled", True)]
             index = (enabled or same)[0]

@@ -9,7 +9,6 @@ decision would change.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,7 +21,8 @@ from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from talon_tui.engine.api import EngineAPI, ReplayResult, ReplayStep, RunSummary
-from talon_tui.engine.errors import TalonError
+from talon_tui.engine.errors import PolicyInvalid, TalonError
+from talon_tui.engine.policy.models import read_policy_json
 
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR, decision_badge, status_badge
 from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
@@ -77,12 +77,12 @@ class WhatIfScreen(ModalScreen[dict[str, Any] | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         path = Path(event.value.strip()).expanduser()
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = read_policy_json(path.read_bytes())
         except OSError as exc:
             self._error(f"cannot read {path}: {exc.strerror or exc}")
             return
-        except json.JSONDecodeError as exc:
-            self._error(f"{path} is not JSON: {exc}")
+        except PolicyInvalid as exc:
+            self._error(f"{path}: {exc.message}")
             return
         if not isinstance(doc, dict):
             self._error(f"{path} does not hold a policy object")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from talon_tui.engine.errors import PolicyInvalid
-from talon_tui.engine.policy.models import parse_policy
+from talon_tui.engine.policy.models import parse_policy, read_policy_json
 
 from ..widgets.safe_text import safe_text
 
@@ -31,9 +30,11 @@ def sample_policy_files(directory: Path = SAMPLE_POLICIES) -> list[Path]:
 def read_policy_file(path: Path) -> dict[str, Any]:
     """A sample policy document, validated; raises PolicyInvalid naming the file."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = read_policy_json(path.read_bytes())
+    except OSError as exc:
         raise PolicyInvalid(f"{path.name}: cannot read ({exc})") from exc
+    except PolicyInvalid as exc:
+        raise PolicyInvalid(f"{path.name}: {exc.message}") from exc
     if isinstance(doc, dict) and "policy" in doc and "overrides" not in doc:
         doc = doc["policy"]  # sample files may wrap the policy with a description
     return parse_policy(doc).to_doc()

@@ -24,9 +24,13 @@ from ...engine.errors import TalonError
 from ...engine.policy import checks
 from .safe_text import safe_text
 
-ChipKind = Literal["plain", "domain", "root", "image", "mount", "command"]
+ChipKind = Literal["plain", "domain", "secret", "root", "image", "mount", "command"]
 
 CHIP_MAX = 48
+EMPTY_NOTES: dict[str, str] = {
+    "secret": "(none: no secret may be sent)",
+}
+EMPTY_NOTE = "(none yet: an empty allowlist allows nothing)"
 BROAD_ROOT_NOTE = Text(
     "⚠ this root is the whole workspace or file system: name a subdirectory", style="bold"
 )
@@ -116,7 +120,7 @@ class ChipInput(Widget):
         with Horizontal(classes="chip-row"):
             for value in self._values:
                 yield Chip(value)
-        yield Static("(none yet: an empty allowlist allows nothing)", classes="chip-empty")
+        yield Static(EMPTY_NOTES.get(self.kind, EMPTY_NOTE), classes="chip-empty")
         yield Input(placeholder=self._placeholder, select_on_focus=False, compact=True)
         yield Static("", classes="chip-proposal")
 
@@ -193,12 +197,15 @@ class ChipInput(Widget):
         event.stop()
         if self.kind == "domain":
             self.proposal = propose_host(event.value)
+            if self.proposal == (None, None):  # unchanged proposals are not watched
+                self._show_proposal(self._matched_as(event.value))
         elif self.kind == "root":
             broad = event.value.strip() in ("/", ".", "./")
             self._show_proposal(BROAD_ROOT_NOTE if broad else None)
 
     def watch_proposal(self, proposal: tuple[str | None, str | None]) -> None:
         host, problem = proposal
+        text: Text | None
         if problem is not None:
             text = Text("✗ not usable: ", style="bold", end="")
             text.append_text(safe_text(problem, 120))
@@ -206,8 +213,21 @@ class ChipInput(Widget):
             text = Text("↳ a URL is not a domain: enter adds its exact host ", end="")
             text.append_text(safe_text(host, 80, style="bold"))
         else:
-            text = None
+            text = self._matched_as(self.input.value) if self.kind == "domain" else None
         self._show_proposal(text)
+
+    @staticmethod
+    def _matched_as(typed: str) -> Text | None:
+        """For a non-ASCII entry, the form matching compares (`ｉｏ` is `io`, `аррӏе` punycode)."""
+        entry = typed.strip().lower().rstrip(".")
+        if not entry or entry.isascii():
+            return None
+        canon = checks.canonical_domain(entry)
+        if canon is None:
+            return Text("✗ not a host name: this entry would match nothing", style="bold")
+        text = Text("↳ matched as ", end="")
+        text.append_text(safe_text(("*." if canon[0] else "") + canon[1], 80, style="bold"))
+        return text
 
     def _show_proposal(self, text: Text | None) -> None:
         label = self.query_one(".chip-proposal", Static)

@@ -1,11 +1,11 @@
 """The add/edit form for one override, with per-tool fields and guardrails.
 
-Fields follow the tool: roots (file tools, shell), domains as chips, methods and private
-addresses (http.fetch), images, network and mounts (docker.run), commands (shell.exec), max
-bytes, ttl and the approval mode. The form returns the validated override document, or None
-when cancelled. Guardrails: an override is validated with the policy model before it leaves
-the form, and each problem is shown under the field it names (a blank allowlist says so and
-cannot be applied); a ttl over 300 s warns inline while typing.
+Fields follow the tool: roots (file tools, shell), domains and the secrets granted to them as
+chips, methods and private addresses (http.fetch), images, network and mounts (docker.run),
+commands (shell.exec), max bytes, ttl and the approval mode. The form returns the validated
+override document, or None when cancelled. Guardrails: an override is validated with the
+policy model before it leaves the form, and each problem is shown under the field it names (a
+blank allowlist says so and cannot be applied); a ttl over 300 s warns inline while typing.
 """
 
 from __future__ import annotations
@@ -39,13 +39,21 @@ APPROVAL_CHOICES = (
 TOOL_FIELDS: dict[str, tuple[str, ...]] = {
     "file.read": ("roots", "max_bytes", "ttl_seconds"),
     "file.write": ("roots", "max_bytes", "ttl_seconds"),
-    "http.fetch": ("domains", "methods", "max_bytes", "allow_private_addresses", "ttl_seconds"),
+    "http.fetch": (
+        "domains",
+        "secrets",
+        "methods",
+        "max_bytes",
+        "allow_private_addresses",
+        "ttl_seconds",
+    ),
     "docker.run": ("images", "network", "mounts", "ttl_seconds"),
     "shell.exec": ("commands", "roots", "ttl_seconds"),
 }
 ALL_FIELDS = (
     "roots",
     "domains",
+    "secrets",
     "methods",
     "images",
     "commands",
@@ -58,6 +66,7 @@ ALL_FIELDS = (
 CHIP_FIELDS = {
     "roots": "root",
     "domains": "domain",
+    "secrets": "secret",
     "images": "image",
     "commands": "command",
     "mounts": "mount",
@@ -65,6 +74,7 @@ CHIP_FIELDS = {
 LABELS = {
     "roots": "Roots — directories relative to the workspace (enter adds one)",
     "domains": "Domains — exact hosts; a typed URL proposes its host (enter adds)",
+    "secrets": "Secrets — names agents may send as headers, only to these domains",
     "methods": "Methods — space toggles",
     "images": "Images — pinned by digest: name@sha256:… or sha256:<image id>",
     "commands": "Commands — exact absolute program paths, run without a shell",
@@ -81,6 +91,7 @@ BOOL_LABELS = {
 PLACEHOLDERS = {
     "roots": "e.g. work/reports",
     "domains": "e.g. api.example.com or paste a URL",
+    "secrets": "e.g. github_token",
     "images": "e.g. sha256:0123…",
     "commands": "e.g. /usr/bin/wc",
     "mounts": "e.g. /srv/data:/data:ro",
@@ -135,6 +146,8 @@ def constraint_summary(override: dict[str, Any]) -> Text:
         part("max", _size(int(c.get("max_bytes", 0))))
     elif tool == "http.fetch":
         part("domains", _values(c.get("domains") or []))
+        if c.get("secrets"):
+            part("secrets", _values(c["secrets"]))
         part("methods", ",".join(c.get("methods") or []))
         if c.get("allow_private_addresses"):
             parts.append(Text("private addresses", style="bold red"))

@@ -122,13 +122,20 @@ def _powers(overrides: list[dict[str, Any]]) -> dict[tuple[Any, ...], str]:
                     f"Containers from {_names(list(images))} see the host directory {src} at "
                     f"{dst} and can {how}."
                 )
-        elif tool == "http.fetch" and c.get("allow_private_addresses"):
+        elif tool == "http.fetch":
             domains = tuple(c.get("domains") or [])
-            powers[("private", domains)] = (
-                f"Fetches to {_names(list(domains))} may reach loopback, your private network "
-                "and cloud metadata addresses (such as 169.254.169.254), where local services "
-                "and credentials live."
-            )
+            if c.get("allow_private_addresses"):
+                powers[("private", domains)] = (
+                    f"Fetches to {_names(list(domains))} may reach loopback, your private "
+                    "network and cloud metadata addresses (such as 169.254.169.254), where "
+                    "local services and credentials live."
+                )
+            for name in c.get("secrets") or []:
+                for domain in domains:
+                    powers[("secret", name, domain)] = (
+                        f"Agents may send the secret {name} to {domain}: whoever answers "
+                        "there receives the credential and can use it."
+                    )
     return powers
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from talon_tui.client import AgentClient, ClientError
+from talon_tui.engine.core.canon import loads_strict
 from talon_tui.engine.errors import ErrorCode
 
 from .common import fail, json_text, line, print_json
@@ -38,9 +39,11 @@ def _connect(args: argparse.Namespace) -> AgentClient:
 
 def _params(text: str) -> dict[str, Any]:
     try:
-        params = json.loads(text)
+        params = loads_strict(text)
     except json.JSONDecodeError as exc:
         fail(f"--params is not valid JSON ({exc.msg} at column {exc.colno})")
+    except ValueError as exc:  # too deep, duplicate keys, NaN
+        fail(f"--params is not valid JSON ({exc})")
     if not isinstance(params, dict):
         fail("--params must be a JSON object")
     return params
@@ -81,9 +84,11 @@ def cmd_agent_run(args: argparse.Namespace) -> int:
     intents = []
     for n, text in lines:
         try:
-            item = json.loads(text)
+            item = loads_strict(text)
         except json.JSONDecodeError as exc:
             fail(f"{args.file}:{n}: not valid JSON ({exc.msg})")
+        except ValueError as exc:  # too deep, duplicate keys, NaN
+            fail(f"{args.file}:{n}: not valid JSON ({exc})")
         if not isinstance(item, dict) or not isinstance(item.get("tool"), str):
             fail(f"{args.file}:{n}: each line must be an object {{tool, params}}")
         intents.append(item)

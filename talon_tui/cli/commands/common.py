@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, NoReturn
 
+from talon_tui.engine.core.canon import loads_strict
 from talon_tui.safe_text import dumps_json, terminal_line
 
 
@@ -40,13 +41,18 @@ def print_json(obj: Any) -> None:
 
 
 def load_json_file(path: str) -> Any:
-    """Read a JSON file or exit 2 with a clear line naming the file and the problem."""
+    """Read a JSON file (strictly: no duplicate keys, NaN or absurd nesting, as the engine reads
+    frames) or exit 2 with a clear line naming the file and the problem."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            text = fh.read()
     except FileNotFoundError:
         fail(f"{path}: no such file")
-    except json.JSONDecodeError as exc:
-        fail(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"{path}: cannot read ({exc})")
+    try:
+        return loads_strict(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+    except ValueError as exc:
+        fail(f"{path}: not valid JSON ({exc})")

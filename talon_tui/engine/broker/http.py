@@ -24,7 +24,11 @@ Decisions:
   every hop; each socket operation gets only the time that remains. Exceeding it is TOOL_ERROR.
 - Agent headers: RFC 7230 token names, no control characters in values; hop-by-hop and
   framing headers (Host, Connection, Transfer-Encoding, Content-Length, TE, Upgrade, ...) and
-  Accept-Encoding are refused. `{"secret_ref": name}` values come from the secret store.
+  Accept-Encoding are refused. `{"secret_ref": name}` values come from the secret store, and
+  only for a name the token's constraints list in `secrets` (checked before the value is read,
+  before any DNS query or connection), and again before each hop for the host that hop goes to
+  (`checks.check_secret_grant`: the same override's `domains`). A redirect to a host outside
+  those domains is never contacted; a cross-origin hop inside them drops the secret headers.
 - Secret values are replaced by `«secret:name»` in the returned body and headers and in every
   error message (exact bytes everywhere; for text also the JSON-escaped, base64 and
   percent-encoded forms, via core.redact.redact — a binary body gets exact-byte redaction only);
@@ -60,6 +64,7 @@ from ..policy.checks import (
     address_forbidden,
     check_fetch_target,
     check_method,
+    check_secret_grant,
     is_metadata_address,
     parse_fetch_url,
     parse_ip_literal,
@@ -294,12 +299,17 @@ def _check_header_value(name: str, value: str, shown: str) -> None:
 
 
 def build_headers(
-    headers: dict[str, str | SecretRef], store: Any, redactor: FetchRedactor
-) -> tuple[list[tuple[str, str]], set[str]]:
-    """Agent headers checked, secrets injected. Returns (headers, names carrying secrets)."""
+    headers: dict[str, str | SecretRef],
+    store: Any,
+    redactor: FetchRedactor,
+    constraints: HttpConstraints,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Agent headers checked, secrets injected. Returns (headers, {lowercase header name:
+    secret name} for the headers carrying a secret). A secret the constraints do not list in
+    `secrets` is refused before its value is even read."""
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
-    secret_names: set[str] = set()
+    secret_names: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN_RE.match(name):
             raise ConstraintViolation(f"header name {name!r} is not a valid HTTP token")
@@ -312,6 +322,13 @@ def build_headers(
             raise ConstraintViolation(f"header {name!r} is given twice")
         seen.add(low)
         if isinstance(value, SecretRef):
+            if value.secret_ref not in constraints.secrets:
+                raise ConstraintViolation(
+                    f"header {name!r} names secret {value.secret_ref!r}, which this "
+                    "capability does not grant (the override lists secrets "
+                    f"{list(constraints.secrets)})",
+                    details={"secret_ref": value.secret_ref},
+                )
             secret = _secret_value(store, value.secret_ref)
             if secret is None:
                 raise ConstraintViolation(
@@ -319,7 +336,7 @@ def build_headers(
                 )
             redactor.add(value.secret_ref, secret)
             _check_header_value(name, secret, f"secret {value.secret_ref!r}")
-            secret_names.add(low)
+            secret_names[low] = value.secret_ref
             out.append((name, secret))
         else:
             _check_header_value(name, value, "the value")
@@ -515,13 +532,16 @@ def _fetch(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + constraints.timeout_seconds
     method = check_method(params.method, constraints.methods)
-    headers, secret_headers = build_headers(params.headers, store, redactor)
+    headers, secret_headers = build_headers(params.headers, store, redactor, constraints)
     body = None if params.body is None else params.body.encode("utf-8")
     if body is not None and len(body) > MAX_REQUEST_BODY:
         raise ConstraintViolation(f"request body is larger than {MAX_REQUEST_BODY} bytes")
     hop = _prepare(params.url, constraints, deadline, resolver)
     redirects = 0
     while True:
+        # every hop: each secret still in the headers must be granted for the host it goes to
+        for secret in secret_headers.values():
+            check_secret_grant(secret, hop.parsed.host, constraints)
         resp = _send(hop, method, headers, body, constraints.max_bytes, deadline, ssl_context)
         location = next((v for k, v in resp.headers if k.lower() == "location"), None)
         if resp.status not in REDIRECT_STATUSES or location is None:
@@ -546,9 +566,9 @@ def _fetch(
             out["redirect_refused"] = redactor.text(reason)[0]
             return out
         if _origin(next_hop.parsed) != _origin(hop.parsed):
-            drop = secret_headers | CROSS_ORIGIN_DROPPED
+            drop = set(secret_headers) | CROSS_ORIGIN_DROPPED
             headers = [(k, v) for k, v in headers if k.lower() not in drop]
-            secret_headers = set()
+            secret_headers = {}
         if next_body is None and body is not None:
             headers = [(k, v) for k, v in headers if not k.lower().startswith("content-")]
         method, body, hop = next_method, next_body, next_hop

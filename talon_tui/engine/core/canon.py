@@ -203,11 +203,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class TooDeep(ValueError):
+    """A JSON text nested deeper than the parser can follow."""
+
+
 def loads_strict(text: str | bytes) -> Any:
     """`json.loads` that refuses duplicate keys (anywhere) and NaN/Infinity, so that two readers
-    of the same bytes can never see two different documents. Raises ValueError (or
-    RecursionError for absurd nesting)."""
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    of the same bytes can never see two different documents. Raises ValueError for every bad
+    text, `TooDeep` (a ValueError) for nesting too deep to parse: never RecursionError."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise TooDeep("JSON nests deeper than the parser can follow") from None
 
 
 def jsonable(value: Any) -> Any:

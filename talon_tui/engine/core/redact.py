@@ -1,7 +1,7 @@
 """Redaction of named secret values: `redact` replaces each value, and its common encodings
-(base64 at any alignment, base64url, percent-encoding, JSON string escaping), with
-`«secret:NAME»` in every string of a JSON-like structure. Nothing that leaves the broker
-(results, errors, audit events) may carry a value.
+(base64 at any alignment, base64url, percent-encoding, JSON string escaping, hex in either
+case, reversed), with `«secret:NAME»` in every string of a JSON-like structure. Nothing that
+leaves the broker (results, errors, audit events) may carry a value.
 """
 
 from __future__ import annotations
@@ -73,6 +73,10 @@ class SecretRedaction:
             forms.add(re.escape(json.dumps(value)[1:-1]))
             forms.update(re.escape(f) for f in _base64_forms(value.encode("utf-8")))
             forms.update(_percent_pattern(value))
+            # an echoing server's other easy transforms: hex of the UTF-8 bytes (either case)
+            # and the value reversed; any other transform is a residual limit (SECURITY.md)
+            forms.add(f"(?i:{value.encode('utf-8').hex()})")
+            forms.add(re.escape(value[::-1]))
             for src in forms:
                 alternatives.append((len(src), src, name))
         # longest first, so a secret that contains another is replaced whole

@@ -21,7 +21,9 @@ Decisions (documented once, here):
 - Ports: the scheme's default port is always allowed; any other port only if listed in `ports`.
 - Domains: exact host, or `*.example.com` for strict subdomains (not `example.com` itself).
   A bare `*` matches nothing. Comparison is on the lowercase IDNA (punycode) form; IP literal
-  entries compare on the canonical address.
+  entries compare on the canonical address (`canonical_domain` is the one normalization).
+- Secrets: a header may carry secret `name` to a host only when the same override lists the
+  name in `secrets` and the host in `domains` (`check_secret_grant`).
 - Images: the intent's image must be pinned (`sha256:<id>` or `name@sha256:<digest>`) and equal
   to an allowlist entry character for character. An image id and a repository digest are
   different hashes of different things, so `name@sha256:X` never matches `sha256:X` (nor the
@@ -304,8 +306,13 @@ def _vet_host(raw_host: str) -> str:
     return host
 
 
-def _canonical_domain(entry: str) -> tuple[bool, str] | None:
-    """(is_wildcard, canonical host) for an allowlist entry, or None if it can never match."""
+def canonical_domain(entry: str) -> tuple[bool, str] | None:
+    """(is_wildcard, canonical host) for an allowlist entry, or None if it can never match.
+
+    The one normalization of domain entries: matching and the policy advisor both judge this
+    form. Lowercase; `*.` split off; non-ASCII names mapped by IDNA/UTS-46 (so `ｉｏ` is `io`
+    and `８.８.８.８` is 8.8.8.8) and then, like ASCII ones, read as an IP literal if they are one.
+    """
     if not isinstance(entry, str):
         return None
     d = entry.strip().lower()
@@ -316,6 +323,11 @@ def _canonical_domain(entry: str) -> tuple[bool, str] | None:
         return None
     if d.startswith("[") and d.endswith("]"):
         d = d[1:-1]
+    if not d.isascii() and ":" not in d:
+        try:
+            d = idna_host(d)
+        except ConstraintViolation:
+            return None
     ip = parse_ip_literal(d)
     if ip is not None:
         return (False, str(ip)) if not wildcard else None
@@ -339,7 +351,7 @@ def host_allowed(host: str, domains: list[str]) -> bool:
     except ConstraintViolation:
         return False
     for entry in domains:
-        canon = _canonical_domain(entry)
+        canon = canonical_domain(entry)
         if canon is None:
             continue
         wildcard, d = canon
@@ -349,6 +361,26 @@ def host_allowed(host: str, domains: list[str]) -> bool:
         elif h == d:
             return True
     return False
+
+
+def secret_granted(name: str, host: str, constraints: HttpConstraints) -> bool:
+    """Whether `constraints` let a header carry secret `name` to `host`: the secret is listed
+    in `secrets` and the host in `domains` (the same override's)."""
+    return (
+        isinstance(name, str)
+        and name in constraints.secrets
+        and host_allowed(host, list(constraints.domains))
+    )
+
+
+def check_secret_grant(name: str, host: str, constraints: HttpConstraints) -> None:
+    """Refuse (ConstraintViolation) a secret that `constraints` do not grant for `host`."""
+    if not secret_granted(name, host, constraints):
+        raise ConstraintViolation(
+            f"secret {name!r} is not granted for {host}: a policy must list it in the "
+            "secrets of an http.fetch override whose domains include that host",
+            details={"secret_ref": name, "host": host},
+        )
 
 
 def port_allowed(scheme: str, port: int, ports: list[int]) -> bool:

@@ -6,6 +6,11 @@ over everything. Constraint checks are lexical and come from `checks` (the broke
 and adds those that need the file system or DNS). Every decision carries a plain reason; a DENY
 carries `suggested_fix`, the narrowest override that would allow exactly that intent, when one
 can exist.
+
+Secrets: an http.fetch intent whose headers name `{"secret_ref": name}` is allowed only by an
+override that lists `name` in its `secrets` (and the host in its `domains`). A secret that no
+allowing override grants for the host is a DENY with code CONSTRAINT_VIOLATION, whose fix
+grants exactly that secret for exactly that host (never over plain http).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .models import (
     HttpFetchParams,
     Override,
     Policy,
+    SecretRef,
     ShellConstraints,
     ShellExecParams,
     ToolIntent,
@@ -52,6 +58,7 @@ class _Target:
     size: int | None = None  # file.write content bytes
     url: checks.ParsedURL | None = None
     method: str = ""
+    secrets: tuple[str, ...] = ()  # http.fetch: names of the secrets its headers inject
 
 
 class _Refused(Exception):
@@ -78,6 +85,18 @@ def evaluate(intent: ToolIntent, policy: Policy, *, workspace: str | None = None
                 override_index=index,
             )
     allowing = [(i, o) for i, o in overrides if o.allow and o.constraints is not None]
+    ungranted = _ungranted_secrets(target, allowing)
+    if ungranted:
+        assert target.url is not None
+        fix = _fix(intent, target)
+        return Decision(
+            decision="DENY",
+            code="CONSTRAINT_VIOLATION",
+            reason=f"secret {', '.join(map(repr, ungranted))} is not granted for "
+            f"{target.url.host}: no http.fetch override lists it in secrets with that host "
+            "in its domains, so it is never sent there" + _why_no_fix(target, fix),
+            suggested_fix=fix,
+        )
     if not allowing:
         fix = _fix(intent, target)
         return Decision(
@@ -133,7 +152,11 @@ def _prepare(intent: ToolIntent) -> _Target:
         if isinstance(params, HttpFetchParams):
             url = checks.parse_fetch_url(params.url)
             method = checks.check_method(params.method, list(HTTP_METHODS))
-            return _Target(params=params, url=url, method=method)
+            names: list[str] = []
+            for value in params.headers.values():
+                if isinstance(value, SecretRef) and value.secret_ref not in names:
+                    names.append(value.secret_ref)
+            return _Target(params=params, url=url, method=method, secrets=tuple(names))
         if isinstance(params, DockerRunParams):
             if not checks.image_is_pinned(params.image):
                 raise _Refused(
@@ -226,6 +249,8 @@ def _mismatch(
             assert t.url is not None
             checks.check_fetch_target(t.url, c)
             checks.check_method(t.method, c.methods)
+            for name in t.secrets:
+                checks.check_secret_grant(name, t.url.host, c)
             return None
         if isinstance(c, DockerConstraints) and isinstance(p, DockerRunParams):
             if not checks.image_allowed(p.image, c.images):
@@ -263,6 +288,23 @@ def _allow(intent: ToolIntent, t: _Target, index: int, override: Override) -> De
     )
 
 
+def _ungranted_secrets(t: _Target, allowing: list[tuple[int, Override]]) -> list[str]:
+    """The intent's secrets that no allowing override grants for its host (whatever else
+    those overrides allow): such an intent is refused as a constraint violation."""
+    if not t.secrets or t.url is None:
+        return []
+    host = t.url.host
+    return [
+        name
+        for name in t.secrets
+        if not any(
+            isinstance(o.constraints, HttpConstraints)
+            and checks.secret_granted(name, host, o.constraints)
+            for _, o in allowing
+        )
+    ]
+
+
 # --------------------------------------------------------------------------- suggestions
 
 
@@ -278,6 +320,8 @@ def _why_no_fix(t: _Target, fix: dict[str, Any] | None) -> str:
             )
     if t.size is not None and t.size > MAX_FILE_BYTES:
         return f"; no fix is suggested: {t.size} bytes is over the {MAX_FILE_BYTES}-byte limit"
+    if t.secrets and t.url is not None and t.url.scheme != "https":
+        return "; no fix is suggested: a secret is never granted for plain http"
     return ""
 
 
@@ -298,12 +342,15 @@ def _fix(intent: ToolIntent, t: _Target) -> dict[str, Any] | None:
         u = t.url
         if u.ip is not None and checks.address_forbidden(u.ip) is not None:
             return None  # never suggest opening private or metadata addresses
+        if t.secrets and u.scheme != "https":
+            return None  # never suggest sending a secret in clear text
         constraints = {
             "domains": [u.host],
             "methods": [t.method],
             "schemes": [u.scheme],
             "ports": [] if checks.port_allowed(u.scheme, u.port, []) else [u.port],
             "max_bytes": SUGGESTED_MAX_BYTES,
+            "secrets": list(t.secrets),
         }
         note = f"suggested: {t.method} {u.scheme}://{u.netloc}"
     elif isinstance(p, DockerRunParams):

@@ -15,12 +15,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from ..core.canon import loads_strict
 from ..errors import PolicyInvalid
 
 TOOLS: tuple[str, ...] = ("file.read", "file.write", "http.fetch", "docker.run", "shell.exec")
@@ -31,6 +33,8 @@ Origin = Literal["agent", "skill", "operator"]
 
 MAX_TTL_SECONDS = 3600
 DEFAULT_TTL_SECONDS = 60
+#: a secret's name (the store's file name, a policy's `secrets` entry, an intent's secret_ref)
+SECRET_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DIGEST_RE = re.compile(r"^(?:[a-z0-9][a-z0-9._/:-]*@)?sha256:[0-9a-f]{64}$")
 HTTP_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -76,12 +80,14 @@ class FileConstraints(BaseConstraints):
 
 
 class HttpConstraints(BaseConstraints):
-    """http.fetch: exact hosts (or `*.example.com`), methods, sizes, ports."""
+    """http.fetch: exact hosts (or `*.example.com`), methods, sizes, ports, and the secrets
+    (`secrets`, by name) that intents may inject as headers, only towards these domains."""
 
     domains: list[str]
+    secrets: list[str] = Field(default_factory=list)
     methods: list[str] = Field(default_factory=lambda: ["GET"])
     schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: ["https"])  # type: ignore[arg-type]
-    ports: list[int] = Field(default_factory=list)
+    ports: list[StrictInt] = Field(default_factory=list)  # `true` or "443" is a typo, not a port
     max_bytes: int = Field(1_048_576, ge=0, le=1 << 30)
     timeout_seconds: int = Field(10, ge=1, le=300)
     allow_private_addresses: bool = Field(False, strict=True)
@@ -112,7 +118,7 @@ class HttpConstraints(BaseConstraints):
                 elif ":" in host and not host.startswith("["):
                     host, _, port = host.rpartition(":")
                 if port:
-                    if not port.isdigit():
+                    if not (port.isascii() and port.isdigit()):
                         raise ValueError(f"domains: {d!r} has a port that is not a number")
                     ports = data.get("ports")
                     ports = list(ports) if isinstance(ports, list) else []
@@ -137,6 +143,19 @@ class HttpConstraints(BaseConstraints):
             if any(c in d for c in "/\\@ \t\x00?#"):
                 raise ValueError(f"domains: {d!r} is not a host name")
             out.append(d)
+        return out
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for name in v:
+            if not SECRET_NAME_RE.fullmatch(name) or name in (".", ".."):
+                raise ValueError(
+                    f"secrets: {name!r} is not a secret name (1-64 of A-Z a-z 0-9 _ . -)"
+                )
+            if name not in out:
+                out.append(name)
         return out
 
     @field_validator("methods")
@@ -325,6 +344,16 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def read_policy_json(text: str | bytes) -> Any:
+    """The JSON document in a policy file's text, read strictly (`canon.loads_strict`: no
+    duplicate keys, NaN or nesting too deep to parse); raise PolicyInvalid saying why not.
+    Validate the result with `parse_policy`."""
+    try:
+        return loads_strict(text)
+    except ValueError as exc:  # JSONDecodeError, TooDeep, duplicate keys, NaN, bad UTF-8
+        raise PolicyInvalid(f"not valid JSON: {exc}") from None
+
+
 def parse_policy(doc: Any) -> Policy:
     """Validate a policy document; raise PolicyInvalid naming the field on any problem."""
     if not isinstance(doc, dict):
@@ -393,6 +422,8 @@ class ToolIntent(Strict):
 class Decision(Strict):
     decision: DecisionKind
     reason: str
+    #: the error code a DENY reaches the agent with (None: POLICY_DENIED)
+    code: Literal["POLICY_DENIED", "CONSTRAINT_VIOLATION"] | None = None
     override_index: int | None = None
     constraints: dict[str, Any] | None = None
     ttl_seconds: int = DEFAULT_TTL_SECONDS

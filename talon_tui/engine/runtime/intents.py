@@ -196,13 +196,18 @@ class IntentFlow:
                     "by": "policy",
                     "override_index": decision.override_index,
                     "suggested_fix": jsonable(decision.suggested_fix),
-                    "code": str(ErrorCode.POLICY_DENIED) if denied else None,
+                    "code": (decision.code or str(ErrorCode.POLICY_DENIED)) if denied else None,
                 },
             )
             ref = {"run_id": run_id, "intent_id": intent_id}
             if denied:
                 status = "denied"
-                raise PolicyDenied(
+                refusal = (
+                    ConstraintViolation
+                    if decision.code == ErrorCode.CONSTRAINT_VIOLATION
+                    else PolicyDenied
+                )
+                raise refusal(
                     f"{intent.tool} denied: {decision.reason}",
                     details={
                         **ref,

@@ -11,7 +11,6 @@ a JSON-like structure.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ from typing import Any
 from ..core.paths import write_private
 from ..core.redact import MIN_SECRET_CHARS, redact
 from ..errors import BadRequest, NotFound
+from ..policy.models import SECRET_NAME_RE
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NAME_RE = SECRET_NAME_RE
 
 
 class InvalidSecretName(BadRequest):

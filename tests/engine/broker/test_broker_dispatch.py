@@ -204,6 +204,7 @@ def test_http_secret_via_broker(key, issuer, session, srv):
         "schemes": ["http"],
         "ports": [srv.port],
         "allow_private_addresses": True,
+        "secrets": ["api"],
     }
     p = {"url": srv.base + "/echo", "headers": {"Authorization": {"secret_ref": "api"}}}
     srv.requests.clear()

@@ -267,7 +267,10 @@ def test_slow_server_hits_total_deadline(a):
 def test_secret_injected_and_redacted(a):
     store = Secrets({"api": SECRET})
     r = fetch(
-        a.base + "/echo", local(a), headers={"Authorization": {"secret_ref": "api"}}, secrets=store
+        a.base + "/echo",
+        local(a, secrets=["api"]),
+        headers={"Authorization": {"secret_ref": "api"}},
+        secrets=store,
     )
     assert a.requests[0]["headers"]["Authorization"] == SECRET  # the server saw it
     dumped = json.dumps(r)
@@ -280,7 +283,7 @@ def test_secret_never_in_errors(a):
     with pytest.raises(TalonError) as exc:
         fetch(
             a.base + "/hang?delay=3",
-            local(a, timeout_seconds=1),
+            local(a, timeout_seconds=1, secrets=["api"]),
             headers={"X-Key": {"secret_ref": "api"}},
             secrets=store,
         )
@@ -289,7 +292,7 @@ def test_secret_never_in_errors(a):
 
 def test_secret_dropped_on_cross_origin_redirect(a, b):
     store = Secrets({"api": SECRET})
-    c = local(a, domains=["127.0.0.1", "127.0.0.2"], ports=[a.port, b.port])
+    c = local(a, domains=["127.0.0.1", "127.0.0.2"], ports=[a.port, b.port], secrets=["api"])
     r = fetch(
         a.base + f"/redirect?to={b.base}/echo",
         c,
@@ -304,7 +307,12 @@ def test_secret_dropped_on_cross_origin_redirect(a, b):
 
 def test_unknown_secret_refused(a):
     with pytest.raises(ConstraintViolation, match="not set"):
-        fetch(a.base + "/", local(a), headers={"A": {"secret_ref": "nope"}}, secrets=Secrets({}))
+        fetch(
+            a.base + "/",
+            local(a, secrets=["nope"]),
+            headers={"A": {"secret_ref": "nope"}},
+            secrets=Secrets({}),
+        )
     assert a.requests == []
 
 
@@ -340,7 +348,7 @@ def test_secret_reflected_in_encoded_forms_is_redacted(a):
     b64 = base64.b64encode(SECRET.encode()).decode()
     r = fetch(
         a.base + "/echo",
-        local(a),
+        local(a, secrets=["api"]),
         headers={
             "X-Key": {"secret_ref": "api"},
             "X-B64": b64,
