@@ -398,7 +398,7 @@ class Engine(IntentFlow):
         """Decide one waiting intent. An approval is judged again against the current policy
         first: if that now denies the intent, it is denied (by "policy") and PolicyDenied
         says why. "Remember" adds the current matched override narrowed to exactly the intent
-        (`policy.remember_override`), never anything looser."""
+        (`policy.evaluate.remember_override`), never anything looser."""
         request = self.approvals.get(approval_id)  # NotFound when gone
         intent = self.approvals.intent(approval_id)
         allow, remember = bool(allow), bool(remember)

@@ -420,7 +420,7 @@ class PolicyEditorScreen(TalonScreen):
 
     @work(exclusive=True, group="dialog", exit_on_error=False)
     async def fix_safely(self, fix: dict[str, Any]) -> None:
-        """Open the form for a denial's suggested fix (`policy_fix.plan_fix`): its own narrow
+        """Open the form for a denial's suggested fix (`policy.fix.plan_fix`): its own narrow
         override, or merged where that allows exactly the union; every combination it newly
         allows is listed before anything changes."""
         tool = fix.get("tool")

@@ -5,7 +5,7 @@
 - `danger_consequences`: the dangerous powers a new policy grants that the old one did not
   (shell.exec programs, container network, host mounts, private addresses), each in plain words.
 - `SimulationScreen`: which recorded decisions the unsaved policy would change.
-- `newly_allowed_text`: every combination a change newly allows (`policy_fix.newly_allowed`),
+- `newly_allowed_text`: every combination a change newly allows (`policy.fix.newly_allowed`),
   shown above the diff and in "fix safely".
 
 Policy values may have come from an agent (a suggested fix quotes its path or host), so every
@@ -26,8 +26,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from ...engine.api import SimulationChange
-from ...engine.policy_fix import newly_allowed
+from talon_tui.engine.api import SimulationChange
+from talon_tui.engine.policy.fix import newly_allowed
+
 from .badges import decision_badge
 from .safe_text import safe_text, visible
 
