@@ -38,7 +38,7 @@ from .audit.runs import RunProjection
 from .core import ids
 from .core.canon import jsonable
 from .core.paths import DataDir
-from .errors import BadRequest, ErrorCode, Forbidden, NotFound, TalonError
+from .errors import BadRequest, ErrorCode, Forbidden, NotFound, PolicyDenied, TalonError
 from .policy.models import Policy, Session, parse_policy
 from .runtime.approvals import ApprovalOutcome, ApprovalQueue
 from .runtime.bus import EventBus
@@ -335,6 +335,7 @@ class Engine(IntentFlow):
         self.store.close_session(session_id)
         self.store.revocations.revoke_session(session_id)
         self._record("session.closed", {}, session_id=session_id)
+        self._rejudge_waiting(session_id)
         for conn_id, peer in list(self.peers.items()):
             if peer.session_id == session_id and self.on_session_closed is not None:
                 self.on_session_closed(conn_id)
@@ -361,6 +362,7 @@ class Engine(IntentFlow):
         previous = self.store.policy(session_id)
         self.store.set_policy(session_id, parsed, actor=actor, reason=reason)
         self._policy_event(session_id, parsed, previous, actor=actor, reason=reason)
+        self._rejudge_waiting(session_id)
 
     def _policy_event(
         self, session_id: str, policy: Policy, previous: Policy | None, *, actor: str, reason: str
@@ -393,26 +395,42 @@ class Engine(IntentFlow):
         return self.approvals.list()
 
     async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
+        """Decide one waiting intent. An approval is judged again against the current policy
+        first: if that now denies the intent, it is denied (by "policy") and PolicyDenied
+        says why. "Remember" adds the current matched override narrowed to exactly the intent
+        (`policy.evaluate.remember_override`), never anything looser."""
         request = self.approvals.get(approval_id)  # NotFound when gone
+        intent = self.approvals.intent(approval_id)
+        allow, remember = bool(allow), bool(remember)
+        if allow:
+            current = self.judge_waiting(request.session_id, intent)
+            if current.decision == "DENY":
+                self._withdraw_approval(approval_id, current.reason)
+                await self.durable()
+                raise PolicyDenied(
+                    f"{request.tool} was not approved: {current.reason}",
+                    details={"approval_id": approval_id, "reason": current.reason},
+                )
         override_added = None
-        if allow and remember and request.remember_override is not None:
-            policy = self.store.policy(request.session_id)
-            doc = policy.to_doc()
-            doc["overrides"].insert(0, request.remember_override)
-            self._replace_policy(
-                request.session_id,
-                parse_policy(doc),
-                actor="approval",
-                reason=f"approved and remembered {approval_id}",
-            )
-            override_added = request.remember_override
+        if allow and remember:
+            remembered = self.remembered_for(request.session_id, intent)
+            if remembered is not None:
+                doc = self.store.policy(request.session_id).to_doc()
+                doc["overrides"].insert(remembered.index, remembered.override)
+                self._replace_policy(
+                    request.session_id,
+                    parse_policy(doc),
+                    actor="approval",
+                    reason=f"approved and remembered {approval_id}",
+                )
+                override_added = remembered.override
         self._record(
             "approval.decided",
             {
                 "approval_id": approval_id,
                 "intent_id": self.approvals.intent_id(approval_id),
-                "allow": bool(allow),
-                "remember": bool(remember),
+                "allow": allow,
+                "remember": remember,
                 "by": "operator",
                 "timed_out": False,
                 "override_added": override_added,
@@ -420,9 +438,50 @@ class Engine(IntentFlow):
             session_id=request.session_id,
             run_id=request.run_id,
         )
-        self.approvals.decide(approval_id, ApprovalOutcome(bool(allow), bool(remember), "operator"))
+        self.approvals.decide(approval_id, ApprovalOutcome(allow, remember, "operator"))
         self.bus.publish("approval", {"action": "decided", "approval": request.model_dump()})
         await self.durable()
+
+    def _withdraw_approval(self, approval_id: str, reason: str) -> None:
+        """The current policy denies a waiting intent: record it and take it out of the queue
+        (its waiter answers the agent with POLICY_DENIED)."""
+        request = self.approvals.get(approval_id)
+        self._record(
+            "approval.decided",
+            {
+                "approval_id": approval_id,
+                "intent_id": self.approvals.intent_id(approval_id),
+                "allow": False,
+                "remember": False,
+                "by": "policy",
+                "timed_out": False,
+                "override_added": None,
+                "reason": reason,
+            },
+            session_id=request.session_id,
+            run_id=request.run_id,
+        )
+        self.approvals.decide(approval_id, ApprovalOutcome(False, False, "policy", reason=reason))
+        self.bus.publish("approval", {"action": "decided", "approval": request.model_dump()})
+
+    def _rejudge_waiting(self, session_id: str) -> None:
+        """After a policy change (or a session's end): every waiting intent of the session the
+        current policy denies leaves the queue, denied; the others get the remembered override
+        the current policy would add."""
+        for approval_id in self.approvals.waiting_in(session_id):
+            intent = self.approvals.intent(approval_id)
+            current = self.judge_waiting(session_id, intent)
+            if current.decision == "DENY":
+                self._withdraw_approval(approval_id, current.reason)
+                continue
+            remembered = self.remembered_for(session_id, intent)
+            override = jsonable(remembered.override) if remembered is not None else None
+            request = self.approvals.get(approval_id)
+            if override != request.remember_override:
+                self.approvals.set_remember_override(approval_id, override)
+                self.bus.publish(
+                    "approval", {"action": "updated", "approval": request.model_dump()}
+                )
 
     # ------------------------------------------------------------------ EngineAPI: audit, replay
 

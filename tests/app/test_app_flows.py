@@ -154,13 +154,15 @@ async def test_approve_and_remember_shows_the_override_then_adds_it(tmp_path):
         await pilot.press("a")
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
-        assert '"drafts"' in screen_text(app)  # the override is shown before anything changes
+        shown = screen_text(app)  # the override is shown before anything changes
+        assert '"drafts/c.md"' in shown and "never allows more than that rule" in shown
         await pilot.press("y")
         await wait_until(pilot, task.done)
         task.result()
         after = (await hosted.engine.get_policy(sid)).overrides
         assert len(after) == before + 1
-        assert after[-1].tool == "file.write"
+        (added,) = [o for o in after if o.note.startswith("remembered approval")]
+        assert added.tool == "file.write" and added.constraints.roots == ["drafts/c.md"]
         await agent.close()
 
 

@@ -17,7 +17,7 @@ from support.policy_editor import (
 from textual.widgets import DataTable, OptionList, Select
 
 from talon_tui.app.screens.confirm import ConfirmScreen
-from talon_tui.app.screens.policy_editor import PolicyEditorScreen, merge_fix
+from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.app.widgets.advisor_panel import AdvisorPanel
 from talon_tui.app.widgets.chips import ChipInput
 from talon_tui.app.widgets.override_form import OverrideFormScreen
@@ -28,6 +28,7 @@ from talon_tui.app.widgets.policy_diff import (
 )
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import PolicyDenied
+from talon_tui.engine.policy.evaluate import evaluate
 from talon_tui.engine.policy.models import ToolIntent
 
 SIZE = (120, 40)
@@ -365,6 +366,83 @@ async def test_simulate_shows_a_changed_decision(world):
 
 @pytest.mark.slow
 async def test_prefill_merges_into_the_same_tool_override_then_intent_is_allowed(world):
+    """The fix differs from override #0 only in its roots (same approval and limits): merged,
+    which allows exactly both, and the newly allowed root is listed."""
+    engine, sid, _ = world
+    fix = await _denied_read(engine, sid)
+    policy = copy.deepcopy(BASE_POLICY)
+    policy["overrides"][0]["approval"] = "untrusted"
+    await engine.set_policy(sid, policy)
+    app = EditorApp(engine, sid, prefill_override=fix)
+    async with app.run_test(size=SIZE) as pilot:
+        form = await wait_for(
+            pilot,
+            lambda: app.screen if isinstance(app.screen, OverrideFormScreen) else None,
+            "the prefilled form",
+        )
+        await shown(pilot, "Fix safely: edit #0", 'roots: ["work"] → ["work", "docs"]')
+        await shown(pilot, "Newly allowed (1):", "file.read of docs (and below it)")
+        assert form.query_one("#f-roots", ChipInput).values == ["work", "docs"]
+        await pilot.press("ctrl+s")
+        editor = await back_to_editor(pilot)
+        await wait_for(pilot, lambda: editor.dirty, "the merge")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyDiffScreen), "the diff")
+        await shown(pilot, "Newly allowed (1):")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not editor.dirty, "the save")
+    result = await engine.submit(
+        sid, "agent-1", ToolIntent(tool="file.read", params={"path": "docs/a.txt"})
+    )
+    assert result["decision"] == "ALLOW"
+
+
+async def test_fix_for_another_host_lists_each_new_combination_and_no_cross_product(world):
+    """The issue's example in the console: GET https://api.example.com (approval never) and a
+    fix for POST http://attacker.example:8080 — its own override, and the notice lists
+    exactly the two new combinations."""
+    engine, sid, _ = world
+    api_get = {
+        "tool": "http.fetch",
+        "approval": "never",
+        "constraints": {"domains": ["api.example.com"], "methods": ["GET"]},
+    }
+    await engine.set_policy(sid, {"version": 1, "overrides": [api_get]})
+    denied = ToolIntent(
+        tool="http.fetch", params={"url": "http://attacker.example:8080/x", "method": "POST"}
+    )
+    with pytest.raises(PolicyDenied) as err:
+        await engine.submit(sid, "agent-1", denied)
+    app = EditorApp(engine, sid, prefill_override=err.value.details["suggested_fix"])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot,
+            lambda: app.screen if isinstance(app.screen, OverrideFormScreen) else None,
+            "the prefilled form",
+        )
+        await shown(pilot, "Fix safely: add override", "Newly allowed (2):")
+        await shown(pilot, "POST http://attacker.example:80", "POST http://attacker.example:8080")
+        await pilot.press("ctrl+s")
+        editor = await back_to_editor(pilot)
+        await wait_for(pilot, lambda: editor.dirty, "the add")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyDiffScreen), "the diff")
+        await shown(pilot, "Newly allowed (2):")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not editor.dirty, "the save")
+    saved = await engine.get_policy(sid)
+    assert evaluate(denied, saved).decision == "ALLOW"
+    assert saved.overrides[0].model_dump(mode="json")["constraints"]["methods"] == ["GET"]
+    post_api = ToolIntent(
+        tool="http.fetch", params={"url": "https://api.example.com/x", "method": "POST"}
+    )
+    with pytest.raises(PolicyDenied):
+        await engine.submit(sid, "agent-1", post_api)
+
+
+async def test_prefill_with_a_looser_approval_adds_its_own_override(world):
+    """Override #0 says approval never; the fix asks for untrusted: merging would either loosen
+    the fix or tighten #0, so it is added as its own override with the stricter approval."""
     engine, sid, _ = world
     fix = await _denied_read(engine, sid)
     app = EditorApp(engine, sid, prefill_override=fix)
@@ -374,19 +452,16 @@ async def test_prefill_merges_into_the_same_tool_override_then_intent_is_allowed
             lambda: app.screen if isinstance(app.screen, OverrideFormScreen) else None,
             "the prefilled form",
         )
-        await shown(pilot, "Fix safely: edit #0", 'roots: ["work"] → ["work", "docs"]')
-        assert form.query_one("#f-roots", ChipInput).values == ["work", "docs"]
+        await shown(pilot, "Fix safely: add override", "Added as its own override #1")
+        await shown(pilot, "file.read of docs (and below it)")
+        assert form.query_one("#f-roots", ChipInput).values == ["docs"]
         await pilot.press("ctrl+s")
         editor = await back_to_editor(pilot)
-        await wait_for(pilot, lambda: editor.dirty, "the merge")
-        await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, PolicyDiffScreen), "the diff")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: not editor.dirty, "the save")
-    result = await engine.submit(
-        sid, "agent-1", ToolIntent(tool="file.read", params={"path": "docs/a.txt"})
-    )
-    assert result["decision"] == "ALLOW"
+        await wait_for(pilot, lambda: editor.dirty, "the add")
+        overrides = editor.policy_doc["overrides"]
+        assert overrides[0] == (await engine.get_policy(sid)).to_doc()["overrides"][0]
+        assert overrides[1]["constraints"]["roots"] == ["docs"]
+        assert overrides[1]["approval"] == "untrusted"
 
 
 async def test_prefill_without_same_tool_override_opens_add_form(world):
@@ -406,25 +481,6 @@ async def test_prefill_without_same_tool_override_opens_add_form(world):
         editor = await back_to_editor(pilot)
         await wait_for(pilot, lambda: editor.dirty, "the add")
         assert editor.policy_doc["overrides"][0]["constraints"]["roots"] == ["docs"]
-
-
-def test_merge_fix_unites_allowlists_and_keeps_ttl():
-    existing = {
-        "tool": "http.fetch",
-        "allow": True,
-        "enabled": False,
-        "constraints": {"domains": ["a.example"], "methods": ["GET"], "ttl_seconds": 30},
-    }
-    fix = {
-        "tool": "http.fetch",
-        "constraints": {"domains": ["b.example"], "methods": ["GET"], "ttl_seconds": 60},
-    }
-    merged = merge_fix(existing, fix)
-    assert merged["constraints"]["domains"] == ["a.example", "b.example"]
-    assert merged["constraints"]["methods"] == ["GET"]
-    assert merged["constraints"]["ttl_seconds"] == 30
-    assert merged["enabled"] is True
-    assert existing["constraints"]["domains"] == ["a.example"]
 
 
 def test_danger_consequences_name_only_new_powers():

@@ -160,9 +160,14 @@ async def test_approve_and_remember_adds_the_override(engine, workspace):
     assert len(policy.overrides) == 2
     updated = engine.store.query(sid, None, ["policy.updated"], 0, 10)
     assert updated[-1]["data"]["actor"] == "approval"
-    # the remembered override now allows it without asking
-    out = await asyncio.wait_for(engine.submit(sid, subject, _read("work/a.txt")), 5)
-    assert out["decision"] == "ALLOW"
+    # the remembered override is the matched one narrowed to this file, approval kept: the
+    # same read still asks (approval: always), before the rule that matched
+    remembered = policy.overrides[0]
+    assert remembered.constraints.roots == ["work/a.txt"] and remembered.approval == "always"
+    task = asyncio.create_task(engine.submit(sid, subject, _read("work/a.txt")))
+    (again,) = await _pending(engine)
+    await engine.decide_approval(again.approval_id, True)
+    assert (await task)["decision"] == "ALLOW"
 
 
 async def test_secrets_are_redacted_and_big_outputs_truncated(tmp_path, workspace):

@@ -183,9 +183,17 @@ class ApprovalsScreen(TalonScreen):
                 severity="warning",
             )
             return
-        body = Text("Allow this intent now and add this override to the session's policy:\n\n")
+        mode = safe_text(a.remember_override.get("approval"), 12).plain
+        body = Text(
+            "Allow this intent now and add this override to the session's policy: the rule "
+            "that matched, narrowed to exactly this intent.\n"
+        )
+        body.append(
+            f"It keeps that rule's limits and approval ({mode}): it never allows more than "
+            "that rule, and later intents still ask when it says so.\n\n",
+            style="bold",
+        )
         body.append_text(safe_text(a.remember_override, DETAIL_MAX, multiline=True))
-        body.append("\n\nLater intents that match it are allowed without asking.", style="bold")
 
         def answered(yes: bool | None) -> None:
             if yes:

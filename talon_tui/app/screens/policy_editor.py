@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 from talon_tui.engine.api import EngineAPI
 from talon_tui.engine.errors import TalonError
 from talon_tui.engine.policy.advisor import Advice, lint, worst_level
+from talon_tui.engine.policy.fix import merge_fix, plan_fix
 from talon_tui.engine.policy.models import Policy, parse_policy
 
 from ..messages import EngineEvent
@@ -32,7 +33,7 @@ from ..widgets.policy_diff import (
     SimulationScreen,
     danger_consequences,
     describe_changes,
-    merge_fix,
+    newly_allowed_text,
 )
 from ..widgets.safe_text import safe_text
 from .base import TalonScreen, selected_key
@@ -419,46 +420,36 @@ class PolicyEditorScreen(TalonScreen):
 
     @work(exclusive=True, group="dialog", exit_on_error=False)
     async def fix_safely(self, fix: dict[str, Any]) -> None:
-        """Open the form for a denial's suggested fix: merged into an existing override for
-        the same tool (showing what changes), else as a new override."""
+        """Open the form for a denial's suggested fix (`policy.fix.plan_fix`): its own narrow
+        override, or merged where that allows exactly the union; every combination it newly
+        allows is listed before anything changes."""
         tool = fix.get("tool")
-        same = [
-            i for i, o in enumerate(self._overrides) if o.get("tool") == tool and o.get("allow")
-        ]
-        denying = [
-            i
-            for i, o in enumerate(self._overrides)
-            if o.get("tool") == tool and not o.get("allow", True) and o.get("enabled", True)
-        ]
+        plan = plan_fix(self._overrides, fix)
         notice = Text("Suggested by a denial: the narrowest override allowing that intent.\n")
-        if denying:
+        if plan.denied_by is not None:
             notice.append(
-                f"Override #{denying[0]} denies every {tool} intent and wins over any allow: "
-                "disable or delete it for this fix to take effect.\n",
+                f"Override #{plan.denied_by} denies every {tool} intent and wins over any "
+                "allow: disable or delete it for this fix to take effect.\n",
                 style="bold",
             )
-        if same and (fix.get("constraints") or {}).get("secrets"):
-            # merged, the secret would reach the other override's domains and that override's
-            # secrets this fix's host: a fix that grants a secret is its own override
-            notice.append(
-                "It grants a secret, so it is added as its own override: merged into another, "
-                "secrets would reach hosts nobody asked for.\n"
-            )
-            same = []
-        if same:
-            enabled = [i for i in same if self._overrides[i].get("enabled", True)]
-            index = (enabled or same)[0]
-            merged = merge_fix(self._overrides[index], fix)
-            changes = describe_changes(self._overrides[index], merged)
+        if plan.merged:
+            changes = describe_changes(self._overrides[plan.index], plan.override)
             if changes:
-                notice.append(f"Merged into override #{index} ({tool}); what changes:\n")
+                notice.append(f"Merged into override #{plan.index} ({tool}); what changes:\n")
                 notice.append_text(Text("\n").join(Text("  ") + line for line in changes))
+                notice.append("\n")
             else:
-                notice.append(f"Override #{index} ({tool}) already allows it: nothing changes.")
-            form = OverrideFormScreen(merged, title=f"Fix safely: edit #{index}", notice=notice)
-            await self._edit(index, form)
+                notice.append(f"Override #{plan.index} ({tool}) already allows it.\n")
+        else:
+            notice.append(f"Added as its own override #{plan.index}.\n")
+        notice.append_text(newly_allowed_text(plan.newly_allowed))
+        if plan.merged:
+            form = OverrideFormScreen(
+                plan.override, title=f"Fix safely: edit #{plan.index}", notice=notice
+            )
+            await self._edit(plan.index, form)
             return
-        form = OverrideFormScreen(fix, title="Fix safely: add override", notice=notice)
+        form = OverrideFormScreen(plan.override, title="Fix safely: add override", notice=notice)
         result = await self.app.push_screen_wait(form)
         if result is not None and await self.apply_change([*self._overrides, result], "Fix safely"):
             self._select(len(self._overrides) - 1)

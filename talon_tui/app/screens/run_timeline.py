@@ -97,6 +97,8 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
                 if data.get("timed_out")
                 else "approved"
                 if data.get("allow")
+                else "withdrawn (policy)"
+                if data.get("by") == "policy"
                 else "denied"
             )
             if not data.get("allow"):

@@ -161,6 +161,8 @@ def constraint_summary(override: dict[str, Any]) -> Text:
     elif tool == "shell.exec":
         part("commands", _values(c.get("commands") or []))
         part("roots", _values(c.get("roots") or []))
+        if c.get("exact_argv"):
+            part("only", f"{len(c['exact_argv'])} exact argv")
     if c.get("ttl_seconds") is not None and override.get("allow", True):
         part("ttl", f"{c['ttl_seconds']} s")
     if override.get("note"):

@@ -5,6 +5,8 @@
 - `danger_consequences`: the dangerous powers a new policy grants that the old one did not
   (shell.exec programs, container network, host mounts, private addresses), each in plain words.
 - `SimulationScreen`: which recorded decisions the unsaved policy would change.
+- `newly_allowed_text`: every combination a change newly allows (`policy.fix.newly_allowed`),
+  shown above the diff and in "fix safely".
 
 Policy values may have come from an agent (a suggested fix quotes its path or host), so every
 value reaches the screen through `safe_text` / `visible`.
@@ -12,7 +14,6 @@ value reaches the screen through `safe_text` / `visible`.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 from pathlib import Path
@@ -25,7 +26,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
-from ...engine.api import SimulationChange
+from talon_tui.engine.api import SimulationChange
+from talon_tui.engine.policy.fix import newly_allowed
+
 from .badges import decision_badge
 from .safe_text import safe_text, visible
 
@@ -148,29 +151,25 @@ def danger_consequences(
     return [text for key, text in after.items() if key not in before]
 
 
-# --------------------------------------------------------------------------- fix safely
+# --------------------------------------------------------------------------- what is new
 
 
-def merge_fix(existing: dict[str, Any], fix: dict[str, Any]) -> dict[str, Any]:
-    """`existing` widened just enough to also allow what `fix` allows: allowlists united,
-    limits raised to the fix's, flags switched on if the fix needs them; ttl and approval kept."""
-    merged = copy.deepcopy(existing)
-    merged["enabled"] = True
-    mc = merged.setdefault("constraints", {}) or {}
-    merged["constraints"] = mc
-    for key, value in (fix.get("constraints") or {}).items():
-        if key == "ttl_seconds":
-            continue
-        current = mc.get(key)
-        if isinstance(value, list):
-            mc[key] = list(current or []) + [v for v in value if v not in (current or [])]
-        elif isinstance(value, bool):
-            mc[key] = bool(current) or value
-        elif isinstance(value, int | float) and isinstance(current, int | float):
-            mc[key] = max(current, value)
-        elif current is None:
-            mc[key] = value
-    return merged
+def newly_allowed_text(lines: list[str], limit: int = 200) -> Text:
+    """Every newly allowed combination, one per line (agent-derived values made visible)."""
+    if not lines:
+        return Text(
+            "Newly allowed: no new combination (limit, ttl and approval changes show in the diff).",
+            style="dim",
+        )
+    text = Text(f"Newly allowed ({len(lines)}):\n", style="bold")
+    for line in lines[:limit]:
+        text.append("  + ", style="green")
+        text.append_text(safe_text(line, 200))
+        text.append("\n")
+    if len(lines) > limit:
+        text.append(f"  … and {len(lines) - limit} more\n", style="bold")
+    text.rstrip()
+    return text
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Text]:
@@ -217,6 +216,10 @@ class PolicyDiffScreen(ModalScreen[bool]):
             title.append(f"?   +{added} −{removed} lines", style="bold")
             yield Static(title, classes="modal-title")
             with VerticalScroll(id="diff-scroll"):
+                grants = newly_allowed(
+                    self._old.get("overrides") or [], self._new.get("overrides") or []
+                )
+                yield Static(newly_allowed_text(grants), id="diff-new")
                 yield Static(unified_policy_diff(self._old, self._new), id="diff-body")
             yield Static(
                 Text.assemble(

@@ -11,6 +11,7 @@ from typing import Any
 
 from talon_tui.client import AdminClient
 from talon_tui.engine.errors import TalonError
+from talon_tui.engine.policy.fix import newly_allowed
 
 from .common import fail, json_text, line, load_json_file, print_json
 
@@ -78,8 +79,14 @@ def cmd_policy_set(args: argparse.Namespace) -> int:
     doc = load_json_file(args.file)
 
     async def body(c: AdminClient) -> int:
+        old = (await c.get_policy(args.session_id)).to_doc()["overrides"]
         policy = await c.set_policy(args.session_id, doc)
         print(f"policy of {line(args.session_id)} set ({len(policy.overrides)} overrides)")
+        grants = newly_allowed(old, policy.to_doc()["overrides"])
+        if grants:
+            print(f"newly allows {len(grants)} combination{'s' if len(grants) != 1 else ''}:")
+            for grant in grants:  # hosts and paths may come from an agent's intent
+                print("  + " + line(grant))
         return 0
 
     return _run(args, body)

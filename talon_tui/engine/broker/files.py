@@ -18,9 +18,11 @@ Decisions:
 - Reads fetch at most max_bytes + 1 bytes; a larger file is TOO_LARGE and no content returns.
 - Writes: content over max_bytes writes nothing (TOO_LARGE). Missing directories strictly
   below the matched root are created one at a time (`mkdir` relative to the held fd, then
-  opened with `O_NOFOLLOW`); the root itself must exist. The new content goes to a temp file
-  made with `O_CREAT|O_EXCL|O_NOFOLLOW` in the target directory, is fsynced, renamed over
-  the target with `renameat` (both dir fds), and the directory is fsynced.
+  opened with `O_NOFOLLOW`); the root itself must exist, unless the root names the file
+  being written (a root may name one file: then only that file, in an existing directory).
+  The new content goes to a temp file made with `O_CREAT|O_EXCL|O_NOFOLLOW` in the target
+  directory, is fsynced, renamed over the target with `renameat` (both dir fds), and the
+  directory is fsynced.
 - Modes (SECURITY.md "Written files carry no privileges"): every file Talon writes gets an
   explicit `fchmod` to at most 0o755 — never setuid, setgid, sticky, group- or world-write.
   A replaced file keeps its permission bits minus those; a new file gets 0o644 minus the umask
@@ -295,8 +297,10 @@ class PathConfinement:
                 os.close(fd)
 
     def write(self, comps: tuple[str, ...], data: bytes, shown: str, *, root_len: int) -> None:
-        if not comps or len(comps) <= root_len:
-            raise ConstraintViolation(f"{shown!r} names a root or the workspace, not a file")
+        if not comps or len(comps) < root_len:
+            raise ConstraintViolation(f"{shown!r} names the workspace, not a file")
+        # len(comps) == root_len: the root names this very file (a remembered approval pins
+        # one file); nothing is created above it and a directory there is refused below
         name = comps[-1]
         with self.directory(comps[:-1], create_below=root_len) as dfd:
             mode: int | None = None

@@ -2,6 +2,8 @@
 
 Rules (each refusal is CONSTRAINT_VIOLATION before anything runs):
 - argv[0] must be a clean absolute path listed exactly in `commands` (`checks.command_allowed`).
+- With `exact_argv` set (a remembered approval pins it), the whole argv must be one of those
+  vectors exactly (`checks.argv_allowed`).
 - Its real path (symlinks resolved) must be argv[0] itself or also be listed: `/bin/ls` on a
   merged-/usr system resolves to `/usr/bin/ls`, which the operator must then list too. The
   broker opens that real path from `/` without following any symlink and the program is
@@ -38,7 +40,7 @@ import time
 from typing import Any
 
 from ..errors import ConstraintViolation, ToolError
-from ..policy.checks import check_file_path, command_allowed
+from ..policy.checks import argv_allowed, check_file_path, command_allowed
 from ..policy.models import ShellConstraints, ShellExecParams
 from .files import PathConfinement, open_host_path
 
@@ -52,7 +54,9 @@ SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "subreaper
 SUPERVISOR_GRACE = 10.0
 
 
-def _check_argv(argv: list[str], commands: list[str]) -> str:
+def _check_argv(
+    argv: list[str], commands: list[str], exact_argv: list[list[str]] | None = None
+) -> str:
     """The real path to execute, after every argv check."""
     if not argv:
         raise ConstraintViolation("argv is empty")
@@ -70,6 +74,11 @@ def _check_argv(argv: list[str], commands: list[str]) -> str:
         raise ConstraintViolation(
             f"program {prog!r} is not in the allowed commands {list(commands)} "
             "(exact absolute paths only)",
+            details={"program": prog},
+        )
+    if not argv_allowed(argv, exact_argv):
+        raise ConstraintViolation(
+            "these arguments are not among the exact argument vectors the policy allows",
             details={"program": prog},
         )
     real = os.path.realpath(prog)
@@ -133,7 +142,7 @@ def run_shell_exec(
 ) -> dict[str, Any]:
     """Run one allowed program with limits; see the module docstring."""
     argv = list(params.argv)
-    real = _check_argv(argv, constraints.commands)
+    real = _check_argv(argv, constraints.commands, constraints.exact_argv)
     comps, _root = check_file_path(params.cwd, constraints.roots, workspace=workspace)
     cap = constraints.max_output_bytes
     exe_fd = _open_program(real, argv[0])

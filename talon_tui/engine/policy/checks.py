@@ -630,3 +630,8 @@ def command_allowed(argv0: str, commands: list[str]) -> bool:
     if not clean_command_path(argv0):
         return False
     return any(isinstance(c, str) and clean_command_path(c) and c == argv0 for c in commands)
+
+
+def argv_allowed(argv: list[str], exact_argv: list[list[str]] | None) -> bool:
+    """Any argv when `exact_argv` is None, else only a vector listed there exactly."""
+    return exact_argv is None or list(argv) in exact_argv

@@ -132,6 +132,81 @@ def suggest_fix(intent: ToolIntent) -> dict[str, Any] | None:
     return _fix(intent, target)
 
 
+#: how strict each approval mode is: a remembered override or a merged fix never goes lower
+APPROVAL_STRICTNESS: dict[str, int] = {"never": 0, "untrusted": 1, "always": 2}
+
+
+def stricter_approval(a: str, b: str) -> str:
+    return a if APPROVAL_STRICTNESS[a] >= APPROVAL_STRICTNESS[b] else b
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What "approve and remember" adds: `override`, to be inserted at `index` (just before
+    the override that matched, so every intent another override decided before stays decided
+    by it)."""
+
+    index: int
+    override: dict[str, Any]
+
+
+def remember_override(
+    intent: ToolIntent, policy: Policy, *, workspace: str | None = None
+) -> Remembered | None:
+    """The override that allows `intent` under `policy`, narrowed to exactly the intent.
+
+    It is the intersection of that override and the intent: every limit, flag, mount, ttl and
+    the approval mode stay the matched override's; every allowlist shrinks to the intent's own
+    value (the file itself, the host/method/scheme/port, the image, the program, its exact
+    argv and cwd). None when `policy` does not allow the intent (or the intent is refused).
+    """
+    try:
+        target = _prepare(intent)
+    except _Refused:
+        return None
+    decision = evaluate(intent, policy, workspace=workspace)
+    if decision.decision == "DENY" or decision.override_index is None:
+        return None
+    matched = policy.overrides[decision.override_index]
+    if matched.constraints is None:  # pragma: no cover - an allowing override has constraints
+        return None
+    c = matched.constraints.model_dump(mode="json")
+    p = target.params
+    if isinstance(p, (FileReadParams, FileWriteParams)):
+        c["roots"] = [_rel(target.path)]  # this file, never its directory or `.`
+        what = f"{intent.tool} of {_rel(target.path)}"
+    elif isinstance(p, HttpFetchParams) and target.url is not None:
+        u = target.url
+        c["domains"] = [u.host]
+        c["methods"] = [target.method]
+        c["schemes"] = [u.scheme]
+        c["ports"] = [] if checks.port_allowed(u.scheme, u.port, []) else [u.port]
+        what = f"{target.method} {u.scheme}://{u.netloc}"
+    elif isinstance(p, DockerRunParams):
+        c["images"] = [p.image]
+        what = f"run {p.image}"
+    elif isinstance(p, ShellExecParams):
+        c["commands"] = [p.argv[0]]
+        c["roots"] = [_rel(target.path)]
+        c["exact_argv"] = [list(p.argv)]
+        what = f"{posixpath.basename(p.argv[0])} with exactly its argv in {_rel(target.path)}"
+    else:  # pragma: no cover - every tool is handled above
+        return None
+    doc = {
+        "tool": intent.tool,
+        "allow": True,
+        "approval": matched.approval,
+        "enabled": True,
+        "note": f"remembered approval: {what} (narrowed from override #{decision.override_index})",
+        "constraints": c,
+    }
+    try:
+        override = Override.model_validate(doc).model_dump(mode="json")
+    except ValidationError:
+        return None  # not expressible as an override: approve once only
+    return Remembered(index=decision.override_index, override=override)
+
+
 # --------------------------------------------------------------------------- intent checks
 
 
@@ -236,6 +311,8 @@ def _mismatch(
         if isinstance(c, ShellConstraints) and isinstance(p, ShellExecParams):
             if not checks.command_allowed(p.argv[0], c.commands):
                 return f"program {p.argv[0]} is not in commands {c.commands}"
+            if not checks.argv_allowed(p.argv, c.exact_argv):
+                return f"argv of {p.argv[0]} is not among the exact_argv the override allows"
             if checks.path_under_roots(t.path, c.roots, workspace=workspace) is None:
                 return f"cwd {_rel(t.path)} is outside roots {c.roots}"
             return None
@@ -330,14 +407,15 @@ def _fix(intent: ToolIntent, t: _Target) -> dict[str, Any] | None:
     approval = "untrusted"
     constraints: dict[str, Any]
     if isinstance(p, (FileReadParams, FileWriteParams)):
-        directory = _rel(t.path[:-1])
+        # the file's directory; a file at the top of the workspace only itself, never `.`
+        root = _rel(t.path[:-1]) if len(t.path) > 1 else _rel(t.path)
         max_bytes = SUGGESTED_MAX_BYTES
         if t.size is not None:
             if t.size > MAX_FILE_BYTES:
                 return None
             max_bytes = max(max_bytes, t.size)
-        constraints = {"roots": [directory], "max_bytes": max_bytes}
-        note = f"suggested: {intent.tool} in {directory}"
+        constraints = {"roots": [root], "max_bytes": max_bytes}
+        note = f"suggested: {intent.tool} {'in' if len(t.path) > 1 else 'of'} {root}"
     elif isinstance(p, HttpFetchParams) and t.url is not None:
         u = t.url
         if u.ip is not None and checks.address_forbidden(u.ip) is not None:

@@ -260,6 +260,9 @@ class ShellConstraints(BaseConstraints):
     roots: list[str] = Field(default_factory=lambda: ["."])
     timeout_seconds: int = Field(10, ge=1, le=3600)
     max_output_bytes: int = Field(1_048_576, ge=0, le=64 << 20)
+    #: None: a listed program with any arguments; a list: only these exact argument vectors
+    #: (argv[0] included), as "approve and remember" pins them
+    exact_argv: list[list[str]] | None = None
 
     @field_validator("commands")
     @classmethod
@@ -274,6 +277,19 @@ class ShellConstraints(BaseConstraints):
     @classmethod
     def _roots(cls, v: list[str]) -> list[str]:
         return _nonblank_list(v, "roots")
+
+    @model_validator(mode="after")
+    def _exact_argv(self) -> ShellConstraints:
+        if self.exact_argv is None:
+            return self
+        if not self.exact_argv:
+            raise ValueError("exact_argv must not be empty: omit it to allow any arguments")
+        for vector in self.exact_argv:
+            if not vector or any("\x00" in a for a in vector):
+                raise ValueError("exact_argv: each entry is a non-empty argv without NUL bytes")
+            if vector[0] not in self.commands:
+                raise ValueError(f"exact_argv: program {vector[0]!r} is not in commands")
+        return self
 
 
 CONSTRAINT_MODELS: dict[str, type[BaseConstraints]] = {

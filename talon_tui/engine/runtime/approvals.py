@@ -23,16 +23,20 @@ from ..errors import NotFound
 class ApprovalOutcome:
     allow: bool
     remember: bool
-    by: str  # operator | timeout | shutdown
+    by: str  # operator | policy | timeout | shutdown
     timed_out: bool = False
+    reason: str = ""  # why, when `by` is policy
 
 
 class _Pending:
-    __slots__ = ("future", "intent_id", "request")
+    __slots__ = ("future", "intent", "intent_id", "request")
 
-    def __init__(self, request: ApprovalRequest, intent_id: str, future: asyncio.Future) -> None:
+    def __init__(
+        self, request: ApprovalRequest, intent_id: str, intent: Any, future: asyncio.Future
+    ) -> None:
         self.request = request
         self.intent_id = intent_id
+        self.intent = intent  # the ToolIntent as submitted (request.params may be redacted)
         self.future = future
 
 
@@ -57,6 +61,7 @@ class ApprovalQueue:
         intent_id: str,
         reason: str,
         remember_override: dict[str, Any] | None,
+        intent: Any,
     ) -> ApprovalRequest:
         """Queue a new approval and return its request (the caller then `wait`s on it)."""
         now = ids.utcnow()
@@ -74,7 +79,7 @@ class ApprovalQueue:
             remember_override=remember_override,
         )
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        pending = _Pending(request, intent_id, future)
+        pending = _Pending(request, intent_id, intent, future)
         self._pending[request.approval_id] = pending
         self._waiters[request.approval_id] = pending
         return request
@@ -84,6 +89,18 @@ class ApprovalQueue:
 
     def get(self, approval_id: str) -> ApprovalRequest:
         return self._get(approval_id).request
+
+    def intent(self, approval_id: str) -> Any:
+        """The waiting ToolIntent itself, to judge it again against the current policy."""
+        return self._get(approval_id).intent
+
+    def waiting_in(self, session_id: str) -> tuple[str, ...]:
+        """Ids of the approvals of one session that are still decidable."""
+        return tuple(a for a, p in self._pending.items() if p.request.session_id == session_id)
+
+    def set_remember_override(self, approval_id: str, override: dict[str, Any] | None) -> None:
+        """What "approve and remember" would now add (the policy changed while it waited)."""
+        self._get(approval_id).request.remember_override = override
 
     def _get(self, approval_id: str) -> _Pending:
         pending = self._pending.get(approval_id)

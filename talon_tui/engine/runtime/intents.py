@@ -28,6 +28,7 @@ from ..errors import (
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
 from ..store import INLINE_TOOLS, EngineStore
+from .approvals import ApprovalOutcome
 from .skills import parse_skill_answer
 
 if TYPE_CHECKING:
@@ -186,6 +187,10 @@ class IntentFlow:
                 intent, self.store.policy(session_id), workspace=session.workspace
             )
             denied = decision.decision == "DENY"
+            # a reason or fix quoting a secret's value would log it: redacted, no such fix
+            decision.reason, _ = self.store.redactor(decision.reason)
+            if decision.suggested_fix and self.store.redactor(decision.suggested_fix)[1]:
+                decision.suggested_fix = None
             step.add(
                 "policy.decision",
                 {
@@ -217,7 +222,7 @@ class IntentFlow:
                 )
             if decision.decision == "REQUIRE_APPROVAL":
                 step.flush()
-                await self._await_approval(
+                decision = await self._await_approval(
                     session, subject, intent, params_rec, decision, intent_id, run_id
                 )
             result = await self._execute(session, subject, intent, ih, decision, ref, step, _depth)
@@ -249,7 +254,10 @@ class IntentFlow:
         decision: Decision,
         intent_id: str,
         run_id: str,
-    ) -> None:
+    ) -> Decision:
+        """Wait for the operator; returns the decision of the *current* policy (judged again
+        after the approval, so its constraints and ttl are the ones the token gets)."""
+        remembered = self.remembered_for(session.id, intent)
         request = self.approvals.open(
             session_id=session.id,
             run_id=run_id,
@@ -259,7 +267,8 @@ class IntentFlow:
             origin=intent.origin,
             intent_id=intent_id,
             reason=decision.reason,
-            remember_override=_remembered(intent),
+            remember_override=jsonable(remembered.override) if remembered else None,
+            intent=intent,
         )
         self._record(
             "approval.requested",
@@ -283,30 +292,45 @@ class IntentFlow:
             # the agent went away (or the engine is stopping): nobody waits for a decision
             self._expire_approval(request, intent_id, "cancelled", False, session.id, run_id)
             raise
-        if outcome.by != "operator":
+        if outcome.by not in ("operator", "policy"):  # those two were recorded by the decider
             self._expire_approval(
                 request, intent_id, outcome.by, outcome.timed_out, session.id, run_id
             )
-        code = (
-            None
-            if outcome.allow
-            else (ErrorCode.APPROVAL_TIMEOUT if outcome.timed_out else ErrorCode.APPROVAL_DENIED)
-        )
-        reason = {
-            (True, "operator"): "approved by the operator",
-            (False, "operator"): "denied by the operator",
-            (False, "timeout"): "no operator decision before the approval timed out",
-            (False, "shutdown"): "the engine stopped before an operator decided",
-        }[(outcome.allow, outcome.by)]
+        current = decision
+        by = "operator"
+        if outcome.allow:
+            # the policy may have changed since the decision: judge the intent again now, with
+            # no await before the token is issued from what this returns
+            current = self.judge_waiting(session.id, intent)
+            if current.decision == "DENY":
+                outcome = ApprovalOutcome(False, False, "policy", reason=current.reason)
+        if outcome.by == "policy":
+            by = "policy"
+            code: ErrorCode | None = ErrorCode.POLICY_DENIED
+            reason = "approval withdrawn: " + outcome.reason
+        else:
+            code = (
+                None
+                if outcome.allow
+                else (
+                    ErrorCode.APPROVAL_TIMEOUT if outcome.timed_out else ErrorCode.APPROVAL_DENIED
+                )
+            )
+            reason = {
+                (True, "operator"): "approved by the operator",
+                (False, "operator"): "denied by the operator",
+                (False, "timeout"): "no operator decision before the approval timed out",
+                (False, "shutdown"): "the engine stopped before an operator decided",
+            }[(outcome.allow, outcome.by)]
         self._record(
             "policy.decision",
             {
                 "intent_id": intent_id,
                 "tool": intent.tool,
-                "decision": "ALLOW" if outcome.allow else "DENY",
+                "decision": "ALLOW" if code is None else "DENY",
                 "reason": reason,
-                "by": "operator",
-                "override_index": decision.override_index,
+                "by": by,
+                "override_index": current.override_index,
                 "suggested_fix": None,
                 "code": str(code) if code else None,
             },
@@ -319,6 +343,36 @@ class IntentFlow:
                 code=code,
                 details={"approval_id": request.approval_id, "reason": reason},
             )
+        return current
+
+    def remembered_for(
+        self, session_id: str, intent: ToolIntent
+    ) -> policy_engine.Remembered | None:
+        """What "approve and remember" would add under the current policy; None when nothing
+        can be remembered, including when the override would carry a secret's value (policy
+        documents are shown and logged unredacted): then the operator approves once."""
+        session = self.store.get_session(session_id)
+        if session is None:
+            return None
+        remembered = policy_engine.remember_override(
+            intent, self.store.policy(session_id), workspace=session.workspace
+        )
+        if remembered is None or self.store.redactor(remembered.override)[1]:
+            return None
+        return remembered
+
+    def judge_waiting(self, session_id: str, intent: ToolIntent) -> Decision:
+        """The current policy's decision on a waiting intent (DENY once its session closed)."""
+        session = self.store.get_session(session_id)
+        if session is None or session.status != "open":
+            return Decision(decision="DENY", reason=f"session {session_id} is closed")
+        decision = policy_engine.evaluate(
+            intent, self.store.policy(session_id), workspace=session.workspace
+        )
+        reason, _ = self.store.redactor(decision.reason)
+        if decision.decision == "DENY":
+            reason = f"the current policy denies it: {reason}"
+        return decision.model_copy(update={"reason": reason, "suggested_fix": None})
 
     def _expire_approval(
         self,
@@ -539,19 +593,6 @@ class IntentFlow:
                 }
             )
         return outcomes
-
-
-def _remembered(intent: ToolIntent) -> dict[str, Any] | None:
-    """What "approve and remember" adds: the narrowest override for exactly this intent, with
-    `approval: never` (the operator has just approved exactly this), placed first so that an
-    earlier `approval: always` override for the same tool does not keep asking."""
-    fix = policy_engine.suggest_fix(intent)
-    if fix is None:
-        return None
-    fix = jsonable(fix)
-    fix["approval"] = "never"
-    fix["note"] = (fix.get("note") or "") + " (remembered approval)"
-    return fix
 
 
 _DENIAL_CODES = {

@@ -225,15 +225,15 @@ def test_approvals_approve_deny_timeout_remember(server):
             # timeout (2 s in this server)
             with pytest.raises(ApprovalTimeoutError):
                 await agent.intent("file.read", {"path": "work/a.txt"})
-            # approve and remember: the next identical intent is allowed without asking
+            # approve and remember: the matched rule narrowed to this file, its approval kept
             c = asyncio.create_task(agent.intent("file.read", {"path": "work/a.txt"}))
             (p,) = await asyncio.wait_for(_wait_approvals(admin, 1), 10)
+            assert p.remember_override["constraints"]["roots"] == ["work/a.txt"]
             await admin.decide_approval(p.approval_id, True, remember=True)
             assert (await c).decision == "ALLOW"
-            again = await asyncio.wait_for(agent.intent("file.read", {"path": "work/a.txt"}), 5)
-            assert again.decision == "ALLOW"
             policy = await admin.get_policy(sid)
-            assert policy.overrides[0].approval == "never"
+            assert policy.overrides[0].approval == APPROVAL_POLICY["overrides"][0]["approval"]
+            assert policy.overrides[0].constraints.roots == ["work/a.txt"]
             decided = await admin.query_audit(session_id=sid, types=["approval.decided"])
             assert [d["data"]["allow"] for d in decided] == [True, False, False, True]
             assert decided[2]["data"]["timed_out"] is True

@@ -94,9 +94,10 @@ def _neighbours(i: ToolIntent) -> list[ToolIntent]:
     if i.tool.startswith("file."):
         parts = p["path"].split("/")
         if len(parts) > 1:
-            # a file at the top of the workspace gets root "." (the broker writes only below
-            # a root), so only files in a directory have sibling directories to refuse
             out.append({**p, "path": "/".join([*parts[:-2], parts[-2] + "x", parts[-1]])})
+            out.append({**p, "path": "zz-other/" + p["path"]})
+        else:  # a file at the top of the workspace gets only itself as root, never "."
+            out.append({**p, "path": parts[0] + "x"})
             out.append({**p, "path": "zz-other/" + p["path"]})
     elif i.tool == "http.fetch":
         scheme, rest = p["url"].split("://", 1)
