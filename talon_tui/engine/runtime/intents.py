@@ -431,12 +431,14 @@ class IntentFlow:
         if intent.tool not in INLINE_TOOLS:
             # a thread of the tool pool, within this session's and agent's share, taken before
             # the token is issued (a wait in the queue must not eat the token's ttl)
-            step.flush()
-            try:
-                slot = await self.tools.acquire(sid, subject)
-            except RateLimited as exc:
-                self._tool_failed(exc, intent, ref, step, time.perf_counter())
-                raise
+            slot = self.tools.try_acquire(sid, subject)
+            if slot is None:
+                step.flush()  # about to wait: the log shows the decision meanwhile
+                try:
+                    slot = await self.tools.acquire(sid, subject)
+                except RateLimited as exc:
+                    self._tool_failed(exc, intent, ref, step, time.perf_counter())
+                    raise
         try:
             return await self._execute_in_slot(
                 session, subject, intent, ih, decision, ref, step, depth, slot

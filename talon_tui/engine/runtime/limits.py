@@ -178,17 +178,24 @@ class ToolScheduler:
         self.by_agent[agent] = self.by_agent.get(agent, 0) + 1
         return ToolSlot(self, session, agent)
 
-    async def acquire(self, session: str, agent: str) -> ToolSlot:
-        """A slot for one tool call of `session`/`agent`; waits (parked) for one, or raises
-        RateLimited when the session already has `queue_per_session` calls waiting."""
+    def try_acquire(self, session: str, agent: str) -> ToolSlot | None:
+        """A slot at once if one is free for `session`/`agent` and none of theirs is queued
+        (waiters of other sessions do not fit, else they would have been granted: they cannot
+        hold this one up); None otherwise."""
         if (
             self._fits(session, agent)
             and session not in self.queued_by_session
             and agent not in self.queued_by_agent
         ):
-            # waiters of other sessions do not fit (else they would have been granted):
-            # they cannot hold this one up
             return self._take(session, agent)
+        return None
+
+    async def acquire(self, session: str, agent: str) -> ToolSlot:
+        """A slot for one tool call of `session`/`agent`; waits (parked) for one, or raises
+        RateLimited when the session already has `queue_per_session` calls waiting."""
+        slot = self.try_acquire(session, agent)
+        if slot is not None:
+            return slot
         queued = self.queued_by_session.get(session, 0)
         if queued >= self.limits.queue_per_session:
             raise RateLimited(
