@@ -23,6 +23,7 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
         "cmd_doctor",
         "check the data dir's owner and modes and who the agents run as",
     ),
+    ("status",): ("admin_cmd", "cmd_status", "show the running engine's state and limits"),
     ("session", "create"): (
         "admin_cmd",
         "cmd_session_create",
@@ -153,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only agents running as this uid or user may connect (repeatable)",
     )
+    from .commands.serve_flags import add_limit_flags
+
+    add_limit_flags(p)
+    p = leaf(("status",))
+    _json(p)
 
     p = leaf(("doctor",))
     _json(p)

@@ -125,6 +125,8 @@ class EngineStatus(BaseModel):
     last_checkpoint_ts: str | None = None
     docker_runtime: str | None = None
     docker_available: bool = False
+    #: configured limits and current use (tools_running, tools_queued, ...); see limits.py
+    limits: dict[str, float] = Field(default_factory=dict)
 
 
 class BusMessage(BaseModel):

@@ -43,6 +43,7 @@ from .policy.models import Policy, Session, parse_policy
 from .runtime.approvals import ApprovalOutcome, ApprovalQueue
 from .runtime.bus import EventBus
 from .runtime.intents import IntentFlow
+from .runtime.limits import Aggregator, ApprovalLimits, ToolLimits, ToolScheduler
 from .runtime.state import policy_sha256
 from .store import EngineStore, GroupCommit
 
@@ -62,6 +63,9 @@ class Engine(IntentFlow):
         checkpoint_every: int = 1000,
         max_output_bytes: int = 64 * 1024,
         bus_queue_size: int = 10_000,
+        tool_limits: ToolLimits | None = None,
+        approval_limits: ApprovalLimits | None = None,
+        aggregate_seconds: float = 10.0,
     ) -> None:
         self.data = DataDir(Path(data_dir).absolute())
         self.docker_runtime = docker_runtime
@@ -76,6 +80,15 @@ class Engine(IntentFlow):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="talon-engine")
+        #: blocking tools run here, under per-session and per-agent limits (limits.py)
+        self.tools = ToolScheduler(tool_limits)
+        self.approval_limits = approval_limits or ApprovalLimits()
+        #: session_id / subject -> [pending approvals, bytes of their params]
+        self.approval_load: dict[str, list[int]] = {}
+        self.aggregate_seconds = aggregate_seconds
+        self._refused = Aggregator(self._record_refused, aggregate_seconds, ("tool",))
+        #: the pipe's limits, shown by `status` (set by the pipe server when it starts)
+        self.pipe_limits: dict[str, float] = {}
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -148,6 +161,7 @@ class Engine(IntentFlow):
                 await asyncio.wait_for(self._idle.wait(), timeout=grace)
             except TimeoutError:
                 pass
+        self._refused.flush_all()
         self._record("engine.stopped", {"reason": reason})
         self.started = False
         loop = asyncio.get_running_loop()
@@ -156,6 +170,7 @@ class Engine(IntentFlow):
         self.bus.close()
         self.store.unlock()
         self._pool.shutdown(wait=False)
+        self.tools.shutdown()
 
     async def _reap_leftover_containers(self) -> None:
         """Containers an earlier run of this engine left (kill -9, power loss): removed in the
@@ -257,12 +272,33 @@ class Engine(IntentFlow):
         self.bus.publish("agent", {"action": "disconnected", "peer": peer.model_dump()})
 
     def pipe_rejected(
-        self, conn_id: str, code: str, reason: str, op: str | None, session_id: str | None = None
+        self,
+        conn_id: str,
+        code: str,
+        reason: str,
+        op: str | None,
+        session_id: str | None = None,
+        *,
+        count: int = 1,
+        uid: int | None = None,
+        codes: dict[str, int] | None = None,
+        ops: dict[str, int] | None = None,
     ) -> None:
+        """One `pipe.rejected` event; `count` rejections of this peer since the last one (the
+        pipe aggregates them per peer and interval)."""
         if self.started:
             self._record(
                 "pipe.rejected",
-                {"conn_id": conn_id, "code": code, "reason": reason, "op": op},
+                {
+                    "conn_id": conn_id,
+                    "code": code,
+                    "reason": reason,
+                    "op": op,
+                    "count": count,
+                    "uid": uid,
+                    "codes": codes or {code: count},
+                    "ops": ops or ({} if op is None else {op: count}),
+                },
                 session_id=session_id,
             )
 
@@ -289,7 +325,19 @@ class Engine(IntentFlow):
             docker_available=await asyncio.get_running_loop().run_in_executor(
                 self._pool, self.store.docker_available
             ),
+            limits=self.limits(),
         )
+
+    def limits(self) -> dict[str, float]:
+        """Every configured limit and the tool pool's current use (for `status`)."""
+        al = self.approval_limits
+        return {
+            **self.tools.snapshot(),
+            "approvals_per_session": al.per_session,
+            "approvals_per_agent": al.per_agent,
+            "approval_params_bytes_per_session": al.params_bytes_per_session,
+            **self.pipe_limits,
+        }
 
     async def list_sessions(self) -> list[SessionInfo]:
         out = []

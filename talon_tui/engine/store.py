@@ -18,6 +18,7 @@ import queue
 import secrets as pysecrets
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
@@ -283,13 +284,22 @@ class EngineStore:
     # ------------------------------------------------------------------ broker
 
     async def execute(
-        self, intent: ToolIntent, token: str, session: Session, subject: str
+        self,
+        intent: ToolIntent,
+        token: str,
+        session: Session,
+        subject: str,
+        runner: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
     ) -> dict[str, Any]:
+        """Run the broker: inline for INLINE_TOOLS, else through `runner` (the engine's tool
+        slot on its own pool) or, without one, the loop's default executor."""
         call = functools.partial(
             self.broker.execute, intent, token, session=session, subject=subject
         )
         if intent.tool in INLINE_TOOLS:
             return call()
+        if runner is not None:
+            return await runner(call)
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
     def docker_available(self) -> bool:

@@ -181,8 +181,19 @@ class DashboardScreen(TalonScreen):
             f"oldest {human_age(oldest)}" if st.pending_approvals else "press 3 to see",
             color=APPROVAL_COLOR if st.pending_approvals else None,
         )
-        self._tile("agents", "Agents", st.agents_connected, "connected", "on the pipe")
+        self._tile("agents", "Agents", st.agents_connected, "connected", self._tools_line(st))
         self._show_chain()
+
+    @staticmethod
+    def _tools_line(st: EngineStatus) -> str:
+        """Blocking tool calls running / threads (the pool no session can fill alone); `+N`
+        when calls wait for a slot."""
+        lim = st.limits
+        if "tool_threads" not in lim:
+            return "on the pipe"
+        line = f"tools {lim.get('tools_running', 0):g}/{lim['tool_threads']:g}"
+        queued = lim.get("tools_queued", 0)
+        return f"{line}+{queued:g}" if queued else line
 
     def _show_chain(self) -> None:
         st = self.status

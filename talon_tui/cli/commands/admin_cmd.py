@@ -182,3 +182,75 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+def status_lines(st: Any) -> list[str]:
+    """`talon status` as text: the engine's state, then every limit and the tool pool's use."""
+    lim = st.limits
+    lines = [
+        f"engine     {st.mode} · data {st.data_dir}",
+        f"sessions   {st.sessions_open} open · {st.agents_connected} agents connected · "
+        f"{st.pending_approvals} approvals waiting"
+        + (
+            f" (oldest {st.oldest_approval_age_s} s)"
+            if st.oldest_approval_age_s is not None
+            else ""
+        ),
+        f"audit      head #{st.audit_head_seq} · signed #{st.last_checkpoint_seq}"
+        if st.last_checkpoint_seq is not None
+        else f"audit      head #{st.audit_head_seq} · no signed checkpoint yet",
+    ]
+    if "tool_threads" in lim:
+        lines.append(
+            f"tools      {lim.get('tools_running', 0):g} running, "
+            f"{lim.get('tools_queued', 0):g} queued · {lim['tool_threads']:g} threads"
+        )
+        lines.append(
+            f"           at most {lim['tools_per_session']:g} per session and "
+            f"{lim['tools_per_agent']:g} per agent, {lim['tool_queue_per_session']:g} queued "
+            "per session"
+        )
+    if "approvals_per_session" in lim:
+        lines.append(
+            f"approvals  at most {lim['approvals_per_session']:g} waiting per session and "
+            f"{lim['approvals_per_agent']:g} per agent"
+        )
+        lines.append(
+            f"           {_mib(lim['approval_params_bytes_per_session'])} of their params "
+            "per session"
+        )
+    if "max_connections" in lim:
+        lines.append(
+            f"pipe       {lim['max_connections']:g} connections, "
+            f"{lim.get('max_connections_per_agent', lim['max_connections']):g} per agent · "
+            f"hello within {lim['hello_timeout_s']:g} s"
+        )
+        lines.append(
+            f"           without a hello at most {lim['max_unauth_per_uid']:g} per uid, "
+            f"{lim['max_unauth']:g} in all"
+        )
+        lines.append(
+            f"replies    unsent at most {_mib(lim['max_unsent_bytes'])} per connection, "
+            f"{_mib(lim['max_unsent_total_bytes'])} in all"
+        )
+    lines.append(
+        f"docker     {'available' if st.docker_available else 'not available'}"
+        + (f" · runtime {st.docker_runtime}" if st.docker_runtime else "")
+    )
+    return lines
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def body(c: AdminClient) -> int:
+        st = await c.status()
+        if args.json:
+            print_json(st.model_dump())
+        else:
+            print("\n".join(status_lines(st)))
+        return 0
+
+    return _run(args, body)

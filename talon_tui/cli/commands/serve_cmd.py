@@ -4,9 +4,10 @@ SIGTERM/SIGINT: stop accepting, deny intents still waiting for an approval, let 
 intents finish (bounded), record `engine.stopped`, write the final checkpoint, remove the
 socket, exit 0. Never imports textual.
 
-Tuning (environment, mainly for tests and benchmarks): TALON_PIPE_MAX_CONNECTIONS,
-TALON_PIPE_IDLE_TIMEOUT (s), TALON_PIPE_RATE and TALON_PIPE_BURST (requests/s per agent),
-TALON_APPROVAL_TIMEOUT (s), TALON_CHECKPOINT_EVERY.
+Limits: each is a flag (serve_flags.py, `talon serve --help`, SECURITY.md "Limits on the
+pipe"); a flag not given falls back to its environment variable, then to the default.
+Tuning by environment only (tests, benchmarks): TALON_PIPE_IDLE_TIMEOUT (s), TALON_PIPE_RATE and
+TALON_PIPE_BURST (requests/s per agent), TALON_APPROVAL_TIMEOUT (s), TALON_CHECKPOINT_EVERY.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from talon_tui.engine import pipe
 from talon_tui.engine.core.paths import DataDir, resolve_data_dir
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import TalonError
+from talon_tui.engine.runtime import limits
 
 from .common import fail
+from .serve_flags import limit
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -83,7 +86,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gid = socket_group_id(args.socket_group)
     agent_uids = agent_uid_set(args.agent_uid)
     try:
-        return asyncio.run(_serve(data, args.docker_runtime, gid, agent_uids))
+        tool_limits = limits.ToolLimits(
+            threads=int(limit(args, "tool-threads")),
+            per_session=int(limit(args, "tools-per-session")),
+            per_agent=int(limit(args, "tools-per-agent")),
+            queue_per_session=int(limit(args, "tool-queue-per-session")),
+        )
+        approval_limits = limits.ApprovalLimits(
+            per_session=int(limit(args, "approvals-per-session")),
+            per_agent=int(limit(args, "approvals-per-agent")),
+            params_bytes_per_session=int(limit(args, "approval-params-bytes")),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    if limit(args, "max-unsent-total-bytes") < limit(args, "max-unsent-bytes"):
+        fail("--max-unsent-total-bytes must be at least --max-unsent-bytes")
+    try:
+        return asyncio.run(_serve(data, args, tool_limits, approval_limits, gid, agent_uids))
     except TalonError as exc:
         fail(exc.message)
     except PermissionError as exc:
@@ -95,16 +114,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(
     data: DataDir,
-    docker_runtime: str | None,
+    args: argparse.Namespace,
+    tool_limits: limits.ToolLimits,
+    approval_limits: limits.ApprovalLimits,
     socket_gid: int | None = None,
     agent_uids: frozenset[int] | None = None,
 ) -> int:
     pipe.check_socket_dir(data.run_dir)  # before anything creates or fixes the directory
+    aggregate = limit(args, "aggregate-seconds")
     engine = Engine(
         data.root,
-        docker_runtime=docker_runtime,
+        docker_runtime=args.docker_runtime,
         approval_timeout=_env_number("TALON_APPROVAL_TIMEOUT", 120.0),
         checkpoint_every=_checkpoint_every(),
+        tool_limits=tool_limits,
+        approval_limits=approval_limits,
+        aggregate_seconds=aggregate,
     )
     await engine.start()
     try:
@@ -115,14 +140,19 @@ async def _serve(
     server = pipe.PipeServer(
         engine,
         data.socket_path,
-        max_connections=int(
-            _env_number("TALON_PIPE_MAX_CONNECTIONS", pipe.DEFAULT_MAX_CONNECTIONS, int)
-        ),
+        max_connections=int(limit(args, "max-connections")),
+        max_connections_per_agent=int(limit(args, "max-connections-per-agent")),
         idle_timeout=_env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT),
         rate=_env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE),
         burst=_env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST),
         socket_group=socket_gid,
         agent_uids=agent_uids,
+        hello_timeout=limit(args, "hello-timeout"),
+        max_unauth_per_uid=int(limit(args, "max-unauth-per-uid")),
+        max_unauth=int(limit(args, "max-unauth")),
+        max_unsent=int(limit(args, "max-unsent-bytes")),
+        max_unsent_total=int(limit(args, "max-unsent-total-bytes")),
+        reject_interval=aggregate,
     )
     try:
         await server.start()

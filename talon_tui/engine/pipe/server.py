@@ -11,6 +11,19 @@ waits before being read), and replies carry the request's `id`, so one slow inte
 waiting for an approval) never holds up the others. One bad client never slows the others:
 each connection has its own reader task, replies are written without waiting on other
 connections, and event streams to slow subscribers drop (and count) instead of blocking.
+
+Memory a client can pin is bounded (SECURITY.md, "Limits on the pipe"):
+- replies: each request being worked on counts 1/64 of `max_unsent` bytes, or the size of
+  the results it has made once they exist, and a connection whose unsent replies plus these
+  reach `max_unsent` is not read until its client drains them; all connections together
+  stay under `max_unsent_total`, and past it the connection holding the most unsent bytes is
+  closed (its replies dropped). A connection with nothing outstanding may always send one
+  request, so a client that reads is always served.
+- before authentication: a hello deadline, and a cap on connections without a hello per peer
+  uid (SO_PEERCRED) and in all, separate from the cap on authenticated connections; the
+  oldest connection without a hello makes room for a new one.
+- audit noise: rejections are written as at most one `pipe.rejected` event per peer (uid,
+  session) per interval, with the count.
 """
 
 from __future__ import annotations
@@ -33,15 +46,30 @@ from ..api import AgentPeer
 from ..core import ids
 from ..core.canon import loads_strict
 from ..errors import BadRequest, ErrorCode, TalonError
+from ..runtime.limits import (
+    DEFAULT_AUDIT_AGGREGATE_SECONDS,
+    DEFAULT_HELLO_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_AGENT,
+    DEFAULT_MAX_UNAUTH,
+    DEFAULT_MAX_UNAUTH_PER_UID,
+    DEFAULT_MAX_UNSENT,
+    DEFAULT_MAX_UNSENT_TOTAL,
+    REQUEST_BUDGET,
+    Aggregator,
+)
 from .ops import ADMIN_OPS, AGENT_OPS, COMMON_OPS, OpContext, dispatch
 
 MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_INFLIGHT = 64
-DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_RATE = 1000.0  # requests per second per agent subject
 DEFAULT_BURST = 2000.0
+#: how long a connection without a hello is safe from being closed to make room for a new one
+UNAUTH_GRACE_SECONDS = 0.5
+#: how often a connection waiting for reply room looks again (drains are not signalled)
+_ROOM_POLL_SECONDS = 0.05
 
 
 class PipeSetupError(TalonError):
@@ -207,6 +235,9 @@ class Connection:
         self.pump: asyncio.Task | None = None
         self.closing = False
         self.bucket: TokenBucket | None = None
+        #: bytes reserved by requests being worked on (not parked): see ReplyBudget
+        self.reserved = 0
+        self.opened = time.monotonic()
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -218,6 +249,33 @@ class Connection:
         if self.closing or self.writer.is_closing():
             return
         self.writer.write(encode(obj))
+        if self.buffered() > self.server.max_unsent // 4:
+            self.server.enforce_total()
+
+    def buffered(self) -> int:
+        """Reply bytes written but not yet taken by the client's socket."""
+        transport = self.writer.transport
+        if transport is None or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_size()
+
+    def unsent(self) -> int:
+        return self.buffered() + self.reserved
+
+    async def wait_for_room(self) -> None:
+        """Stop reading this client's requests while its unsent replies (and the replies being
+        made for it) fill its share, or all connections' together fill the total."""
+        server = self.server
+        share = server.reply_reservation
+        while not self.closing:
+            mine = self.unsent()
+            if mine == 0:
+                return  # nothing outstanding: one request may always go ahead
+            if mine + share <= server.max_unsent and server.total_unsent() + share <= (
+                server.max_unsent_total
+            ):
+                return
+            await server.wait_changed(_ROOM_POLL_SECONDS)
 
     async def flush(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -227,11 +285,9 @@ class Connection:
         self.send({"id": req_id, "ok": False, "error": exc.to_wire()})
 
     def reject(self, req_id: Any, code: ErrorCode, message: str, op: Any = None) -> None:
-        """Answer an error that is also audited (`pipe.rejected`)."""
+        """Answer an error that is also audited (`pipe.rejected`, aggregated per peer)."""
         self.reply_error(req_id, TalonError(message, code=code))
-        self.server.engine.pipe_rejected(
-            self.conn_id, str(code), message, op if isinstance(op, str) else None, self.session_id
-        )
+        self.server.note_rejection(self, code, message, op)
 
     # -- reading
     async def read_line(self) -> bytes | None:
@@ -287,18 +343,33 @@ class Connection:
                 await self.flush()
                 continue
             await self.slots.acquire()
-            task = asyncio.create_task(self._handle(req_id, op, frame))
+            budget = ReplyBudget(self)
+            task = asyncio.create_task(self._handle(req_id, op, frame, budget))
             self.tasks.add(task)
             task.add_done_callback(self._task_done)
+            # let it run to its first wait: a result made at once (an inline read) is counted
+            # before the next request is read
+            await asyncio.sleep(0)
+            await self.wait_for_room()
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.slots.release()
 
     async def _hello(self) -> bool:
-        line = await self.read_line()
-        if line is None:
+        deadline = min(self.server.hello_timeout, self.server.idle_timeout)
+        try:
+            async with asyncio.timeout(deadline):
+                line = await self.reader.readuntil(b"\n")
+        except TimeoutError:
+            self.reject(None, ErrorCode.UNAUTHENTICATED, f"no hello within {deadline:g} s")
+            await self.flush()
             return False
+        except asyncio.IncompleteReadError:
+            return False
+        if self.closing:
+            return False  # closed to make room while its hello was on the way
+        line = line[:-1]
         frame: dict[str, Any] | None
         try:
             frame = parse_frame(line)
@@ -330,6 +401,12 @@ class Connection:
             self.reject(req_id, ErrorCode.UNAUTHENTICATED, exc.message, "hello")
             await self.flush()
             return False
+        self.server.authenticated(self)
+        full = self.server.connection_refusal(self)
+        if full is not None:
+            self.reject(req_id, ErrorCode.RATE_LIMITED, full, "hello")
+            await self.flush()
+            return False
         peer = AgentPeer(
             conn_id=self.conn_id,
             session_id=self.session_id,
@@ -355,7 +432,17 @@ class Connection:
         await self.flush()
         return True
 
-    async def _handle(self, req_id: Any, op: Any, frame: dict[str, Any]) -> None:
+    async def _handle(
+        self, req_id: Any, op: Any, frame: dict[str, Any], budget: ReplyBudget
+    ) -> None:
+        REQUEST_BUDGET.set(budget)
+        try:
+            await self._answer(req_id, op, frame)
+        finally:
+            budget.done()  # the reply is in the transport now: counted as buffered bytes
+        await self.flush()
+
+    async def _answer(self, req_id: Any, op: Any, frame: dict[str, Any]) -> None:
         try:
             if not isinstance(op, str) or not op:
                 raise BadRequest("frame needs an op (a string)")
@@ -373,7 +460,6 @@ class Connection:
             self.reply_error(req_id, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
             self.reply_error(req_id, TalonError(f"internal error: {type(exc).__name__}: {exc}"))
-        await self.flush()
 
     # -- events
     def start_events(self, from_seq: int | None) -> None:
@@ -400,12 +486,67 @@ class Connection:
             self.pump.cancel()
         for task in list(self.tasks):
             task.cancel()
-        if self.role is not None:
+        self.server.forget_unauth(self)
+        if self.role is not None and self.server.by_conn.get(self.conn_id) is self:
             self.server.by_conn.pop(self.conn_id, None)
             self.server.engine.agent_disconnected(self.conn_id)
-        with contextlib.suppress(Exception):
-            self.writer.close()
-            await self.writer.wait_closed()
+        self.writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()  # a client that never reads: drop what it did not take
+        self.server.changed()
+
+    def abort(self) -> None:
+        """Close at once, dropping unsent replies (their memory is freed now)."""
+        self.closing = True
+        transport = self.writer.transport
+        if transport is not None:
+            transport.abort()
+
+
+class ReplyBudget:
+    """What one request may pin in memory until its reply is written. It counts
+    `reply_reservation` bytes against its connection's share from the moment it is read, or
+    the size of the results it has made once they exist (`produced`), whichever is larger;
+    nothing while it is parked (waiting on an operator or a tool thread); and nothing once its
+    reply is in the transport (whose buffer is counted instead)."""
+
+    __slots__ = ("conn", "held", "made", "parked")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.held = 0
+        self.made = 0
+        self.parked = False
+        self._sync()
+
+    def _sync(self) -> None:
+        want = 0 if self.parked else max(self.conn.server.reply_reservation, self.made)
+        delta = want - self.held
+        if delta:
+            self.held = want
+            self.conn.reserved += delta
+            if delta < 0:
+                self.conn.server.changed()
+
+    def park(self) -> None:
+        self.parked = True
+        self._sync()
+
+    def unpark(self) -> None:
+        self.parked = False
+        self._sync()
+
+    def produced(self, size: int) -> None:
+        self.made += max(0, size)
+        self._sync()
+
+    def done(self) -> None:
+        self.parked = True
+        self.made = 0
+        self._sync()
 
 
 class PipeServer:
@@ -417,12 +558,21 @@ class PipeServer:
         socket_path: str | os.PathLike[str],
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_agent: int = DEFAULT_MAX_CONNECTIONS_PER_AGENT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         rate: float = DEFAULT_RATE,
         burst: float = DEFAULT_BURST,
         socket_group: int | None = None,
         agent_uids: frozenset[int] | None = None,
+        hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
+        max_unauth_per_uid: int = DEFAULT_MAX_UNAUTH_PER_UID,
+        max_unauth: int = DEFAULT_MAX_UNAUTH,
+        max_unsent: int = DEFAULT_MAX_UNSENT,
+        max_unsent_total: int = DEFAULT_MAX_UNSENT_TOTAL,
+        reject_interval: float = DEFAULT_AUDIT_AGGREGATE_SECONDS,
     ) -> None:
+        if max_unsent_total < max_unsent:
+            raise ValueError("the total reply bound must be at least the per-connection bound")
         self.engine = engine
         #: group allowed to connect (socket 0660 that group); None: only our uid (0600)
         self.socket_group = socket_group
@@ -430,14 +580,157 @@ class PipeServer:
         self.agent_uids = agent_uids
         self.socket_path = Path(socket_path)
         self.max_connections = max_connections
+        self.max_connections_per_agent = max_connections_per_agent
         self.idle_timeout = idle_timeout
         self.rate = rate
         self.burst = burst
+        self.hello_timeout = hello_timeout
+        self.max_unauth_per_uid = max_unauth_per_uid
+        self.max_unauth = max_unauth
+        self.max_unsent = max_unsent
+        self.max_unsent_total = max_unsent_total
+        #: what each request being worked on counts at least against its connection's share
+        #: (its results count once made): up to 64 small requests run at once in 4 MiB
+        self.reply_reservation = max(1, max_unsent // 64)
         self.connections: set[Connection] = set()
         self.by_conn: dict[str, Connection] = {}
+        #: connections that have not said hello yet, oldest first, per peer uid
+        self.unauth: dict[int | None, dict[str, Connection]] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task] = set()
+        self._changed = asyncio.Event()
+        self._rejections = Aggregator(self._emit_rejection, reject_interval, ("code", "op"))
+
+    # -- limits
+    def limits(self) -> dict[str, float]:
+        return {
+            "max_connections": self.max_connections,
+            "max_connections_per_agent": self.max_connections_per_agent,
+            "hello_timeout_s": self.hello_timeout,
+            "max_unauth_per_uid": self.max_unauth_per_uid,
+            "max_unauth": self.max_unauth,
+            "max_unsent_bytes": self.max_unsent,
+            "max_unsent_total_bytes": self.max_unsent_total,
+            "max_inflight_per_connection": MAX_INFLIGHT,
+        }
+
+    def changed(self) -> None:
+        """Wake connections waiting for reply room."""
+        self._changed.set()
+
+    async def wait_changed(self, timeout: float) -> None:
+        event = self._changed
+        if event.is_set():
+            self._changed = event = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+
+    def total_unsent(self) -> int:
+        return sum(c.unsent() for c in self.connections)
+
+    def enforce_total(self) -> None:
+        """Past the total bound, close the connections holding the most unsent replies."""
+        total = self.total_unsent()
+        while total > self.max_unsent_total:
+            worst = max(self.connections, key=Connection.buffered, default=None)
+            if worst is None or worst.buffered() == 0:
+                return
+            held = worst.buffered()
+            self.note_rejection(
+                worst,
+                ErrorCode.RATE_LIMITED,
+                f"closed: {held} bytes of replies unread while all connections together "
+                f"held more than {self.max_unsent_total}",
+                None,
+            )
+            worst.abort()
+            total -= held
+
+    def note_rejection(self, conn: Connection, code: ErrorCode, message: str, op: Any) -> None:
+        """Audit a rejection: at most one `pipe.rejected` per peer (uid, session) and interval,
+        with the count. An op is named only if it is one of ours (an agent's string is not
+        copied into the log)."""
+        known = isinstance(op, str) and (op in AGENT_OPS or op in ADMIN_OPS or op in COMMON_OPS)
+        self._rejections.note(
+            (conn.uid, conn.session_id),
+            {
+                "conn_id": conn.conn_id,
+                "code": str(code),
+                "reason": message,
+                "op": op if known else (None if op is None else "(unknown op)"),
+            },
+        )
+
+    def _emit_rejection(
+        self, key: Any, count: int, d: dict[str, Any], tally: dict[str, dict[str, int]]
+    ) -> None:
+        uid, session_id = key
+        self.engine.pipe_rejected(
+            d["conn_id"],
+            d["code"],
+            d["reason"],
+            d["op"],
+            session_id,
+            count=count,
+            uid=uid,
+            codes=tally.get("code"),
+            ops=tally.get("op"),
+        )
+
+    def _admit_unauth(self, conn: Connection) -> bool:
+        """Count a new connection without a hello. Over a cap, the oldest connection without a
+        hello (of this uid; for the total, of the uid with the most) is closed if it has had
+        UNAUTH_GRACE_SECONDS to say hello; else the new one is refused. False: refused."""
+        mine = self.unauth.get(conn.uid, {})
+        if len(mine) >= self.max_unauth_per_uid and not self._evict(
+            mine, f"{self.max_unauth_per_uid} per uid"
+        ):
+            return False
+        if sum(len(v) for v in self.unauth.values()) >= self.max_unauth and not self._evict(
+            max(self.unauth.values(), key=len), f"{self.max_unauth} in all"
+        ):
+            return False
+        self.unauth.setdefault(conn.uid, {})[conn.conn_id] = conn
+        return True
+
+    def _evict(self, group: dict[str, Connection], cap: str) -> bool:
+        oldest = next(iter(group.values()), None)
+        if oldest is None or time.monotonic() - oldest.opened < UNAUTH_GRACE_SECONDS:
+            return False
+        self.forget_unauth(oldest)
+        oldest.reject(
+            None,
+            ErrorCode.RATE_LIMITED,
+            f"too many connections without a hello (at most {cap}); the oldest is closed",
+        )
+        oldest.closing = True
+        oldest.writer.close()
+        return True
+
+    def authenticated(self, conn: Connection) -> None:
+        self.forget_unauth(conn)
+
+    def connection_refusal(self, conn: Connection) -> str | None:
+        """Why a newly authenticated connection cannot stay, or None: the cap on all
+        authenticated connections, and (for agents) on one agent key's, so that one agent
+        cannot take every slot."""
+        if len(self.by_conn) >= self.max_connections:
+            return f"too many connections (at most {self.max_connections}); try again later"
+        if conn.role == "agent":
+            mine = sum(1 for c in self.by_conn.values() if c.subject == conn.subject)
+            if mine >= self.max_connections_per_agent:
+                return (
+                    f"this agent key already has {mine} connections (at most "
+                    f"{self.max_connections_per_agent}); try again later"
+                )
+        return None
+
+    def forget_unauth(self, conn: Connection) -> None:
+        mine = self.unauth.get(conn.uid)
+        if mine is not None and mine.pop(conn.conn_id, None) is not None and not mine:
+            del self.unauth[conn.uid]
 
     def bucket_for(self, subject: str) -> TokenBucket:
         bucket = self.buckets.get(subject)
@@ -465,6 +758,7 @@ class PipeServer:
         else:
             os.chmod(self.socket_path, 0o600)
         self.engine.on_session_closed = self._drop_conn
+        self.engine.pipe_limits = self.limits()
 
     def check_agent_uid(self, uid: int | None) -> None:
         """Refuse an agent whose peer uid is not in `agent_uids` (when that list is set)."""
@@ -483,16 +777,14 @@ class PipeServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: Any) -> None:
         conn = Connection(self, reader, writer)
-        if len(self.connections) >= self.max_connections:
+        if not self._admit_unauth(conn):
             conn.reject(
                 None,
                 ErrorCode.RATE_LIMITED,
-                f"too many connections (at most {self.max_connections}); try again later",
+                "too many connections without a hello; try again later",
             )
-            await conn.flush()
             conn.closing = True
-            with contextlib.suppress(Exception):
-                writer.close()
+            writer.close()
             return
         self.connections.add(conn)
         task = asyncio.current_task()
@@ -523,6 +815,7 @@ class PipeServer:
             await asyncio.wait(pending, timeout=grace)
         for conn in list(self.connections):
             await conn.close()
+        self._rejections.flush_all()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2)

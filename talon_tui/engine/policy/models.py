@@ -495,6 +495,7 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "policy.decision",
     "approval.requested",
     "approval.decided",
+    "approval.refused",
     "capability.issued",
     "tool.executed",
     "skill.started",

@@ -2,7 +2,7 @@
 secrets, signed skills and capability tokens.
 
 Modules import one another and `engine.store`, so this face re-exports nothing: import from
-the module (`intents`, `approvals`, `bus`, `state`, `secrets`, `skills`, `tokens`).
+the module (`intents`, `approvals`, `bus`, `limits`, `state`, `secrets`, `skills`, `tokens`).
 """
 
-__all__ = ["approvals", "bus", "intents", "secrets", "skills", "state", "tokens"]
+__all__ = ["approvals", "bus", "intents", "limits", "secrets", "skills", "state", "tokens"]

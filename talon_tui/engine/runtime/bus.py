@@ -1,11 +1,12 @@
 """The engine's event bus: every audit event, approval, run and agent change, for the console
 and for `events.subscribe` on the pipe.
 
-Publishing never blocks and never waits for a subscriber. Each subscriber has a bounded queue;
-when it overflows, the messages that do not fit are dropped and counted, and once the
-subscriber has drained what it had, it receives one `missed` message `{count, from_seq}` so it
-can re-read the gap from the audit log. Order is kept: what was queued, then `missed`, then
-new messages.
+Publishing never blocks and never waits for a subscriber. Each subscriber has a bounded queue,
+in messages and in bytes (an agent controls how large events are: a stalled subscriber must
+not pin gigabytes of them); when it overflows, the messages that do not fit are dropped and
+counted, and once the subscriber has drained what it had, it receives one `missed` message
+`{count, from_seq}` so it can re-read the gap from the audit log. Order is kept: what was
+queued, then `missed`, then new messages.
 """
 
 from __future__ import annotations
@@ -15,28 +16,37 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from ..api import BusMessage
 
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_QUEUE_BYTES = 32 << 20
 
 
 class Subscription:
     """One subscriber's bounded queue. Iterate it (async) to receive `BusMessage`s."""
 
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, max_bytes: int = DEFAULT_QUEUE_BYTES) -> None:
         self._bus = bus
         self._maxsize = maxsize
-        self._items: deque[BusMessage] = deque()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: deque[tuple[BusMessage, int]] = deque()
         self._wakeup = asyncio.Event()
         self._missed = 0
         self._missed_from_seq: int | None = None
         self._closed = False
 
     # -- called by the bus (on the loop thread)
-    def _offer(self, msg: BusMessage) -> None:
+    def _offer(self, msg: BusMessage, size: int = 0) -> None:
         if self._closed:
             return
-        if self._missed or len(self._items) >= self._maxsize:
+        if (
+            self._missed
+            or len(self._items) >= self._maxsize
+            or (self._items and self._bytes + size > self._max_bytes)
+        ):
             self._missed += 1
             if self._missed_from_seq is None and msg.kind == "audit":
                 seq = msg.payload.get("seq")
@@ -44,7 +54,8 @@ class Subscription:
                     self._missed_from_seq = seq
             self._wakeup.set()
             return
-        self._items.append(msg)
+        self._items.append((msg, size))
+        self._bytes += size
         self._wakeup.set()
 
     @property
@@ -61,7 +72,9 @@ class Subscription:
     def get_nowait(self) -> BusMessage | None:
         """The next message, or None when nothing is waiting."""
         if self._items:
-            return self._items.popleft()
+            msg, size = self._items.popleft()
+            self._bytes -= size
+            return msg
         if self._missed:
             msg = BusMessage(
                 kind="missed",
@@ -126,9 +139,18 @@ class EventBus:
         if not self._subs:
             return
         msg = BusMessage.model_construct(kind=kind, payload=payload)
+        size = payload_size(payload)
         for sub in list(self._subs):
-            sub._offer(msg)
+            sub._offer(msg, size)
 
     def close(self) -> None:
         for sub in list(self._subs):
             sub.close()
+
+
+def payload_size(payload: dict[str, Any]) -> int:
+    """About how many bytes a message pins: its JSON length (what it costs on the pipe)."""
+    try:
+        return len(orjson.dumps(payload, default=str))
+    except TypeError:  # not JSON-able at all: count it as small, it came from our own code
+        return 256

@@ -29,6 +29,7 @@ from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
 from ..store import INLINE_TOOLS, EngineStore
 from .approvals import ApprovalOutcome
+from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ class IntentFlow:
     max_output_bytes: int
     _active: int
     _idle: asyncio.Event
+    tools: ToolScheduler
+    approval_limits: ApprovalLimits
+    approval_load: dict[str, list[int]]
+    _refused: Aggregator
 
     if TYPE_CHECKING:
 
@@ -170,6 +175,7 @@ class IntentFlow:
         intent_id = ids.new_id("int")
         self._active += 1
         status = "ok"
+        refused = False
         try:
             params_rec, _ = self.store.redactor(intent.params)
             step.add(
@@ -221,10 +227,24 @@ class IntentFlow:
                     },
                 )
             if decision.decision == "REQUIRE_APPROVAL":
+                size = len(canonical(intent.params))
+                refusal = self._approval_refusal(session_id, subject, size)
+                if refusal is not None:
+                    # refused before anything is logged or queued: one aggregated event
+                    step.pending.clear()
+                    refused = True
+                    self._refused.note(
+                        (session_id, subject), {"tool": intent.tool, "reason": refusal}
+                    )
+                    raise RateLimited(refusal, details={"reason": refusal})
                 step.flush()
-                decision = await self._await_approval(
-                    session, subject, intent, params_rec, decision, intent_id, run_id
-                )
+                self._hold_approval(session_id, subject, size, 1)
+                try:
+                    decision = await self._await_approval(
+                        session, subject, intent, params_rec, decision, intent_id, run_id
+                    )
+                finally:
+                    self._hold_approval(session_id, subject, size, -1)
             result = await self._execute(session, subject, intent, ih, decision, ref, step, _depth)
             return {"run_id": run_id, "intent_id": intent_id, "decision": "ALLOW", "result": result}
         except TalonError as exc:
@@ -238,12 +258,60 @@ class IntentFlow:
             raise
         finally:
             self._active -= 1
-            if one_shot:
+            if one_shot and not refused:
                 step.add("run.finished", {"status": status, "steps": 1})
             step.flush()
             await self.durable()
             if self._active == 0:
                 self._idle.set()
+
+    def _approval_refusal(self, session_id: str, subject: str, params_bytes: int) -> str | None:
+        """Why one more pending approval of this session and agent is over the caps, or None."""
+        limits = self.approval_limits
+        s_count, s_bytes = self.approval_load.get(session_id, (0, 0))
+        a_count, _ = self.approval_load.get(subject, (0, 0))
+        if s_count >= limits.per_session:
+            return f"this session already has {s_count} intents waiting for an approval"
+        if a_count >= limits.per_agent:
+            return f"this agent already has {a_count} intents waiting for an approval"
+        if s_bytes + params_bytes > limits.params_bytes_per_session:
+            return (
+                f"the params of this session's intents waiting for an approval would exceed "
+                f"{limits.params_bytes_per_session} bytes"
+            )
+        return None
+
+    def _hold_approval(self, session_id: str, subject: str, params_bytes: int, sign: int) -> None:
+        for key, size in ((session_id, params_bytes), (subject, 0)):
+            load = self.approval_load.setdefault(key, [0, 0])
+            load[0] += sign
+            load[1] += sign * size
+            if load[0] <= 0:
+                del self.approval_load[key]
+
+    def _record_refused(
+        self,
+        key: Any,
+        count: int,
+        details: dict[str, Any],
+        tally: dict[str, dict[str, int]],
+    ) -> None:
+        """The aggregated audit event for intents refused at the approval caps."""
+        if not self.started:
+            return
+        session_id, subject = key
+        self._record(
+            "approval.refused",
+            {
+                "subject": subject,
+                "count": count,
+                "code": str(ErrorCode.RATE_LIMITED),
+                "tool": details.get("tool"),
+                "tools": tally.get("tool", {}),
+                "reason": details.get("reason"),
+            },
+            session_id=session_id,
+        )
 
     async def _await_approval(
         self,
@@ -287,7 +355,8 @@ class IntentFlow:
         self.bus.publish("approval", {"action": "requested", "approval": request.model_dump()})
         await self.durable()
         try:
-            outcome = await self.approvals.wait(request.approval_id)
+            with parked():
+                outcome = await self.approvals.wait(request.approval_id)
         except asyncio.CancelledError:
             # the agent went away (or the engine is stopping): nobody waits for a decision
             self._expire_approval(request, intent_id, "cancelled", False, session.id, run_id)
@@ -416,6 +485,39 @@ class IntentFlow:
         await (the log shows the capability before any effect of its use); a read run inline
         on the loop (INLINE_TOOLS: no await, nothing can observe the log in between) has its
         events written with its outcome, in the same order, in one write."""
+        sid = session.id
+        slot = None
+        if intent.tool not in INLINE_TOOLS:
+            # a thread of the tool pool, within this session's and agent's share, taken before
+            # the token is issued (a wait in the queue must not eat the token's ttl)
+            slot = self.tools.try_acquire(sid, subject)
+            if slot is None:
+                step.flush()  # about to wait: the log shows the decision meanwhile
+                try:
+                    slot = await self.tools.acquire(sid, subject)
+                except RateLimited as exc:
+                    self._tool_failed(exc, intent, ref, step, time.perf_counter())
+                    raise
+        try:
+            return await self._execute_in_slot(
+                session, subject, intent, ih, decision, ref, step, depth, slot
+            )
+        finally:
+            if slot is not None:
+                slot.release()
+
+    async def _execute_in_slot(
+        self,
+        session: Session,
+        subject: str,
+        intent: ToolIntent,
+        ih: str,
+        decision: Decision,
+        ref: dict[str, str],
+        step: _Step,
+        depth: int,
+        slot: Any,
+    ) -> Any:
         sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
         issued = self.store.issuer.issue(
             session_id=sid,
@@ -451,7 +553,9 @@ class IntentFlow:
             step.flush()
         started = time.perf_counter()
         try:
-            raw = await self.store.execute(intent, issued.token, session, subject)
+            raw = await self.store.execute(
+                intent, issued.token, session, subject, slot.run if slot is not None else None
+            )
         except TalonError as exc:
             self._tool_failed(exc, intent, ref, step, started)
             self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
@@ -464,6 +568,7 @@ class IntentFlow:
         duration_ms = int((time.perf_counter() - started) * 1000)
         result, redacted = self.store.redactor(jsonable(raw))
         output, truncated, size, output_sha256 = recordable_hashed(result, self.max_output_bytes)
+        produced(size)  # the reply will carry it: counted against the connection's share
         step.add(
             "tool.executed",
             {
@@ -494,6 +599,8 @@ class IntentFlow:
                 )
             if depth == 0:
                 step.flush()
+                if slot is not None:
+                    slot.release()  # the follow-up intents take slots of their own
                 follow = await self._follow_skill(session, subject, result, run_id)
                 if follow is not None:
                     result = {**result, "skill_intents": follow}
