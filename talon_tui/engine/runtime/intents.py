@@ -213,12 +213,12 @@ class IntentFlow:
             ref = {"run_id": run_id, "intent_id": intent_id}
             if denied:
                 status = "denied"
-                refusal = (
+                denial = (
                     ConstraintViolation
                     if decision.code == ErrorCode.CONSTRAINT_VIOLATION
                     else PolicyDenied
                 )
-                raise refusal(
+                raise denial(
                     f"{intent.tool} denied: {decision.reason}",
                     details={
                         **ref,
