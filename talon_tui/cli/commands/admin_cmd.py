@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from talon_tui.client import AdminClient
+from talon_tui.engine.api import ApprovalRequest
 from talon_tui.engine.errors import TalonError
 
 from .common import fail, json_text, line, load_json_file, print_json
@@ -94,7 +95,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    if args.action in ("approve", "deny") and not args.approval_id:
+    if args.action in ("show", "approve", "deny") and not args.approval_id:
         fail(f"approvals {args.action} needs an APPROVAL_ID")
     if args.remember and args.action != "approve":
         fail("--remember only goes with approve")
@@ -109,10 +110,13 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                 print(
                     f"{line(a.approval_id)}  {line(a.session_id)}  {line(a.subject)}  "
                     f"{line(a.tool)} {json_text(a.params)}  "
-                    f"origin {line(a.origin)}  expires {line(a.expires)}"
+                    f"origin {line(a.origin)}  expires {line(a.expires)}{_cut_note(a)}"
                 )
             if not pending:
                 print("no approvals waiting")
+            return 0
+        if args.action == "show":
+            print_json((await c.get_approval(args.approval_id)).model_dump(exclude={"cut"}))
             return 0
         allow = args.action == "approve"
         await c.decide_approval(args.approval_id, allow, remember=args.remember)
@@ -124,6 +128,14 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _cut_note(approval: ApprovalRequest) -> str:
+    """What a preview left out, and how to read it whole."""
+    if not approval.cut:
+        return ""
+    fields = ", ".join(f"{name} {cut.bytes} bytes" for name, cut in approval.cut.items())
+    return f"  (cut: {fields} in full; `talon approvals show {approval.approval_id}`)"
 
 
 def _line(event: dict[str, Any]) -> str:
