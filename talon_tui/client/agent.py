@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from ..engine.core.frames import MAX_LINE_BYTES
 from ..engine.core.paths import DataDir, resolve_data_dir
-from ..engine.errors import ErrorCode, TalonError
+from ..engine.errors import EngineUnreachable, ErrorCode, TalonError
 
 # --------------------------------------------------------------------------- errors
 
@@ -110,7 +110,7 @@ class InternalError(ClientError):
     code = ErrorCode.INTERNAL
 
 
-class ConnectionClosedError(InternalError):
+class ConnectionClosedError(InternalError, EngineUnreachable):
     """The engine closed the connection (or was never reachable)."""
 
 
