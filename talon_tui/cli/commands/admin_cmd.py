@@ -138,6 +138,25 @@ def _cut_note(approval: ApprovalRequest) -> str:
     return f"  (cut: {fields} in full; `talon approvals show {approval.approval_id}`)"
 
 
+TAIL_DETAILS = 4  # fields shown for an event that has no tool, decision, status or reason
+TAIL_VALUE_CHARS = 60
+
+
+def _other_details(event: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The first scalar fields of `data` (e.g. an admin's subject and pid, a session's label),
+    else the session the event belongs to, else that it carries nothing."""
+    bits = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, bool | int | str) and value != "":
+            bits.append(f"{line(key, TAIL_VALUE_CHARS)}={line(value, TAIL_VALUE_CHARS)}")
+            if len(bits) == TAIL_DETAILS:
+                break
+    if not bits and event.get("session_id"):
+        bits.append(f"session={line(event['session_id'])}")
+    return bits or ["(no details)"]
+
+
 def _line(event: dict[str, Any]) -> str:
     data = event.get("data") or {}
     if not isinstance(data, dict):
@@ -150,6 +169,8 @@ def _line(event: dict[str, Any]) -> str:
     for key in ("tool", "decision", "status", "reason", "code"):
         if data.get(key) not in (None, ""):
             bits.append(f"{key}={line(data[key])}")
+    if len(bits) == 3:  # none of those: never an empty row, say what the event does carry
+        bits.extend(_other_details(event, data))
     if event.get("run_id"):
         bits.append(line(event["run_id"]))
     return " ".join(bits)
