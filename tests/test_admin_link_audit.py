@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from talon_tui.engine.client import AgentClient
 from test_admin_link_frames import talon
 from test_pipe_support import READ_POLICY, Serve, make_workspace, new_session
-
-from talon_tui.engine.client import AgentClient
 
 
 def test_admin_and_agent_connections_are_told_apart(tmp_path):

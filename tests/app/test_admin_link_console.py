@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support.app import screen_text, wait_until
+from support.app import screen_text, settle
 from support.pipe import READ_POLICY, Serve, make_workspace
 from textual.widgets import DataTable
 
@@ -22,6 +22,18 @@ from talon_tui.cli.commands.console_cmd import console_app, hosted_engine
 from talon_tui.client import AsyncAgentClient, PolicyDeniedError
 
 SIZE = (80, 24)
+
+
+async def wait_until(pilot, condition, seconds: float = 60.0) -> None:
+    """Process messages and workers until `condition()` holds; a wall-clock bound, since the
+    engine here is another process (stopping and starting it takes real time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached")
+        await settle(pilot)
+        await asyncio.sleep(0.02)
 
 
 def banner_up(app) -> bool:
@@ -97,7 +109,7 @@ async def test_serve_stops_and_restarts_under_an_attached_console(tmp_path):
                 assert all(len(line) <= SIZE[0] for line in screen_text(app).splitlines())
 
                 serve = await asyncio.to_thread(Serve(data).start)
-                await wait_until(pilot, lambda: not banner_up(app), rounds=2000)
+                await wait_until(pilot, lambda: not banner_up(app))
                 assert not app.screen.has_class("-stale")
                 # the stream resumed after the last event seen: what the engine wrote while
                 # the console was cut off (its own shutdown) arrives from the log
@@ -142,7 +154,7 @@ async def test_the_hosting_console_quits_under_an_attached_console(tmp_path):
                 assert "Engine disconnected" in screen_text(app)
 
                 serve = await asyncio.to_thread(Serve(data).start)
-                await wait_until(pilot, lambda: not banner_up(app), rounds=2000)
+                await wait_until(pilot, lambda: not banner_up(app))
                 await wait_until(pilot, lambda: "1 open" in screen_text(app))
                 before = len(seen)
                 await agent_denied(serve.socket_path, key)
@@ -152,3 +164,45 @@ async def test_the_hosting_console_quits_under_an_attached_console(tmp_path):
             await host.__aexit__(None, None, None)
         if serve is not None:
             serve.stop_quietly()
+
+
+async def test_an_attached_console_shows_a_megabyte_approval_as_a_marked_preview(tmp_path):
+    from support.admin_link import BIG, WRITE_APPROVAL
+
+    from talon_tui.app.screens.approvals import ApprovalsScreen
+
+    data = tmp_path / "data"
+    ws = make_workspace(tmp_path)
+    serve = Serve(data).start()
+    try:
+        async with hosted_engine(data) as hosted:
+            _session, key = await hosted.api.create_session("big", str(ws), WRITE_APPROVAL)
+            app = await console_app(hosted, data)
+            app.refresh_interval = 0
+            seen = record_bus(app)
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_until(pilot, lambda: "1 open" in screen_text(app))
+                agent = await AsyncAgentClient.connect(key, socket_path=serve.socket_path)
+                waiting = asyncio.ensure_future(
+                    agent.intent("file.write", {"path": "work/big.txt", "content": BIG})
+                )
+                await wait_until(pilot, lambda: "approval.requested" in audit_types(seen))
+                await pilot.press("3")
+                await wait_until(
+                    pilot,
+                    lambda: (
+                        isinstance(app.screen, ApprovalsScreen)
+                        and app.screen.query_one(DataTable).row_count == 1
+                    ),
+                )
+                text = screen_text(app)
+                assert "work/big.txt" in text and "preview only" in text
+                assert not banner_up(app)
+                await pilot.press("n")
+                with pytest.raises(Exception, match="denied"):
+                    await waiting
+                # the stream still delivers after the large frames
+                await wait_until(pilot, lambda: "approval.decided" in audit_types(seen))
+                await agent.close()
+    finally:
+        serve.stop_quietly()

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 
 import pytest
-from support.pipe import REPO, TALON, Serve, make_workspace, new_session
+from support.admin_link import BIG, WRITE_APPROVAL, talon
+from support.pipe import Serve, make_workspace, new_session
 
 from talon_tui.client import (
     AdminClient,
@@ -25,32 +24,6 @@ from talon_tui.client import (
     FrameTooLargeError,
 )
 from talon_tui.engine.core import frames
-
-WRITE_APPROVAL = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.write",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"], "max_bytes": 2 << 20},
-        }
-    ],
-}
-# as large as an agent's frame allows: the engine's copies of it are larger still
-BIG = "A" * (frames.MAX_LINE_BYTES - 300) + "\x01END"
-
-
-def talon(data, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
-    return subprocess.run(
-        [*TALON, *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -255,3 +228,22 @@ def test_a_subscription_that_loses_its_engine_raises(tmp_path):
             await admin.close()
 
     asyncio.run(main())
+
+
+def test_threads_saving_one_private_file_never_collide(tmp_path):
+    """Concurrent admin queries each save the audit index from a pool thread; one temp name
+    per process made one thread's rename fail with FileNotFoundError (an INTERNAL reply)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from talon_tui.engine.paths import write_private
+
+    target = tmp_path / "index.bin"
+
+    def save(i: int) -> None:
+        for _ in range(50):
+            write_private(target, b"x" * (1000 + i))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(save, range(8)))
+    assert len(target.read_bytes()) in range(1000, 1008)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.bin"]
