@@ -70,6 +70,7 @@ class RunSummary(BaseModel):
     denied: int = 0
     approvals: int = 0
     content: str = ""
+    cut: dict[str, Cut] | None = None  # over the pipe: content shortened (engine/frames.py)
 
 
 class ReplayStep(BaseModel):
@@ -86,6 +87,7 @@ class ReplayStep(BaseModel):
     output_matches: bool | None = None
     changed_by_policy: bool = False
     what_if_decision: str | None = None
+    cut: dict[str, Cut] | None = None  # over the pipe: params/output/reason shortened
 
 
 class ReplayResult(BaseModel):
@@ -105,6 +107,7 @@ class SimulationChange(BaseModel):
     before: str
     after: str
     reason: str
+    cut: dict[str, Cut] | None = None  # over the pipe: params/reason shortened
 
 
 class VerifyReport(BaseModel):

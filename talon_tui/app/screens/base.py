@@ -64,8 +64,7 @@ class TalonScreen(Screen):
     # ------------------------------------------------------------------ loading
 
     def on_mount(self) -> None:
-        self.mount(LinkBanner(), before=0 if self.children else None)
-        self.call_after_refresh(self.show_link)
+        self.show_link()
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -80,7 +79,13 @@ class TalonScreen(Screen):
         data shown is never taken for current."""
         down = getattr(self.app, "link_down", None)
         self.set_class(down is not None, "-stale")
-        for banner in self.query(LinkBanner).results():
+        banners = list(self.query(LinkBanner).results())
+        if down is not None and not banners:
+            # mounted the first time it is needed: a screen whose engine never went away
+            # keeps exactly its own layout
+            banners = [LinkBanner()]
+            self.mount(banners[0], before=0 if self.children else None)
+        for banner in banners:
             banner.show(down, has_data=self.loaded_ok > 0)
 
     def on_engine_link(self, message: EngineLink) -> None:

@@ -39,11 +39,14 @@ class LinkBanner(Static):
     """
 
     def show(self, down: LinkDown | None, *, has_data: bool) -> None:
-        """Hide (engine reachable) or say that the engine is gone and what the data is."""
-        self.set_class(down is not None, "-down")
+        """Hide (engine reachable) or say that the engine is gone and what the data is.
+        Nothing is refreshed while it stays hidden (screens call this after every load)."""
         if down is None:
-            self.update("")
+            if self.has_class("-down"):
+                self.remove_class("-down")
+                self.update("")
             return
+        self.add_class("-down")
         tries = f" (try {down.attempts})" if down.attempts > 1 else ""
         data = (
             f"shown data is STALE (as of {down.since:%H:%M:%S})"

@@ -108,6 +108,14 @@ def test_a_megabyte_param_leaves_every_admin_path_readable(serve, tmp_path):
             await waiting
         await wait_for(lambda: "approval.decided" in audit_types(received) or stream_error)
         assert not stream_error, stream_error
+
+        # the other admin ops that carry agent data answer too, with markers
+        (run,) = [r for r in await admin.list_runs() if r.run_id == approval.run_id]
+        replayed = await admin.replay(run.run_id)
+        (step,) = [s for s in replayed.steps if s.type == "policy.intent.received"]
+        assert step.cut is not None and step.cut["params"].bytes > len(BIG)
+        changes = await admin.simulate(_sid, {"version": 1, "overrides": []})
+        assert changes and all(c.cut is not None for c in changes)
         await agent.close()
         consumer.cancel()
         await admin.close()
