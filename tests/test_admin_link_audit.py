@@ -48,3 +48,36 @@ def test_admin_and_agent_connections_are_told_apart(tmp_path):
         assert f"session={sid}" in closed_row
     finally:
         serve.stop_quietly()
+
+
+def test_audit_tail_follow_says_when_the_engine_goes_away(tmp_path):
+    import os
+    import select
+    import subprocess
+
+    from test_pipe_support import REPO, TALON
+
+    serve = Serve(tmp_path / "data").start()
+    env = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
+    follow = subprocess.Popen(
+        [*TALON, "audit", "tail", "--follow", "--data-dir", str(serve.data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    try:
+        ready, _, _ = select.select([follow.stdout], [], [], 30)
+        assert ready and b"engine.started" in follow.stdout.readline()
+        serve.terminate()
+        _out, err = follow.communicate(timeout=30)
+        assert follow.returncode == 2
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err.decode()
+        # closed, broken or unreachable (when it stopped before the stream opened): said
+        assert lines[0].startswith("talon: INTERNAL: ") and "engine" in lines[0]
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+        serve.stop_quietly()
