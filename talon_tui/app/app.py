@@ -175,6 +175,8 @@ class TalonApp(App[None]):
 
     def _subtitle(self) -> str:
         parts = []
+        if self.link_down is not None:
+            parts.append("⚠ ENGINE DISCONNECTED")
         if self.readonly:
             parts.append("READ-ONLY")
         if self.pending_approvals:
@@ -237,6 +239,7 @@ class TalonApp(App[None]):
         self.link_down = down
         if down is None and not was_down:
             return
+        self.sub_title = self._subtitle()
         for screen in self.screen_stack:
             if not screen.is_modal:
                 screen.post_message(EngineLink(down))

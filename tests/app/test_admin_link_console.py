@@ -37,8 +37,13 @@ async def wait_until(pilot, condition, seconds: float = 60.0) -> None:
 
 
 def banner_up(app) -> bool:
+    """The banner is up and on the terminal (it is mounted when first needed)."""
     banners = list(app.screen.query(LinkBanner).results())
-    return bool(banners) and banners[0].has_class("-down")
+    return (
+        bool(banners)
+        and banners[0].has_class("-down")
+        and "Engine disconnected" in screen_text(app)
+    )
 
 
 def sessions_rows(app) -> int:
@@ -100,6 +105,7 @@ async def test_serve_stops_and_restarts_under_an_attached_console(tmp_path):
                 # the sessions are still listed, marked stale, never an empty table
                 assert sessions_rows(app) == 1 and "kept" in text
                 assert app.screen.has_class("-stale")
+                assert "ENGINE DISCONNECTED" in app.sub_title  # also above modal screens
                 # every screen says so: the dashboard too
                 await pilot.press("1")
                 await wait_until(
@@ -111,6 +117,7 @@ async def test_serve_stops_and_restarts_under_an_attached_console(tmp_path):
                 serve = await asyncio.to_thread(Serve(data).start)
                 await wait_until(pilot, lambda: not banner_up(app))
                 assert not app.screen.has_class("-stale")
+                assert "DISCONNECTED" not in app.sub_title
                 # the stream resumed after the last event seen: what the engine wrote while
                 # the console was cut off (its own shutdown) arrives from the log
                 await wait_until(pilot, lambda: "engine.stopped" in audit_types(seen))
