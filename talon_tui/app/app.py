@@ -232,6 +232,16 @@ class TalonApp(App[None]):
         self.sub_title = self._subtitle()
         if self.last_seq is None and not resume:
             self.last_seq = status.audit_head_seq
+        elif self.last_seq is not None and status.audit_head_seq < self.last_seq:
+            # not the log the console was following (restored, replaced): follow this one
+            self.last_seq = status.audit_head_seq
+            self.notify(
+                f"the engine's audit log ends at seq {status.audit_head_seq}, before the last "
+                f"event this console saw; following it from there",
+                title="Engine",
+                severity="warning",
+                markup=False,
+            )
 
     def _set_link(self, down: LinkDown | None) -> None:
         """Record whether the engine is reachable and tell every screen (banner, reload)."""

@@ -213,3 +213,40 @@ async def test_an_attached_console_shows_a_megabyte_approval_as_a_marked_preview
                 await agent.close()
     finally:
         serve.stop_quietly()
+
+
+async def test_a_replaced_log_is_followed_from_its_own_head(tmp_path):
+    """The engine comes back on a log that ends before the last event the console saw (a
+    restored or replaced data dir): the console follows the new log instead of waiting for
+    seqs it already passed."""
+    import shutil
+
+    data = tmp_path / "data"
+    ws = make_workspace(tmp_path)
+    serve = Serve(data).start()
+    try:
+        async with hosted_engine(data) as hosted:
+            for label in ("a", "b", "c", "d"):
+                await hosted.api.create_session(label, str(ws), READ_POLICY)
+            app = await console_app(hosted, data)
+            app.refresh_interval = 0
+            app.reconnect_delays = (0.1, 0.2)
+            seen = record_bus(app)
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: "4 open" in screen_text(app))
+                await asyncio.to_thread(serve.terminate)
+                await wait_until(pilot, lambda: banner_up(app))
+                token = (data / "admin.token").read_bytes()
+                shutil.rmtree(data)
+                data.mkdir(mode=0o700)
+                (data / "admin.token").write_bytes(token)
+                (data / "admin.token").chmod(0o600)
+                serve = await asyncio.to_thread(Serve(data).start)
+                await wait_until(pilot, lambda: not banner_up(app))
+                await wait_until(pilot, lambda: "0 open" in screen_text(app))
+                _s, key = await hosted.api.create_session("new", str(ws), READ_POLICY)
+                before = len(seen)
+                await agent_denied(serve.socket_path, key)
+                await wait_until(pilot, lambda: "policy.decision" in audit_types(seen[before:]))
+    finally:
+        serve.stop_quietly()
