@@ -243,7 +243,7 @@ def test_threads_saving_one_private_file_never_collide(tmp_path):
     per process made one thread's rename fail with FileNotFoundError (an INTERNAL reply)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from talon_tui.engine.paths import write_private
+    from talon_tui.engine.core.paths import write_private
 
     target = tmp_path / "index.bin"
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from talon_tui.engine.client import AgentClient
-from test_admin_link_frames import talon
-from test_pipe_support import READ_POLICY, Serve, make_workspace, new_session
+from support.admin_link import talon
+from support.pipe import READ_POLICY, Serve, make_workspace, new_session
+
+from talon_tui.client import AgentClient
 
 
 def test_admin_and_agent_connections_are_told_apart(tmp_path):
@@ -55,7 +56,7 @@ def test_audit_tail_follow_says_when_the_engine_goes_away(tmp_path):
     import select
     import subprocess
 
-    from test_pipe_support import REPO, TALON
+    from support.pipe import REPO, TALON
 
     serve = Serve(tmp_path / "data").start()
     env = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
