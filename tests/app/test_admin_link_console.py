@@ -14,6 +14,7 @@ import pytest
 from support.app import screen_text, settle
 from support.pipe import READ_POLICY, Serve, make_workspace
 from textual.widgets import DataTable
+from textual.worker import WorkerCancelled
 
 from talon_tui.app.screens.dashboard import DashboardScreen
 from talon_tui.app.screens.sessions import SessionsScreen
@@ -32,7 +33,10 @@ async def wait_until(pilot, condition, seconds: float = 60.0) -> None:
     while not condition():
         if loop.time() > deadline:
             raise AssertionError("condition not reached")
-        await settle(pilot)
+        try:
+            await settle(pilot)
+        except WorkerCancelled:
+            pass  # a screen load replaced by a newer one (exclusive reloads): keep waiting
         await asyncio.sleep(0.02)
 
 
