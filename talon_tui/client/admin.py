@@ -4,8 +4,9 @@ the same attached to a running `talon serve` as with the in-process Engine.
 Lost connections are never quiet: a call on a connection the engine closed (idle, restarted)
 opens a new one first and fails with `ConnectionClosedError` when the engine does not answer;
 `subscribe()` raises that error when its stream breaks, so a console can say so and
-`reconnect()`. Lists come in pages that each fit a frame (frames.py) and are joined here; the
-full value of a cut approval or event is read in pages (`get_approval`, `get_audit_event`).
+`reconnect()`. Lists come in pages that each fit a frame (engine/core/frames.py) and are
+joined here; the full value of a cut approval or event is read in pages (`get_approval`,
+`get_audit_event`).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class UntrustedEngineError(UnauthenticatedError):
 
 class FrameTooLargeError(ConnectionClosedError):
     """The engine sent a line longer than `MAX_LINE_BYTES`: the connection cannot go on
-    (the engine never does that on purpose; see frames.py)."""
+    (the engine never does that on purpose; see engine/core/frames.py)."""
 
     code = ErrorCode.TOO_LARGE
 

@@ -34,7 +34,7 @@ class AgentPeer(BaseModel):
 
 
 class Cut(BaseModel):
-    """How much of one field an admin frame left out (engine/frames.py): its full JSON size,
+    """How much of one field an admin frame left out (engine/core/frames.py): its full JSON size,
     the strings shortened and the list or object entries dropped."""
 
     bytes: int
@@ -70,7 +70,7 @@ class RunSummary(BaseModel):
     denied: int = 0
     approvals: int = 0
     content: str = ""
-    cut: dict[str, Cut] | None = None  # over the pipe: content shortened (engine/frames.py)
+    cut: dict[str, Cut] | None = None  # over the pipe: content shortened (engine/core/frames.py)
 
 
 class ReplayStep(BaseModel):

@@ -214,7 +214,7 @@ class ApprovalsScreen(TalonScreen):
 
 def cut_note(approval: ApprovalRequest) -> str:
     """Says that what is shown is a preview (an attached console gets large agent data cut,
-    see engine/frames.py), how large the whole is, and where to read it."""
+    see engine/core/frames.py), how large the whole is, and where to read it."""
     if not approval.cut:
         return ""
     sizes = ", ".join(f"{name} {cut.bytes:,} bytes" for name, cut in approval.cut.items())

@@ -369,7 +369,7 @@ class Connection:
             ctx = OpContext(self.server.engine, self.session_id, self.subject, self)
             result = await dispatch(ctx, op, frame)
             reply = {"id": req_id, "ok": True, **result}
-            # an admin's reply always fits the line its client reads (frames.py)
+            # an admin's reply always fits the line its client reads (engine/core/frames.py)
             self.send(frames.fit_reply(reply, op) if self.role == "admin" else reply)
         except TalonError as exc:
             self.reply_error(req_id, exc)
