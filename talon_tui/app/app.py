@@ -3,10 +3,16 @@
 The app owns navigation (a registry of named screens, `:` jump, `esc` back), help generated
 from bindings, the command palette providers, themes, and one worker that consumes the engine's
 event bus and posts `EngineEvent` messages to the screens. Screens talk only to `EngineAPI`.
+
+Attached to an engine over the pipe, that worker is also the console's link watch: when the
+stream breaks (the engine stopped, or the console hosting it quit) every screen shows a
+"disconnected" banner over its now stale data, the worker reconnects with backoff, resumes the
+stream after the last event it saw, and the screens reload.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from time import monotonic
@@ -20,10 +26,10 @@ from textual.worker import Worker, WorkerState
 
 from talon_tui.engine.api import BusMessage, EngineAPI
 from talon_tui.engine.core import ids
-from talon_tui.engine.errors import TalonError
+from talon_tui.engine.errors import EngineUnreachable, TalonError
 
 from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands
-from .messages import EngineEvent
+from .messages import EngineEvent, EngineLink
 from .screens.approvals import ApprovalsScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
@@ -31,6 +37,7 @@ from .screens.jump import JumpScreen
 from .screens.sessions import SessionsScreen
 from .screens.skills import SkillsScreen
 from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
+from .widgets.link_banner import LinkDown
 from .widgets.safe_text import safe_plain
 from .widgets.summaries import intent_target
 
@@ -50,6 +57,7 @@ SCREENS: dict[str, tuple[str, str | None]] = {
 }
 TOP_LEVEL = ("dashboard", "sessions", "approvals", "audit", "replay", "skills")
 APPROVAL_TOAST_S = 8.0  # how long an approval toast stays; later requests are folded into one
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries; the last one repeats
 
 
 class TalonApp(App[None]):
@@ -109,6 +117,9 @@ class TalonApp(App[None]):
         self.approval_toasts = 0  # approval toasts shown, for tests
         self._toast_until = 0.0  # monotonic time the current approval toast goes away
         self._unannounced = 0  # approvals requested while a toast was up
+        self.reconnect_delays: Sequence[float] = RECONNECT_DELAYS
+        self.link_down: LinkDown | None = None  # set while the engine is unreachable
+        self.last_seq: int | None = None  # the newest audit event seen (resume point)
 
     # ------------------------------------------------------------------ start-up
 
@@ -164,6 +175,8 @@ class TalonApp(App[None]):
 
     def _subtitle(self) -> str:
         parts = []
+        if self.link_down is not None:
+            parts.append("⚠ ENGINE DISCONNECTED")
         if self.readonly:
             parts.append("READ-ONLY")
         if self.pending_approvals:
@@ -174,17 +187,78 @@ class TalonApp(App[None]):
 
     @work(exclusive=True, group="engine-events", exit_on_error=False)
     async def consume_events(self) -> None:
-        """The one consumer of `engine.subscribe()`: forwards each message to the screens."""
+        """The one consumer of `engine.subscribe()`: forwards each message to the screens. An
+        engine that can `reconnect` (the pipe's AdminClient) is watched: a broken stream means
+        the engine is gone, and the worker reconnects until it answers again."""
+        if not callable(getattr(self.engine, "reconnect", None)):
+            await self._refresh_status()
+            async for msg in self.engine.subscribe():
+                self.dispatch_bus(msg)
+            return
+        attempts = 0
+        while True:
+            try:
+                if attempts:
+                    await self.engine.reconnect()  # type: ignore[attr-defined]
+                await self._refresh_status(resume=attempts > 0)
+                stream = self.engine.subscribe(None if self.last_seq is None else self.last_seq + 1)
+                if attempts:
+                    self._set_link(None)
+                attempts = 0
+                async for msg in stream:
+                    self.dispatch_bus(msg)
+                raise EngineUnreachable("the event stream ended")
+            except TalonError as exc:  # EngineUnreachable, or a refusal on reconnect
+                attempts += 1
+                self._set_link(
+                    LinkDown(
+                        since=self.link_down.since if self.link_down else self.clock(),
+                        attempts=attempts,
+                        reason=str(exc),
+                    )
+                )
+            delays = self.reconnect_delays
+            await asyncio.sleep(delays[min(attempts, len(delays)) - 1])
+
+    async def _refresh_status(self, *, resume: bool = False) -> None:
         try:
             status = await self.engine.status()
-            self.pending_approvals = status.pending_approvals
-            self.sub_title = self._subtitle()
+        except EngineUnreachable:
+            raise
         except TalonError as exc:
             self.notify(str(exc), title="Engine", severity="error", markup=False)
-        async for msg in self.engine.subscribe():
-            self.dispatch_bus(msg)
+            return
+        self.pending_approvals = status.pending_approvals
+        self.sub_title = self._subtitle()
+        if self.last_seq is None and not resume:
+            self.last_seq = status.audit_head_seq
+        elif self.last_seq is not None and status.audit_head_seq < self.last_seq:
+            # not the log the console was following (restored, replaced): follow this one
+            self.last_seq = status.audit_head_seq
+            self.notify(
+                f"the engine's audit log ends at seq {status.audit_head_seq}, before the last "
+                f"event this console saw; following it from there",
+                title="Engine",
+                severity="warning",
+                markup=False,
+            )
+
+    def _set_link(self, down: LinkDown | None) -> None:
+        """Record whether the engine is reachable and tell every screen (banner, reload)."""
+        was_down = self.link_down is not None
+        self.link_down = down
+        if down is None and not was_down:
+            return
+        self.sub_title = self._subtitle()
+        for screen in self.screen_stack:
+            if not screen.is_modal:
+                screen.post_message(EngineLink(down))
 
     def dispatch_bus(self, msg: BusMessage) -> None:
+        if msg.kind == "audit":
+            seq = msg.payload.get("seq")
+            if isinstance(seq, int) and (self.last_seq is None or seq > self.last_seq):
+                self.last_seq = seq
         if msg.kind == "approval":
             self._on_approval(msg.payload)
         for screen in self.screen_stack:

@@ -6,6 +6,8 @@ from textual.message import Message
 
 from talon_tui.engine.api import BusMessage
 
+from .widgets.link_banner import LinkDown
+
 
 class EngineEvent(Message):
     """One message from the engine's event bus (audit event, approval, run or agent change)."""
@@ -21,3 +23,11 @@ class EngineEvent(Message):
     @property
     def payload(self) -> dict:
         return self.bus.payload
+
+
+class EngineLink(Message):
+    """The console lost its engine (`down` set) or reached it again (`down` None)."""
+
+    def __init__(self, down: LinkDown | None) -> None:
+        super().__init__()
+        self.down = down

@@ -44,7 +44,11 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
         "cmd_agent_run",
         "submit a run of intents from a JSON Lines file",
     ),
-    ("approvals",): ("admin_cmd", "cmd_approvals", "list, approve or deny waiting intents"),
+    ("approvals",): (
+        "admin_cmd",
+        "cmd_approvals",
+        "list, show (in full), approve or deny waiting intents",
+    ),
     ("audit", "verify"): (
         "audit_cmd",
         "cmd_audit_verify",
@@ -195,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
 
     p = leaf(("approvals",))
-    p.add_argument("action", nargs="?", choices=["list", "approve", "deny"], default="list")
+    p.add_argument("action", nargs="?", choices=["list", "show", "approve", "deny"], default="list")
     p.add_argument("approval_id", nargs="?")
     p.add_argument(
         "--remember", action="store_true", help="with approve: add the narrowest override"

@@ -1,8 +1,18 @@
 """`AdminClient`: `api.EngineAPI` over the pipe (re-exported by `client`), so the console works
-the same attached to a running `talon serve` as with the in-process Engine."""
+the same attached to a running `talon serve` as with the in-process Engine.
+
+Lost connections are never quiet: a call on a connection the engine closed (idle, restarted)
+opens a new one first and fails with `ConnectionClosedError` when the engine does not answer;
+`subscribe()` raises that error when its stream breaks, so a console can say so and
+`reconnect()`. Lists come in pages that each fit a frame (engine/core/frames.py) and are
+joined here; the full value of a cut approval or event is read in pages (`get_approval`,
+`get_audit_event`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +32,7 @@ from ..engine.api import (
 )
 from ..engine.core.paths import DataDir, resolve_data_dir
 from ..engine.policy.models import Policy, Session, parse_policy
-from .agent import AsyncConnection, read_admin_token
+from .agent import AsyncConnection, ConnectionClosedError, read_admin_token
 
 
 class AdminClient:
@@ -33,6 +43,7 @@ class AdminClient:
         self._path = path
         self._token = token
         self._conn = AsyncConnection(path)
+        self._opening = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -60,6 +71,52 @@ class AdminClient:
     async def close(self) -> None:
         await self._conn.close()
 
+    @property
+    def connected(self) -> bool:
+        """False once the engine closed this client's connection (until `reconnect`)."""
+        return not self._conn.closed
+
+    async def reconnect(self) -> None:
+        """A new connection (and hello) in place of the current one; `ConnectionClosedError`
+        (or the engine's refusal) when the engine does not answer."""
+        async with self._opening:
+            await self._reopen()
+
+    async def _reopen(self) -> None:
+        old, conn = self._conn, AsyncConnection(self._path)
+        try:
+            await conn.open({"admin_token": self._token})
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        await old.close()
+
+    async def _connection(self) -> AsyncConnection:
+        """The open connection; a closed one is replaced before anything is sent on it (a
+        request is never sent twice)."""
+        if self._conn.closed:
+            async with self._opening:
+                if self._conn.closed:
+                    await self._reopen()
+        return self._conn
+
+    async def _pages(self, op: str, **fields: Any) -> Any:
+        """The whole JSON value behind a paged op (`full: {json, offset, total}` pages)."""
+        parts: list[str] = []
+        offset, total = 0, None
+        while total is None or offset < total:
+            reply = await self.call(op, offset=offset, **fields)
+            full = reply["full"]
+            if total is not None and full["total"] != total:
+                raise ConnectionClosedError(f"{op}: the value changed while it was read")
+            total = full["total"]
+            if not full["json"] and offset < total:
+                raise ConnectionClosedError(f"{op}: the engine sent an empty page")
+            parts.append(full["json"])
+            offset += len(full["json"])
+        return json.loads("".join(parts))
+
     async def __aenter__(self) -> AdminClient:
         return self
 
@@ -68,7 +125,8 @@ class AdminClient:
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
         """Any admin op by name (fields whose value is None are left out)."""
-        return await self._conn.call(op, **{k: v for k, v in fields.items() if v is not None})
+        conn = await self._connection()
+        return await conn.call(op, **{k: v for k, v in fields.items() if v is not None})
 
     # -- EngineAPI
     @property
@@ -106,15 +164,34 @@ class AdminClient:
     async def list_runs(
         self, session_id: str | None = None, limit: int = 500, offset: int = 0
     ) -> list[RunSummary]:
-        reply = await self.call("run.list", session_id=session_id, limit=limit, offset=offset)
-        return [RunSummary.model_validate(r) for r in reply["runs"]]
+        runs: list[RunSummary] = []
+        while len(runs) < limit:
+            reply = await self.call(
+                "run.list", session_id=session_id, limit=limit - len(runs), offset=offset
+            )
+            runs.extend(RunSummary.model_validate(r) for r in reply["runs"])
+            offset += len(reply["runs"])
+            if not reply.get("more") or not reply["runs"]:
+                break
+        return runs
 
     async def list_agents(self) -> list[AgentPeer]:
         return [AgentPeer.model_validate(a) for a in (await self.call("agent.list"))["agents"]]
 
     async def list_approvals(self) -> list[ApprovalRequest]:
-        reply = await self.call("approval.list")
-        return [ApprovalRequest.model_validate(a) for a in reply["approvals"]]
+        """Every waiting approval; large agent data as previews (`cut` set: see get_approval)."""
+        approvals: list[ApprovalRequest] = []
+        while True:
+            reply = await self.call("approval.list", offset=len(approvals))
+            approvals.extend(ApprovalRequest.model_validate(a) for a in reply["approvals"])
+            if not reply.get("more") or not reply["approvals"]:
+                return approvals
+
+    async def get_approval(self, approval_id: str) -> ApprovalRequest:
+        """The whole waiting request, read in pages however large its params are."""
+        return ApprovalRequest.model_validate(
+            await self._pages("approval.get", approval_id=approval_id)
+        )
 
     async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
         await self.call("approval.decide", approval_id=approval_id, allow=allow, remember=remember)
@@ -127,15 +204,25 @@ class AdminClient:
         from_seq: int = 0,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        reply = await self.call(
-            "audit.query",
-            session_id=session_id,
-            run_id=run_id,
-            types=types,
-            from_seq=from_seq,
-            limit=limit,
-        )
-        return reply["events"]
+        events: list[dict[str, Any]] = []
+        while len(events) < limit:
+            reply = await self.call(
+                "audit.query",
+                session_id=session_id,
+                run_id=run_id,
+                types=types,
+                from_seq=from_seq,
+                limit=limit - len(events),
+            )
+            events.extend(reply["events"])
+            if not reply.get("more") or not reply["events"]:
+                break
+            from_seq = reply["events"][-1]["seq"] + 1
+        return events
+
+    async def get_audit_event(self, seq: int) -> dict[str, Any]:
+        """The whole logged event `seq`, read in pages however large it is."""
+        return await self._pages("audit.event", seq=seq)
 
     async def verify_audit(self) -> VerifyReport:
         return VerifyReport.model_validate((await self.call("audit.verify"))["report"])
@@ -161,7 +248,8 @@ class AdminClient:
         await self.call("secret.set", name=name, value=value)
 
     def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]:
-        """Bus messages over a dedicated connection (closed when the iterator is closed)."""
+        """Bus messages over a dedicated connection (closed when the iterator is closed).
+        It never ends by itself: a lost connection raises `ConnectionClosedError`."""
         return self._subscribe(from_seq)
 
     async def _subscribe(self, from_seq: int | None) -> AsyncIterator[BusMessage]:
@@ -173,7 +261,7 @@ class AdminClient:
             while True:
                 event = await conn.events.get()
                 if event is None:
-                    return
+                    raise conn.error or ConnectionClosedError("the event stream ended")
                 yield BusMessage.model_validate(event)
         finally:
             await conn.close()

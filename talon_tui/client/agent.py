@@ -30,11 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..engine.core.frames import MAX_LINE_BYTES
 from ..engine.core.paths import DataDir, resolve_data_dir
-from ..engine.errors import ErrorCode, TalonError
-
-MAX_LINE_BYTES = 1 << 20
-
+from ..engine.errors import EngineUnreachable, ErrorCode, TalonError
 
 # --------------------------------------------------------------------------- errors
 
@@ -112,12 +110,25 @@ class InternalError(ClientError):
     code = ErrorCode.INTERNAL
 
 
-class ConnectionClosedError(InternalError):
+class ConnectionClosedError(InternalError, EngineUnreachable):
     """The engine closed the connection (or was never reachable)."""
 
 
 class UntrustedEngineError(UnauthenticatedError):
     """Whoever listens on the socket is not the engine we trust: nothing was sent to it."""
+
+
+class FrameTooLargeError(ConnectionClosedError):
+    """The engine sent a line longer than `MAX_LINE_BYTES`: the connection cannot go on
+    (the engine never does that on purpose; see engine/core/frames.py)."""
+
+    code = ErrorCode.TOO_LARGE
+
+
+def _too_long() -> FrameTooLargeError:
+    return FrameTooLargeError(
+        f"the engine sent a line longer than {MAX_LINE_BYTES} bytes; the connection was closed"
+    )
 
 
 ERRORS: dict[str, type[ClientError]] = {
@@ -276,10 +287,17 @@ class AgentClient:
         req_id = next(self._ids)
         self._sock.sendall(_encode({"id": req_id, "op": op, **fields}))
         while True:
-            line = self._file.readline(MAX_LINE_BYTES + 2)
+            line = self._file.readline(MAX_LINE_BYTES + 1)
             if not line:
                 raise ConnectionClosedError("the engine closed the connection")
-            reply = json.loads(line)
+            if not line.endswith(b"\n") and len(line) > MAX_LINE_BYTES:
+                self.close()
+                raise _too_long()
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                self.close()
+                raise ConnectionClosedError("the engine sent a line that is not JSON") from None
             if reply.get("id") not in (req_id, None) or "event" in reply:
                 continue
             if not reply.get("ok"):
@@ -330,7 +348,11 @@ class AgentClient:
 
 
 class AsyncConnection:
-    """One pipe connection; replies are matched to requests by id, event frames queued."""
+    """One pipe connection; replies are matched to requests by id, event frames queued.
+
+    It never ends quietly: when the connection is lost (EOF, a reset, a line that is too long
+    or not JSON), `error` says why, every waiting call raises it, and the event queue ends
+    with None after which `error` is set."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -342,10 +364,12 @@ class AsyncConnection:
         self.closed = False
         self.engine_uid: int | None = None
 
+        self.error: ConnectionClosedError | None = None
+
     async def open(self, auth: dict[str, Any]) -> dict[str, Any]:
         try:
             reader, self._writer = await asyncio.open_unix_connection(
-                str(self.path), limit=MAX_LINE_BYTES + 1
+                str(self.path), limit=MAX_LINE_BYTES
             )
         except OSError as exc:
             raise ConnectionClosedError(
@@ -360,12 +384,21 @@ class AsyncConnection:
         return await self.call("hello", auth=auth)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        error = ConnectionClosedError("the engine closed the connection")
         try:
             while True:
-                line = await reader.readline()
-                if not line:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError:
+                    error = _too_long()
                     break
-                frame = json.loads(line)
+                except asyncio.IncompleteReadError:
+                    break  # EOF (a partial last line is no frame)
+                try:
+                    frame = json.loads(line)
+                except ValueError:
+                    error = ConnectionClosedError("the engine sent a line that is not JSON")
+                    break
                 if "event" in frame:
                     self.events.put_nowait(frame["event"])
                     continue
@@ -380,24 +413,31 @@ class AsyncConnection:
                     fut = self._waiting.pop(next(iter(self._waiting)))
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
-        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
-            pass
+        except ConnectionError as exc:
+            error = ConnectionClosedError(f"the connection to the engine broke ({exc})")
         finally:
             self.closed = True
+            self.error = error
             for fut in self._waiting.values():
                 if not fut.done():
-                    fut.set_exception(ConnectionClosedError("the engine closed the connection"))
+                    fut.set_exception(error)
             self._waiting.clear()
             self.events.put_nowait(None)
+            if self._writer is not None:
+                self._writer.close()
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
         if self.closed or self._writer is None:
-            raise ConnectionClosedError("the connection is closed")
+            raise self.error or ConnectionClosedError("the connection is closed")
         req_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._waiting[req_id] = fut
-        self._writer.write(_encode({"id": req_id, "op": op, **fields}))
-        await self._writer.drain()
+        try:
+            self._writer.write(_encode({"id": req_id, "op": op, **fields}))
+            await self._writer.drain()
+        except ConnectionError as exc:
+            self._waiting.pop(req_id, None)
+            raise ConnectionClosedError(f"the connection to the engine broke ({exc})") from None
         reply = await fut
         if not reply.get("ok"):
             raise error_from_reply(reply)

@@ -33,6 +33,15 @@ class AgentPeer(BaseModel):
     connected_at: str
 
 
+class Cut(BaseModel):
+    """How much of one field an admin frame left out (engine/core/frames.py): its full JSON size,
+    the strings shortened and the list or object entries dropped."""
+
+    bytes: int
+    strings: int = 0
+    items: int = 0
+
+
 class ApprovalRequest(BaseModel):
     approval_id: str
     session_id: str
@@ -45,6 +54,9 @@ class ApprovalRequest(BaseModel):
     expires: str
     reason: str = ""
     remember_override: dict[str, Any] | None = None  # what "approve and remember" would add
+    #: set when this is a preview (over the pipe): the fields shortened and by how much;
+    #: `get_approval` returns the whole request
+    cut: dict[str, Cut] | None = None
 
 
 class RunSummary(BaseModel):
@@ -58,6 +70,7 @@ class RunSummary(BaseModel):
     denied: int = 0
     approvals: int = 0
     content: str = ""
+    cut: dict[str, Cut] | None = None  # over the pipe: content shortened (engine/core/frames.py)
 
 
 class ReplayStep(BaseModel):
@@ -74,6 +87,7 @@ class ReplayStep(BaseModel):
     output_matches: bool | None = None
     changed_by_policy: bool = False
     what_if_decision: str | None = None
+    cut: dict[str, Cut] | None = None  # over the pipe: params/output/reason shortened
 
 
 class ReplayResult(BaseModel):
@@ -93,6 +107,7 @@ class SimulationChange(BaseModel):
     before: str
     after: str
     reason: str
+    cut: dict[str, Cut] | None = None  # over the pipe: params/reason shortened
 
 
 class VerifyReport(BaseModel):
@@ -155,6 +170,7 @@ class EngineAPI(Protocol):
     ) -> list[RunSummary]: ...
     async def list_agents(self) -> list[AgentPeer]: ...
     async def list_approvals(self) -> list[ApprovalRequest]: ...
+    async def get_approval(self, approval_id: str) -> ApprovalRequest: ...
     async def decide_approval(
         self, approval_id: str, allow: bool, remember: bool = False
     ) -> None: ...
@@ -166,6 +182,7 @@ class EngineAPI(Protocol):
         from_seq: int = 0,
         limit: int = 1000,
     ) -> list[dict[str, Any]]: ...
+    async def get_audit_event(self, seq: int) -> dict[str, Any]: ...
     async def verify_audit(self) -> VerifyReport: ...
     async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult: ...
     async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]: ...

@@ -246,9 +246,11 @@ class Engine(IntentFlow):
         return session.id, "agent:" + digest[:12]
 
     def agent_connected(self, peer: AgentPeer) -> None:
+        """Record a pipe connection: `agent.connected`, or `admin.connected` for an operator's
+        console or CLI (an admin is not an agent: the log tells them apart by type)."""
         self.peers[peer.conn_id] = peer
         self._record(
-            "agent.connected",
+            "admin.connected" if peer.role == "admin" else "agent.connected",
             {
                 "conn_id": peer.conn_id,
                 "role": peer.role,
@@ -265,7 +267,7 @@ class Engine(IntentFlow):
         if peer is None or not self.started:
             return
         self._record(
-            "agent.disconnected",
+            "admin.disconnected" if peer.role == "admin" else "agent.disconnected",
             {"conn_id": conn_id, "subject": peer.subject},
             session_id=peer.session_id,
         )
@@ -442,6 +444,10 @@ class Engine(IntentFlow):
     async def list_approvals(self) -> list[ApprovalRequest]:
         return self.approvals.list()
 
+    async def get_approval(self, approval_id: str) -> ApprovalRequest:
+        """The whole waiting request (NotFound once decided or expired)."""
+        return self.approvals.get(approval_id).model_copy()
+
     async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
         """Decide one waiting intent. An approval is judged again against the current policy
         first: if that now denies the intent, it is denied (by "policy") and PolicyDenied
@@ -544,6 +550,13 @@ class Engine(IntentFlow):
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self.store.query, session_id, run_id, types, from_seq, limit
         )
+
+    async def get_audit_event(self, seq: int) -> dict[str, Any]:
+        """The whole logged event `seq` (NotFound past the head)."""
+        found = await self.query_audit(from_seq=seq, limit=1) if seq >= 0 else []
+        if not found or found[0].get("seq") != seq:
+            raise NotFound(f"no audit event with seq {seq}", details={"seq": seq})
+        return found[0]
 
     async def verify_audit(self) -> VerifyReport:
         await self.durable()

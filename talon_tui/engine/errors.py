@@ -44,6 +44,11 @@ class BadRequest(TalonError):
     code = ErrorCode.BAD_REQUEST
 
 
+class EngineUnreachable(TalonError):
+    """The engine is gone for this client: its connection was lost (closed, reset, a frame it
+    cannot read) or the engine does not answer. The console says so and reconnects."""
+
+
 class NotFound(TalonError):
     code = ErrorCode.NOT_FOUND
 

@@ -19,6 +19,7 @@ PUBLIC = {
     "ConnectionClosedError",
     "ConstraintViolationError",
     "ForbiddenError",
+    "FrameTooLargeError",  # an oversize line is a clear error (issue 15.2)
     "IntentResult",
     "InternalError",
     "NotFoundError",
@@ -58,6 +59,7 @@ def test_the_client_imports_only_the_wire_contract():
         "talon_tui.engine.errors",
         "talon_tui.engine.policy.models",
         "talon_tui.engine.core.paths",
+        "talon_tui.engine.core.frames",  # the line limit both sides of the pipe read
     )
     assert engine and all(b.startswith(allowed) for b in engine), sorted(engine)
     assert forbidden(pairs, "textual", "rich", "talon_tui.app", "talon_tui.cli") == []

@@ -149,6 +149,9 @@ class ApprovalsScreen(TalonScreen):
         for key, value in sorted(a.params.items()):
             text.append("\n  ")
             text.append_text(labelled(safe_text(key, 40).plain, value, PARAM_MAX))
+        note = cut_note(a)
+        if note:
+            text.append(f"\n{note}", style="bold")
         text.append(f"\nid {a.approval_id}", style="dim")
         body.update(text)
 
@@ -194,6 +197,8 @@ class ApprovalsScreen(TalonScreen):
             style="bold",
         )
         body.append_text(safe_text(a.remember_override, DETAIL_MAX, multiline=True))
+        if a.cut and "remember_override" in a.cut:
+            body.append(f"\n{cut_note(a)}", style="bold")
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -213,6 +218,18 @@ class ApprovalsScreen(TalonScreen):
             verb = "approved and remembered" if remember else "approved" if allow else "denied"
             self.notify(f"{approval_id} {verb}", markup=False)
         await self.load()
+
+
+def cut_note(approval: ApprovalRequest) -> str:
+    """Says that what is shown is a preview (an attached console gets large agent data cut,
+    see engine/core/frames.py), how large the whole is, and where to read it."""
+    if not approval.cut:
+        return ""
+    sizes = ", ".join(f"{name} {cut.bytes:,} bytes" for name, cut in approval.cut.items())
+    return (
+        f"⚠ preview only: {sizes} in full — read all of it with "
+        f"`talon approvals show {approval.approval_id}`"
+    )
 
 
 def seconds_left(expires: str, now: datetime) -> int:

@@ -1,5 +1,6 @@
 """What every Talon screen of the console shares: the engine, the clock, read-only mode,
-k9s keys (g/G, esc), and reloading its data in a worker when engine events arrive."""
+k9s keys (g/G, esc), reloading its data in a worker when engine events arrive, and the banner
+that says the engine is unreachable and the data shown is stale."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from talon_tui.engine.api import EngineAPI
 from talon_tui.engine.core import ids
-from talon_tui.engine.errors import TalonError
+from talon_tui.engine.errors import EngineUnreachable, TalonError
 
-from ..messages import EngineEvent
+from ..messages import EngineEvent, EngineLink
+from ..widgets.link_banner import LinkBanner
 
 if TYPE_CHECKING:
     from ..app import TalonApp
@@ -40,6 +42,7 @@ class TalonScreen(Screen):
         self.engine = engine
         self._reload_pending = False
         self.loads = 0  # completed loads, for tests and the bench
+        self.loaded_ok = 0  # loads that reached the engine (the data shown came from it)
 
     @property
     def talon(self) -> TalonApp:
@@ -61,11 +64,34 @@ class TalonScreen(Screen):
     # ------------------------------------------------------------------ loading
 
     def on_mount(self) -> None:
+        self.show_link()
         self.reload()
 
     def on_screen_resume(self) -> None:
+        self.show_link()
         if self.loads:
             self.reload()
+
+    # ------------------------------------------------------------------ engine link
+
+    def show_link(self) -> None:
+        """Show whether the engine is reachable: the banner, and `-stale` on the screen so the
+        data shown is never taken for current."""
+        down = getattr(self.app, "link_down", None)
+        self.set_class(down is not None, "-stale")
+        banners = list(self.query(LinkBanner).results())
+        if down is not None and not banners:
+            # mounted the first time it is needed: a screen whose engine never went away
+            # keeps exactly its own layout
+            banners = [LinkBanner()]
+            self.mount(banners[0], before=0 if self.children else None)
+        for banner in banners:
+            banner.show(down, has_data=self.loaded_ok > 0)
+
+    def on_engine_link(self, message: EngineLink) -> None:
+        self.show_link()
+        if message.down is None:
+            self.reload()  # reached again: fresh data replaces the stale
 
     def reload(self) -> None:
         self.run_worker(self._load_guarded, exclusive=True, group="load", exit_on_error=False)
@@ -73,9 +99,13 @@ class TalonScreen(Screen):
     async def _load_guarded(self) -> None:
         try:
             await self.load()
+            self.loaded_ok += 1
+        except EngineUnreachable:
+            pass  # the engine is gone: the banner says so and the data stays marked stale
         except TalonError as exc:
             self.notify(str(exc), title="Engine", severity="error", markup=False)
         self.loads += 1
+        self.show_link()
 
     async def load(self) -> None:
         """Fetch this screen's data from the engine and show it."""

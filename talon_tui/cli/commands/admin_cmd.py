@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from talon_tui.client import AdminClient
+from talon_tui.engine.api import ApprovalRequest
 from talon_tui.engine.errors import TalonError
 from talon_tui.engine.policy.fix import newly_allowed
 
@@ -101,7 +102,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    if args.action in ("approve", "deny") and not args.approval_id:
+    if args.action in ("show", "approve", "deny") and not args.approval_id:
         fail(f"approvals {args.action} needs an APPROVAL_ID")
     if args.remember and args.action != "approve":
         fail("--remember only goes with approve")
@@ -116,10 +117,13 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                 print(
                     f"{line(a.approval_id)}  {line(a.session_id)}  {line(a.subject)}  "
                     f"{line(a.tool)} {json_text(a.params)}  "
-                    f"origin {line(a.origin)}  expires {line(a.expires)}"
+                    f"origin {line(a.origin)}  expires {line(a.expires)}{_cut_note(a)}"
                 )
             if not pending:
                 print("no approvals waiting")
+            return 0
+        if args.action == "show":
+            print_json((await c.get_approval(args.approval_id)).model_dump(exclude={"cut"}))
             return 0
         allow = args.action == "approve"
         await c.decide_approval(args.approval_id, allow, remember=args.remember)
@@ -131,6 +135,33 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _cut_note(approval: ApprovalRequest) -> str:
+    """What a preview left out, and how to read it whole."""
+    if not approval.cut:
+        return ""
+    fields = ", ".join(f"{name} {cut.bytes} bytes" for name, cut in approval.cut.items())
+    return f"  (cut: {fields} in full; `talon approvals show {approval.approval_id}`)"
+
+
+TAIL_DETAILS = 4  # fields shown for an event that has no tool, decision, status or reason
+TAIL_VALUE_CHARS = 60
+
+
+def _other_details(event: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The first scalar fields of `data` (e.g. an admin's subject and pid, a session's label),
+    else the session the event belongs to, else that it carries nothing."""
+    bits = []
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, bool | int | str) and value != "":
+            bits.append(f"{line(key, TAIL_VALUE_CHARS)}={line(value, TAIL_VALUE_CHARS)}")
+            if len(bits) == TAIL_DETAILS:
+                break
+    if not bits and event.get("session_id"):
+        bits.append(f"session={line(event['session_id'])}")
+    return bits or ["(no details)"]
 
 
 def _line(event: dict[str, Any]) -> str:
@@ -145,6 +176,8 @@ def _line(event: dict[str, Any]) -> str:
     for key in ("tool", "decision", "status", "reason", "code"):
         if data.get(key) not in (None, ""):
             bits.append(f"{key}={line(data[key])}")
+    if len(bits) == 3:  # none of those: never an empty row, say what the event does carry
+        bits.extend(_other_details(event, data))
     if event.get("run_id"):
         bits.append(line(event["run_id"]))
     return " ".join(bits)

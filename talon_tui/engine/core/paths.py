@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,8 +271,10 @@ def check_ancestors(root: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a 0600 file atomically (temp, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Write a 0600 file atomically (temp, fsync, rename, fsync dir). The temp name is
+    unique per thread too: two threads saving one file (say the audit index, from concurrent
+    queries) must not rename each other's temp file away."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core import frames
 from ..errors import BadRequest
 from ..policy.models import TOOLS, ToolIntent
 
@@ -112,13 +113,28 @@ async def op_agent_key_issue(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any
     return {"agent_key": await ctx.engine.issue_agent_key(field(f, "session_id", str))}
 
 
+def _page_fields(f: dict[str, Any]) -> tuple[int, int]:
+    """(offset, limit) of a page of JSON text (`approval.get`, `audit.event`)."""
+    offset = field(f, "offset", int, 0)
+    limit = field(f, "limit", int, frames.MAX_PAGE_CHARS)
+    if offset < 0:
+        raise BadRequest(f"{f.get('op')}: offset must be >= 0", details={"field": "offset"})
+    if not 0 < limit <= frames.MAX_PAGE_CHARS:
+        raise BadRequest(
+            f"{f.get('op')}: limit must be 1..{frames.MAX_PAGE_CHARS}", details={"field": "limit"}
+        )
+    return offset, limit
+
+
 async def op_run_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     runs = await ctx.engine.list_runs(
         field(f, "session_id", str, None),
         field(f, "limit", int, 500),
         max(0, field(f, "offset", int, 0)),
     )
-    return {"runs": [r.model_dump() for r in runs]}
+    views = [frames.shape(r.model_dump(), frames.RUN_FIELDS) for r in runs]
+    kept, more = frames.fit_list(views)
+    return {"runs": kept, "more": more}
 
 
 async def op_agent_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +142,19 @@ async def op_agent_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
 
 
 async def op_approval_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
-    return {"approvals": [a.model_dump() for a in await ctx.engine.list_approvals()]}
+    """Waiting approvals from `offset` on, agent data as previews (`cut` says what is missing);
+    `more: true` when the frame is full: ask again from `offset + len(approvals)`."""
+    offset = max(0, field(f, "offset", int, 0))
+    pending = (await ctx.engine.list_approvals())[offset:]
+    kept, more = frames.fit_list([frames.approval_view(a.model_dump()) for a in pending])
+    return {"approvals": kept, "more": more}
+
+
+async def op_approval_get(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """One waiting approval: its preview, and one page of the full request's JSON text."""
+    offset, limit = _page_fields(f)
+    request = (await ctx.engine.get_approval(field(f, "approval_id", str))).model_dump()
+    return {"preview": frames.approval_view(request), "full": frames.page(request, offset, limit)}
 
 
 async def op_approval_decide(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +175,16 @@ async def op_audit_query(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
         from_seq=field(f, "from_seq", int, 0),
         limit=min(field(f, "limit", int, 1000), 10_000),
     )
-    return {"events": events}
+    kept, more = frames.fit_list([frames.event_view(e) for e in events])
+    return {"events": kept, "more": more}
+
+
+async def op_audit_event(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """One logged event: its preview, and one page of the full event's JSON text."""
+    offset, limit = _page_fields(f)
+    event = await ctx.engine.get_audit_event(field(f, "seq", int))
+    # not under "event": that key marks an event frame of events.subscribe
+    return {"preview": frames.event_view(event), "full": frames.page(event, offset, limit)}
 
 
 async def op_audit_verify(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -156,12 +193,14 @@ async def op_audit_verify(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
 
 async def op_replay(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     result = await ctx.engine.replay(field(f, "run_id", str), field(f, "policy", dict, None))
-    return {"replay": result.model_dump()}
+    doc = result.model_dump()
+    doc["steps"] = [frames.shape(s, frames.STEP_FIELDS) for s in doc["steps"]]
+    return {"replay": doc}
 
 
 async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     changes = await ctx.engine.simulate(field(f, "session_id", str), field(f, "policy", dict))
-    return {"changes": [c.model_dump() for c in changes]}
+    return {"changes": [frames.shape(c.model_dump(), frames.CHANGE_FIELDS) for c in changes]}
 
 
 async def op_skill_register(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +252,10 @@ ADMIN_OPS: dict[str, Op] = {
     "run.list": op_run_list,
     "agent.list": op_agent_list,
     "approval.list": op_approval_list,
+    "approval.get": op_approval_get,
     "approval.decide": op_approval_decide,
     "audit.query": op_audit_query,
+    "audit.event": op_audit_event,
     "audit.verify": op_audit_verify,
     "replay": op_replay,
     "simulate": op_simulate,

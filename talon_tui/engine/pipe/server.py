@@ -43,8 +43,9 @@ from typing import Any
 import orjson
 
 from ..api import AgentPeer
-from ..core import ids
+from ..core import frames, ids
 from ..core.canon import loads_strict
+from ..core.frames import MAX_LINE_BYTES
 from ..errors import BadRequest, ErrorCode, TalonError
 from ..runtime.limits import (
     DEFAULT_AUDIT_AGGREGATE_SECONDS,
@@ -60,7 +61,6 @@ from ..runtime.limits import (
 )
 from .ops import ADMIN_OPS, AGENT_OPS, COMMON_OPS, OpContext, dispatch
 
-MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_INFLIGHT = 64
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -455,7 +455,9 @@ class Connection:
                 raise BadRequest(f"{op!r} is an agent op; this connection is {self.role}")
             ctx = OpContext(self.server.engine, self.session_id, self.subject, self)
             result = await dispatch(ctx, op, frame)
-            self.send({"id": req_id, "ok": True, **result})
+            reply = {"id": req_id, "ok": True, **result}
+            # an admin's reply always fits the line its client reads (engine/core/frames.py)
+            self.send(frames.fit_reply(reply, op) if self.role == "admin" else reply)
         except TalonError as exc:
             self.reply_error(req_id, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
@@ -473,7 +475,8 @@ class Connection:
             async for msg in self.subscription:
                 if self.closing:
                     return
-                self.send({"event": {"kind": msg.kind, "payload": msg.payload}})
+                payload = frames.bus_view(msg.kind, msg.payload)  # agent data as a preview
+                self.send({"event": {"kind": msg.kind, "payload": payload}})
                 await self.flush()
         except (ConnectionError, asyncio.CancelledError):
             return

@@ -489,6 +489,8 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "policy.updated",
     "agent.connected",
     "agent.disconnected",
+    "admin.connected",
+    "admin.disconnected",
     "pipe.rejected",
     "run.started",
     "policy.intent.received",
