@@ -81,7 +81,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # verbs that connect to a running engine (they check who listens before sending a credential)
-CONNECTING = {"console", "session", "policy", "agent", "approvals", "audit", "doctor"}
+CONNECTING = {"console", "session", "policy", "agent", "approvals", "audit", "doctor", "mcp"}
 
 
 def _common(p: argparse.ArgumentParser, verb: str = "") -> None:
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     lines = []
     for path, (_, _, help_) in VERBS.items():
         lines.append(f"  {' '.join(path):<17} {help_}")
+    lines.append(f"  {'mcp':<17} serve Talon's tools to an MCP client (install, uninstall)")
     parser = _Parser(
         prog="talon",
         description="Govern what local AI agents may do.",
@@ -223,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session")
     p.add_argument("--run")
     p.add_argument("--output", "-o", help="file to write (default stdout)")
+
+    from .commands import mcp_cmd
+
+    mcp_cmd.add_parsers(sub, _common, _Parser)
 
     p = leaf(("replay",))
     p.add_argument("run_id")

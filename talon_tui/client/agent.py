@@ -427,6 +427,12 @@ class AsyncConnection:
                 self._writer.close()
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        _req_id, fut = await self.send(op, **fields)
+        return await self.reply(fut)
+
+    async def send(self, op: str, **fields: Any) -> tuple[int, asyncio.Future]:
+        """Send one request; returns its id (for `intent.cancel`) and the future of its reply
+        frame (pass it to `reply`)."""
         if self.closed or self._writer is None:
             raise self.error or ConnectionClosedError("the connection is closed")
         req_id = next(self._ids)
@@ -438,7 +444,12 @@ class AsyncConnection:
         except ConnectionError as exc:
             self._waiting.pop(req_id, None)
             raise ConnectionClosedError(f"the connection to the engine broke ({exc})") from None
-        reply = await fut
+        return req_id, fut
+
+    @staticmethod
+    async def reply(fut: asyncio.Future) -> dict[str, Any]:
+        """The reply frame of a request `send` sent, or its error raised as a ClientError."""
+        reply: dict[str, Any] = await fut
         if not reply.get("ok"):
             raise error_from_reply(reply)
         return reply
@@ -488,6 +499,48 @@ class AsyncAgentClient:
 
     async def begin_run(self, content: str = "") -> str:
         return (await self._conn.call("run.begin", content=content))["run_id"]
+
+    async def send_intent(
+        self, tool: str, params: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> tuple[int, asyncio.Future]:
+        """Submit an intent without waiting: its request id (for `cancel_intent`) and the
+        future of its reply (give it to `intent_result`)."""
+        fields: dict[str, Any] = {"tool": tool, "params": params or {}}
+        if run_id is not None:
+            fields["run_id"] = run_id
+        return await self._conn.send("intent", **fields)
+
+    async def intent_result(self, fut: asyncio.Future) -> IntentResult:
+        return IntentResult.model_validate(await self._conn.reply(fut))
+
+    async def cancel_intent(self, request_id: int) -> list[str]:
+        """Withdraw a pending intent from the approval queue (it then answers
+        APPROVAL_DENIED); returns the approval ids withdrawn."""
+        reply = await self._conn.call("intent.cancel", request_id=request_id)
+        return list(reply.get("withdrawn", []))
+
+    async def policy_view(self) -> dict[str, Any]:
+        """The session's own policy: `{session_id, version, policy}`."""
+        reply = await self._conn.call("policy.view")
+        return {k: reply[k] for k in ("session_id", "version", "policy")}
+
+    async def policy_watch(self) -> int:
+        """Receive `{"type": "policy.updated", "version": N}` on `events` from now on;
+        returns the current version."""
+        return int((await self._conn.call("policy.watch"))["version"])
+
+    @property
+    def events(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """Event frames (None once the connection closed)."""
+        return self._conn.events
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Any agent op by name (e.g. one newer than this library)."""
+        return await self._conn.call(op, **fields)
 
     async def end_run(self, run_id: str, status: str = "ok") -> dict[str, Any]:
         reply = await self._conn.call("run.end", run_id=run_id, status=status)

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +95,8 @@ class Engine(IntentFlow):
         #: called with a conn_id when that agent's session closes (the pipe drops it)
         self.on_session_closed: Any = None
         self._reaping: asyncio.Task[None] | None = None
+        #: session id -> callbacks told the new policy version (agent op `policy.watch`)
+        self._policy_watchers: dict[str, set[Callable[[int], None]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -413,6 +415,46 @@ class Engine(IntentFlow):
         self.store.set_policy(session_id, parsed, actor=actor, reason=reason)
         self._policy_event(session_id, parsed, previous, actor=actor, reason=reason)
         self._rejudge_waiting(session_id)
+        watchers = self._policy_watchers.get(session_id)
+        if watchers:
+            version = self.policy_version(session_id)
+            for notify in list(watchers):
+                notify(version)
+
+    # ------------------------------------------------------------------ agent: own policy
+
+    def policy_version(self, session_id: str) -> int:
+        """How many times the session's policy was replaced (0: the one it was created with)."""
+        return int(self.store.state.last_policy_change(session_id).seq)
+
+    async def view_policy(self, session_id: str) -> dict[str, Any]:
+        """Agent op `policy.view`: the agent's own session's policy, read-only."""
+        self._session(session_id, open_only=True)
+        return {
+            "session_id": session_id,
+            "version": self.policy_version(session_id),
+            "policy": self.store.policy(session_id).to_doc(),
+        }
+
+    def watch_policy(self, session_id: str, notify: Callable[[int], None]) -> Callable[[], None]:
+        """Call `notify(version)` whenever the session's policy changes; returns the function
+        that stops it. Only that session's changes reach it."""
+        self._session(session_id, open_only=True)
+        self._policy_watchers.setdefault(session_id, set()).add(notify)
+
+        def stop() -> None:
+            watchers = self._policy_watchers.get(session_id)
+            if watchers is not None:
+                watchers.discard(notify)
+                if not watchers:
+                    del self._policy_watchers[session_id]
+
+        return stop
+
+    def withdraw_intent(self, owner: asyncio.Task[Any]) -> list[str]:
+        """Agent op `intent.cancel`: the approval the request's task `owner` waits for leaves
+        the queue; its intent then answers APPROVAL_DENIED (audited `by: agent-cancel`)."""
+        return self.approvals.withdraw(owner)
 
     def _policy_event(
         self, session_id: str, policy: Policy, previous: Policy | None, *, actor: str, reason: str

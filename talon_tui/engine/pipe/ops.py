@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core import frames
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from ..policy.models import TOOLS, ToolIntent
 
 _MISSING = object()
@@ -75,6 +75,37 @@ async def op_run_end(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     run_id = field(f, "run_id", str)
     status = field(f, "status", str, "ok")
     return await ctx.engine.end_run(ctx.session_id, ctx.subject, run_id, status)
+
+
+async def op_policy_view(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """The agent's own session's policy (read-only): `{session_id, version, policy}`."""
+    result: dict[str, Any] = await ctx.engine.view_policy(ctx.session_id)
+    return result
+
+
+async def op_policy_watch(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """From now on this connection receives `{"event": {"type": "policy.updated",
+    "version": N}}` whenever its own session's policy changes."""
+    ctx.conn.watch_policy()
+    return {"watching": True, "version": ctx.engine.policy_version(ctx.session_id)}
+
+
+async def op_intent_cancel(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """Withdraw this connection's pending intent (by the id of its request frame) from the
+    approval queue; that intent then replies APPROVAL_DENIED."""
+    if "request_id" not in f:
+        raise BadRequest(
+            "intent.cancel: missing field 'request_id'", details={"field": "request_id"}
+        )
+    request_id = f["request_id"]
+    withdrawn = ctx.conn.cancel_request(request_id)
+    if not withdrawn:
+        raise NotFound(
+            f"intent.cancel: request {request_id!r} of this connection is not waiting for an "
+            "approval",
+            details={"request_id": request_id},
+        )
+    return {"withdrawn": withdrawn}
 
 
 # --------------------------------------------------------------------------- admin ops
@@ -239,6 +270,9 @@ AGENT_OPS: dict[str, Op] = {
     "run.begin": op_run_begin,
     "intent": op_intent,
     "run.end": op_run_end,
+    "policy.view": op_policy_view,
+    "policy.watch": op_policy_watch,
+    "intent.cancel": op_intent_cancel,
 }
 
 ADMIN_OPS: dict[str, Op] = {

@@ -238,6 +238,9 @@ class Connection:
         #: bytes reserved by requests being worked on (not parked): see ReplyBudget
         self.reserved = 0
         self.opened = time.monotonic()
+        #: request id -> the task answering it (intent.cancel finds a waiting intent by it)
+        self.by_request: dict[Any, asyncio.Task] = {}
+        self.stop_policy_watch: Any = None
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -299,7 +302,7 @@ class Connection:
                     line = await self.reader.readuntil(b"\n")
                 return line[:-1]
             except TimeoutError:
-                if self.tasks or self.subscription is not None:
+                if self.tasks or self.subscription is not None or self.stop_policy_watch:
                     continue  # waiting on its own intents, or streaming events: not idle
                 return None
             except asyncio.IncompleteReadError as exc:
@@ -346,6 +349,8 @@ class Connection:
             budget = ReplyBudget(self)
             task = asyncio.create_task(self._handle(req_id, op, frame, budget))
             self.tasks.add(task)
+            if op == "intent" and isinstance(req_id, (str, int)) and not isinstance(req_id, bool):
+                self.by_request[req_id] = task
             task.add_done_callback(self._task_done)
             # let it run to its first wait: a result made at once (an inline read) is counted
             # before the next request is read
@@ -354,7 +359,28 @@ class Connection:
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
+        for req_id in [r for r, t in self.by_request.items() if t is task]:
+            del self.by_request[req_id]
         self.slots.release()
+
+    def cancel_request(self, req_id: Any) -> list[str]:
+        """Withdraw what this connection's request `req_id` waits for (its approvals)."""
+        if isinstance(req_id, bool) or not isinstance(req_id, (str, int)):
+            return []
+        task = self.by_request.get(req_id)
+        if task is None:
+            return []
+        withdrawn: list[str] = self.server.engine.withdraw_intent(task)
+        return withdrawn
+
+    def watch_policy(self) -> None:
+        if self.stop_policy_watch is not None:
+            raise BadRequest("this connection already watches its policy")
+
+        def notify(version: int) -> None:
+            self.send({"event": {"type": "policy.updated", "version": version}})
+
+        self.stop_policy_watch = self.server.engine.watch_policy(self.session_id, notify)
 
     async def _hello(self) -> bool:
         deadline = min(self.server.hello_timeout, self.server.idle_timeout)
@@ -485,6 +511,8 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        if self.stop_policy_watch is not None:
+            self.stop_policy_watch()
         if self.pump is not None:
             self.pump.cancel()
         for task in list(self.tasks):

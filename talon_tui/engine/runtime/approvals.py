@@ -18,18 +18,21 @@ from ..api import ApprovalRequest
 from ..core import ids
 from ..errors import NotFound
 
+#: who withdrew an approval the agent no longer waits for (intent.cancel, connection closed)
+AGENT_CANCEL = "agent-cancel"
+
 
 @dataclass(frozen=True)
 class ApprovalOutcome:
     allow: bool
     remember: bool
-    by: str  # operator | policy | timeout | shutdown
+    by: str  # operator | policy | timeout | shutdown | agent-cancel
     timed_out: bool = False
     reason: str = ""  # why, when `by` is policy
 
 
 class _Pending:
-    __slots__ = ("future", "intent", "intent_id", "request")
+    __slots__ = ("future", "intent", "intent_id", "owner", "request")
 
     def __init__(
         self, request: ApprovalRequest, intent_id: str, intent: Any, future: asyncio.Future
@@ -38,6 +41,8 @@ class _Pending:
         self.intent_id = intent_id
         self.intent = intent  # the ToolIntent as submitted (request.params may be redacted)
         self.future = future
+        #: the task that opened it (the pipe request's task): `withdraw` finds it by that
+        self.owner = asyncio.current_task()
 
 
 class ApprovalQueue:
@@ -138,6 +143,19 @@ class ApprovalQueue:
             if self._pending.get(approval_id) is pending and not pending.future.done():
                 # the waiter was cancelled (agent gone, engine stopping): nobody waits any more
                 del self._pending[approval_id]
+
+    def withdraw(self, owner: asyncio.Task[Any]) -> builtins.list[str]:
+        """The agent withdraws what `owner` (the task of one of its requests) waits for: each
+        such approval leaves the queue and its waiter wakes denied (`by` agent-cancel).
+        Returns the approval ids withdrawn (none when that request waits for nothing)."""
+        gone = [a for a, p in self._pending.items() if p.owner is owner]
+        for approval_id in gone:
+            pending = self._pending.pop(approval_id)
+            if not pending.future.done():
+                pending.future.set_result(
+                    ApprovalOutcome(allow=False, remember=False, by=AGENT_CANCEL)
+                )
+        return gone
 
     def list(self) -> list[ApprovalRequest]:
         return [p.request.model_copy() for p in self._pending.values()]

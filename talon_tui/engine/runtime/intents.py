@@ -28,7 +28,7 @@ from ..errors import (
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
 from ..store import INLINE_TOOLS, EngineStore
-from .approvals import ApprovalOutcome
+from .approvals import AGENT_CANCEL, ApprovalOutcome
 from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
 
@@ -61,10 +61,13 @@ class _Step:
     def add(self, etype: str, data: dict[str, Any]) -> None:
         self.pending.append((etype, self.session_id, self.run_id, data))
 
-    def flush(self) -> None:
-        if self.pending:
-            specs, self.pending = self.pending, []
-            self.audit.append_many(specs)
+    def flush(self) -> list[dict[str, Any]]:
+        """Write what is queued; returns the events written (none when nothing was)."""
+        if not self.pending:
+            return []
+        specs, self.pending = self.pending, []
+        written: list[dict[str, Any]] = self.audit.append_many(specs)
+        return written
 
 
 class IntentFlow:
@@ -218,12 +221,14 @@ class IntentFlow:
                     if decision.code == ErrorCode.CONSTRAINT_VIOLATION
                     else PolicyDenied
                 )
+                decided = step.flush()[-1]  # the policy.decision: its seq goes to the agent
                 raise denial(
                     f"{intent.tool} denied: {decision.reason}",
                     details={
                         **ref,
                         "reason": decision.reason,
                         "suggested_fix": jsonable(decision.suggested_fix),
+                        "audit_seq": decided["seq"],
                     },
                 )
             if decision.decision == "REQUIRE_APPROVAL":
@@ -359,7 +364,7 @@ class IntentFlow:
                 outcome = await self.approvals.wait(request.approval_id)
         except asyncio.CancelledError:
             # the agent went away (or the engine is stopping): nobody waits for a decision
-            self._expire_approval(request, intent_id, "cancelled", False, session.id, run_id)
+            self._expire_approval(request, intent_id, AGENT_CANCEL, False, session.id, run_id)
             raise
         if outcome.by not in ("operator", "policy"):  # those two were recorded by the decider
             self._expire_approval(
@@ -390,8 +395,9 @@ class IntentFlow:
                 (False, "operator"): "denied by the operator",
                 (False, "timeout"): "no operator decision before the approval timed out",
                 (False, "shutdown"): "the engine stopped before an operator decided",
+                (False, AGENT_CANCEL): "withdrawn by the agent before an operator decided",
             }[(outcome.allow, outcome.by)]
-        self._record(
+        event = self._record(
             "policy.decision",
             {
                 "intent_id": intent_id,
@@ -410,7 +416,11 @@ class IntentFlow:
             raise TalonError(
                 f"{intent.tool} not approved: {reason}",
                 code=code,
-                details={"approval_id": request.approval_id, "reason": reason},
+                details={
+                    "approval_id": request.approval_id,
+                    "reason": reason,
+                    "audit_seq": event["seq"],
+                },
             )
         return current
 
