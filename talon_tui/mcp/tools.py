@@ -6,6 +6,7 @@ Pure functions over the policy document the agent op `policy.view` returns: no I
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -100,9 +101,16 @@ def builtin_tools(policy: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def input_schema(tool: str) -> dict[str, Any]:
+@functools.cache
+def _schema_json(tool: str) -> str:
     schema: dict[str, Any] = PARAM_MODELS[tool].model_json_schema()
     schema.pop("title", None)
+    return json.dumps(schema)
+
+
+def input_schema(tool: str) -> dict[str, Any]:
+    """The JSON schema of the tool's param model (made once; a fresh copy each call)."""
+    schema: dict[str, Any] = json.loads(_schema_json(tool))
     return schema
 
 
