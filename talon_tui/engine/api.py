@@ -57,6 +57,8 @@ class ApprovalRequest(BaseModel):
     #: set when this is a preview (over the pipe): the fields shortened and by how much;
     #: `get_approval` returns the whole request
     cut: dict[str, Cut] | None = None
+    #: the content its run began with (an MCP gateway names its client there), redacted
+    run_content: str = ""
 
 
 class RunSummary(BaseModel):

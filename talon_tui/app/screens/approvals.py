@@ -142,6 +142,13 @@ class ApprovalsScreen(TalonScreen):
         text.append("   ")
         text.append_text(labelled("origin", a.origin, 20))
         text.append("\n")
+        if a.tool == "mcp.call" and isinstance(a.params.get("server"), str):
+            mcp_tool = f"{a.params['server']}__{a.params.get('tool')}"
+            text.append_text(labelled("mcp tool", mcp_tool, 80))
+            text.append("\n")
+        if a.run_content:
+            text.append_text(labelled("run", a.run_content, 120))
+            text.append("\n")
         if a.reason:
             text.append_text(labelled("why", a.reason, 400))
             text.append("\n")

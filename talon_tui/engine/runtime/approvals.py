@@ -67,6 +67,7 @@ class ApprovalQueue:
         reason: str,
         remember_override: dict[str, Any] | None,
         intent: Any,
+        run_content: str = "",
     ) -> ApprovalRequest:
         """Queue a new approval and return its request (the caller then `wait`s on it)."""
         now = ids.utcnow()
@@ -82,6 +83,7 @@ class ApprovalQueue:
             expires=ids.iso(now + timedelta(seconds=self.timeout_seconds)),
             reason=reason,
             remember_override=remember_override,
+            run_content=run_content,
         )
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         pending = _Pending(request, intent_id, intent, future)

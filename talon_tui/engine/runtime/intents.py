@@ -331,6 +331,7 @@ class IntentFlow:
         """Wait for the operator; returns the decision of the *current* policy (judged again
         after the approval, so its constraints and ttl are the ones the token gets)."""
         remembered = self.remembered_for(session.id, intent)
+        run = self.runs.get(run_id)
         request = self.approvals.open(
             session_id=session.id,
             run_id=run_id,
@@ -342,6 +343,7 @@ class IntentFlow:
             reason=decision.reason,
             remember_override=jsonable(remembered.override) if remembered else None,
             intent=intent,
+            run_content=run.content if run is not None else "",
         )
         self._record(
             "approval.requested",
