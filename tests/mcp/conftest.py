@@ -10,8 +10,10 @@ from support.pipe import new_session, run
 
 
 @pytest.fixture
-def talon(tmp_path: Path):
-    t = Talon(tmp_path)
+def talon(request: pytest.FixtureRequest, tmp_path: Path):
+    """The engine; `@pytest.mark.approval_timeout("2")` shortens its approval timeout."""
+    marker = request.node.get_closest_marker("approval_timeout")
+    t = Talon(tmp_path, marker.args[0] if marker else "30")
     t.serve.start()
     t.session_id, t.key = run(new_session(t.serve, t.workspace, POLICY))
     yield t

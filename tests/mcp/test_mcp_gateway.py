@@ -237,3 +237,36 @@ def test_engine_down_fails_closed_and_recovers(talon: Talon) -> None:
         talon.serve.stop_quietly()
 
     run(body())
+
+
+@pytest.mark.approval_timeout("2")
+def test_approval_timeout_is_an_error(talon: Talon) -> None:
+    async def body() -> None:
+        async with mcp_client(talon) as session:
+            result = await session.call_tool("file_write", {"path": "work/t.txt", "content": "t"})
+        assert result.is_error
+        assert "APPROVAL_TIMEOUT" in result.content[0].text
+        assert not (talon.workspace / "work" / "t.txt").exists()
+
+    run(body())
+
+
+def test_the_connection_is_one_run_ended_when_the_client_leaves(talon: Talon) -> None:
+    async def body() -> None:
+        async with mcp_client(talon, name="Cursor") as session:
+            for _ in range(3):
+                assert not (await session.call_tool("file_read", {"path": "work/a.txt"})).is_error
+            await session.call_tool("file_read", {"path": "other/b.txt"})
+        with anyio.fail_after(20):
+            while True:
+                async with await AdminClient.connect(talon.data) as admin:
+                    runs = await admin.list_runs(talon.session_id)
+                if runs and runs[0].status != "running":
+                    break
+                await anyio.sleep(0.1)
+        [only] = runs
+        assert only.steps == 4 and only.denied == 1
+        assert only.content == "MCP client Cursor 9.9 through talon mcp"
+        assert only.status == "ok"
+
+    run(body())

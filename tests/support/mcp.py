@@ -39,16 +39,17 @@ POLICY = {
 class Talon:
     """One engine (`talon serve`) with one session for the gateway to act in."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, approval_timeout: str = "30") -> None:
         self.root = root
         self.data = root / "data"
         self.workspace = make_workspace(root)
-        self.serve = Serve(self.data, {"TALON_APPROVAL_TIMEOUT": "30"})
+        self.approval_timeout = approval_timeout
+        self.serve = Serve(self.data, {"TALON_APPROVAL_TIMEOUT": approval_timeout})
         self.session_id = ""
         self.key = ""
 
     def restart(self) -> None:
-        self.serve = Serve(self.data, {"TALON_APPROVAL_TIMEOUT": "30"}).start()
+        self.serve = Serve(self.data, {"TALON_APPROVAL_TIMEOUT": self.approval_timeout}).start()
 
 
 class Notes:
