@@ -196,7 +196,8 @@ class Gateway:
                 raise MCPError(types.INVALID_PARAMS, str(exc)) from None
         for t in mcptools.upstream_tools(self.policy, self.upstream):
             if t["name"] == name:
-                args = mcptools.strip_approval(arguments or {}, set())
+                declared = set((t["input_schema"].get("properties") or {}).keys())
+                args = mcptools.strip_approval(arguments or {}, declared)
                 return mcptools.MCP_CALL, {
                     "server": t["server"],
                     "tool": t["tool"],

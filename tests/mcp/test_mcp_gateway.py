@@ -270,3 +270,21 @@ def test_the_connection_is_one_run_ended_when_the_client_leaves(talon: Talon) ->
         assert only.status == "ok"
 
     run(body())
+
+
+def test_engine_down_at_start_then_up(talon: Talon) -> None:
+    async def body() -> None:
+        talon.serve.terminate()
+        notes = Notes()
+        async with mcp_client(talon, notes) as session:
+            assert await _names(session) == []
+            result = await session.call_tool("file_read", {"path": "work/a.txt"})
+            assert result.is_error and "unreachable" in result.content[0].text
+            talon.restart()
+            with anyio.fail_after(30):
+                await notes.changed.wait()  # reconnected by itself: the list grew
+            assert await _names(session) == ["file_read", "file_write"]
+            result = await session.call_tool("file_read", {"path": "work/a.txt"})
+            assert not result.is_error
+
+    run(body())
