@@ -244,7 +244,7 @@ class Gateway:
             raise
         except ClientError as exc:
             if not _run_gone(exc, run_id):
-                return _denied(name, exc)
+                return denied_result(name, exc)
             # the engine ended our run (it restarted): go on in a new one
             self.run_id = None
             try:
@@ -252,8 +252,8 @@ class Gateway:
             except ConnectionClosedError:
                 raise
             except ClientError as again:
-                return _denied(name, again)
-        return _allowed(tool, result)
+                return denied_result(name, again)
+        return allowed_result(tool, result)
 
     async def _intent(
         self, ctx: Any, agent: AsyncAgentClient, tool: str, params: dict[str, Any], run_id: str
@@ -320,7 +320,7 @@ def _text(tool: str, result: Any) -> str:
     return json.dumps(result, ensure_ascii=False, indent=1, default=str)
 
 
-def _allowed(tool: str, result: Any) -> types.CallToolResult:
+def allowed_result(tool: str, result: Any) -> types.CallToolResult:
     if tool == mcptools.MCP_CALL and isinstance(result, dict):
         content = [
             c for c in (result.get("content") or []) if isinstance(c, dict) and c.get("type")
@@ -339,7 +339,7 @@ def _allowed(tool: str, result: Any) -> types.CallToolResult:
     )
 
 
-def _denied(name: str, exc: ClientError) -> types.CallToolResult:
+def denied_result(name: str, exc: ClientError) -> types.CallToolResult:
     d = exc.details
     reason = d.get("reason") or exc.message
     lines = [f"Talon refused {name} ({exc.code}): {reason}"]

@@ -8,7 +8,7 @@ import pytest
 
 from talon_tui.mcp import clients
 from talon_tui.mcp import tools as t
-from talon_tui.mcp.gateway import _allowed, _denied
+from talon_tui.mcp.gateway import allowed_result, denied_result
 
 
 def _policy(*overrides: dict) -> dict:
@@ -91,9 +91,9 @@ def test_builtin_params_drop_approval_looking_names_and_refuse_the_rest() -> Non
 
 
 def test_results_map_to_mcp() -> None:
-    ok = _allowed("file.read", {"path": "w/a", "content": "hi", "bytes": 2, "sha256": "sha256:x"})
+    ok = allowed_result("file.read", {"path": "w/a", "content": "hi", "bytes": 2, "sha256": "sha256:x"})
     assert ok.content[0].text == "hi" and ok.structured_content["bytes"] == 2
-    up = _allowed(
+    up = allowed_result(
         "mcp.call",
         {
             "server": "notes",
@@ -122,7 +122,7 @@ def test_results_map_to_mcp() -> None:
             "audit_seq": 41,
         },
     )
-    denied = _denied("file_read", exc)
+    denied = denied_result("file_read", exc)
     text = denied.content[0].text
     assert denied.is_error
     assert text.splitlines() == [
