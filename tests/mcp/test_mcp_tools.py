@@ -91,7 +91,9 @@ def test_builtin_params_drop_approval_looking_names_and_refuse_the_rest() -> Non
 
 
 def test_results_map_to_mcp() -> None:
-    ok = allowed_result("file.read", {"path": "w/a", "content": "hi", "bytes": 2, "sha256": "sha256:x"})
+    ok = allowed_result(
+        "file.read", {"path": "w/a", "content": "hi", "bytes": 2, "sha256": "sha256:x"}
+    )
     assert ok.content[0].text == "hi" and ok.structured_content["bytes"] == 2
     up = allowed_result(
         "mcp.call",
