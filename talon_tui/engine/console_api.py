@@ -2,10 +2,12 @@
 
 `api` is what the console asks the engine (in process or over the pipe); this module is the
 rest of what the console may use, all of it local and stateless: the clock, the policy
-advisor's warnings for the editor, the lexical URL check behind the host chips, the audit
-viewer's line scan, and verifying the log files with the data dir's public key. The console
-imports the engine only through `api`, this module, `errors` and `policy.models` (an
-import-linter contract in pyproject.toml checks it), so nothing here may decide or act.
+advisor's warnings for the editor, how a suggested fix merges into the overrides and what a
+change newly allows (for the editor's confirmations), the lexical URL and host name checks
+behind the host chips, the audit viewer's line scan, and verifying the log files with the data
+dir's public key. The console imports the engine only through `api`, this module, `errors` and
+`policy.models` (an import-linter contract in pyproject.toml checks it), so nothing here may
+decide or act.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from .core import keys
 from .core.ids import utcnow
 from .core.paths import DataDir
 from .policy.advisor import LONG_TTL_SECONDS, Advice, lint, worst_level
-from .policy.checks import parse_fetch_url
+from .policy.checks import canonical_domain, parse_fetch_url
+from .policy.fix import merge_fix, newly_allowed, plan_fix
 
 __all__ = [
     "FIRST_BATCH",
@@ -39,11 +42,15 @@ __all__ = [
     "Advice",
     "AuditFilter",
     "audit_public_key",
+    "canonical_domain",
     "complete_end",
     "event_decision",
     "lint",
+    "merge_fix",
+    "newly_allowed",
     "parse_fetch_url",
     "parse_filter",
+    "plan_fix",
     "read_line",
     "scan_back",
     "scan_forward",
