@@ -1,8 +1,9 @@
 """The Talon console: one app factory used by the CLI and the tests.
 
-The app owns navigation (a registry of named screens, `:` jump, `esc` back), help generated
-from bindings, the command palette providers, themes, and one worker that consumes the engine's
-event bus and posts `EngineEvent` messages to the screens. Screens talk only to `EngineAPI`.
+The app owns navigation (`SCREENS`, the one registry of named screens that `go` opens, `:`
+jump, `esc` back; see navigation.py), help generated from bindings, the command palette
+providers, themes, and one worker that consumes the engine's event bus and posts `EngineEvent`
+messages to the screens. Screens talk only to `EngineAPI`.
 
 Attached to an engine over the pipe, that worker is also the console's link watch: when the
 stream breaks (the engine stopped, or the console hosting it quit) every screen shows a
@@ -25,15 +26,21 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from talon_tui.engine.api import BusMessage, EngineAPI
-from talon_tui.engine.core import ids
+from talon_tui.engine.console_api import utcnow
 from talon_tui.engine.errors import EngineUnreachable, TalonError
 
 from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands
 from .messages import EngineEvent, EngineLink
+from .navigation import Navigator, ScreenSpec
 from .screens.approvals import ApprovalsScreen
+from .screens.audit import AuditScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.jump import JumpScreen
+from .screens.policy_editor import PolicyEditorScreen
+from .screens.replay import ReplayScreen
+from .screens.run_timeline import RunTimelineScreen
+from .screens.session_detail import SessionDetailScreen
 from .screens.sessions import SessionsScreen
 from .screens.skills import SkillsScreen
 from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
@@ -43,25 +50,79 @@ from .widgets.summaries import intent_target
 
 Service = Callable[[], Awaitable[Any]]
 
-# name -> (one-line help, needs an argument)
-SCREENS: dict[str, tuple[str, str | None]] = {
-    "dashboard": ("overview: sessions, runs, approvals, agents, chain", None),
-    "sessions": ("sessions table: create, close, agent keys", None),
-    "approvals": ("queue of intents waiting for an operator", None),
-    "audit": ("the whole audit log, live, with chain verification", None),
-    "replay": ("step through a recorded run, nothing executes", "run id, optional"),
-    "skills": ("registered skills and their signatures", None),
-    "session": ("one session: runs, policy, audit, agents", "session id"),
-    "policy": ("edit a session's policy", "session id"),
-    "quit": ("leave the console (ctrl+q)", None),
+# The one registry of named screens: `app.go(name, **args)` calls `factory(app, **args)`.
+# Listed screens appear, in this order, in `:` jump and in the palette's "go:" commands.
+SCREENS: dict[str, ScreenSpec] = {
+    "dashboard": ScreenSpec(
+        "overview: sessions, runs, approvals, agents, chain",
+        lambda app: DashboardScreen(app.engine),
+        top_level=True,
+    ),
+    "sessions": ScreenSpec(
+        "sessions table: create, close, agent keys",
+        lambda app: SessionsScreen(app.engine),
+        top_level=True,
+    ),
+    "approvals": ScreenSpec(
+        "queue of intents waiting for an operator",
+        lambda app: ApprovalsScreen(app.engine),
+        top_level=True,
+    ),
+    "audit": ScreenSpec(
+        "the whole audit log, live, with chain verification",
+        lambda app, session_id=None: AuditScreen(
+            app.engine, session_id=session_id, readonly=app.readonly
+        ),
+        arg="session_id",
+        top_level=True,
+    ),
+    "replay": ScreenSpec(
+        "step through a recorded run, nothing executes",
+        lambda app, run_id=None: ReplayScreen(app.engine, run_id),
+        arg="run_id",
+        arg_help="run id, optional",
+        top_level=True,
+    ),
+    "skills": ScreenSpec(
+        "registered skills and their signatures",
+        lambda app: SkillsScreen(app.engine),
+        top_level=True,
+    ),
+    "session": ScreenSpec(
+        "one session: runs, policy, audit, agents",
+        lambda app, session_id: SessionDetailScreen(app.engine, session_id),
+        arg="session_id",
+        arg_help="session id",
+        required="pick a session and press enter",
+        fallback="sessions",
+    ),
+    "policy": ScreenSpec(
+        "edit a session's policy",
+        lambda app, session_id, prefill_override=None: PolicyEditorScreen(
+            app.engine, session_id, prefill_override=prefill_override, readonly=app.readonly
+        ),
+        arg="session_id",
+        arg_help="session id",
+        required="pick a session and press e",
+        fallback="sessions",
+    ),
+    "quit": ScreenSpec("leave the console (ctrl+q)", None),
+    "run": ScreenSpec(
+        "one run's steps, with their decisions and a safe fix for a denial",
+        lambda app, run_id, session_id=None: RunTimelineScreen(app.engine, run_id, session_id),
+        arg="run_id",
+        arg_help="run id",
+        listed=False,
+    ),
 }
-TOP_LEVEL = ("dashboard", "sessions", "approvals", "audit", "replay", "skills")
 APPROVAL_TOAST_S = 8.0  # how long an approval toast stays; later requests are folded into one
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries; the last one repeats
 
 
-class TalonApp(App[None]):
+class TalonApp(Navigator):
     """Keyboard-driven console over one `EngineAPI`."""
+
+    registry = SCREENS
 
     TITLE = "Talon"
     CSS_PATH = "app.tcss"
@@ -108,7 +169,7 @@ class TalonApp(App[None]):
         self.shutdown = shutdown
         self.engine = engine
         self.readonly = readonly
-        self.clock: Callable[[], datetime] = clock or (lambda: ids.utcnow())
+        self.clock: Callable[[], datetime] = clock or utcnow
         self.requested_theme = theme
         self.services = list(services)
         self.refresh_interval = 0.3  # seconds between screen reloads under a stream of events
@@ -308,72 +369,12 @@ class TalonApp(App[None]):
 
     # ------------------------------------------------------------------ navigation
 
-    def make_screen(self, name: str, arg: str | None = None) -> Screen | None:
-        """A new screen for `name` (see SCREENS), or None with a notification."""
-        if name == "dashboard":
-            return DashboardScreen(self.engine)
-        if name == "sessions":
-            return SessionsScreen(self.engine)
-        if name == "approvals":
-            return ApprovalsScreen(self.engine)
-        if name == "skills":
-            return SkillsScreen(self.engine)
-        if name == "audit":
-            from .screens.audit import AuditScreen
-
-            return AuditScreen(self.engine, session_id=arg, readonly=self.readonly)
-        if name == "replay":
-            from .screens.replay import ReplayScreen
-
-            return ReplayScreen(self.engine, arg)
-        session_id = arg or getattr(self.screen, "session_id", None)
-        if name in ("session", "policy") and not session_id:
-            self.notify(
-                f"pick a session and press {'enter' if name == 'session' else 'e'}",
-                title=f":{name} needs a session",
-                markup=False,
-            )
-            return SessionsScreen(self.engine)
-        if name == "session":
-            from .screens.session_detail import SessionDetailScreen
-
-            return SessionDetailScreen(self.engine, session_id)
-        if name == "policy":
-            from .screens.policy_editor import PolicyEditorScreen
-
-            return PolicyEditorScreen(self.engine, session_id, readonly=self.readonly)
-        self.notify(f"no screen called {name!r}; try one of: {', '.join(SCREENS)}", markup=False)
-        return None
-
-    async def go(self, name: str, arg: str | None = None) -> None:
-        """Open a screen: top-level views replace the view stack above the dashboard (k9s),
-        detail views stack on top so `esc` returns to where the operator was."""
-        if name == "quit":
-            self.exit()
-            return
-        screen = self.make_screen(name, arg)
-        if screen is None:
-            return
-        if name in TOP_LEVEL or isinstance(screen, SessionsScreen):
-            while len(self.screen_stack) > 2:
-                await self.pop_screen()
-            if name == "dashboard" and isinstance(self.screen, DashboardScreen):
-                return
-        await self.push_screen(screen)
-
-    async def action_go(self, name: str, arg: str | None = None) -> None:
-        await self.go(name, arg)
-
-    async def action_go_back(self) -> None:
-        if len(self.screen_stack) > 2:
-            await self.pop_screen()
-
     def action_jump(self) -> None:
         def jumped(choice: tuple[str, str | None] | None) -> None:
             if choice:
                 self.run_worker(self.go(*choice), group="nav")
 
-        self.push_screen(JumpScreen(SCREENS), jumped)
+        self.push_screen(JumpScreen(self.jump_menu()), jumped)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -5,7 +5,7 @@ parsed as markup."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -13,10 +13,8 @@ from textual.content import Content
 from talon_tui.engine.api import RunSummary, SessionInfo
 from talon_tui.engine.errors import TalonError
 
+from .navigation import Navigator
 from .widgets.safe_text import safe_plain
-
-if TYPE_CHECKING:
-    from .app import TalonApp
 
 Command = tuple[str, Callable[[], Any], str]
 
@@ -27,8 +25,8 @@ class TalonProvider(Provider):
     commands: list[Command]
 
     @property
-    def talon(self) -> TalonApp:
-        return self.app  # type: ignore[return-value]
+    def talon(self) -> Navigator:
+        return cast(Navigator, self.app)
 
     async def startup(self) -> None:
         try:
@@ -152,10 +150,6 @@ class ReplayCommands(TalonProvider):
 
 class GoCommands(TalonProvider):
     async def build(self) -> list[Command]:
-        from .app import SCREENS
-
         return [
-            (f"go: {name}", self.go(name), help_)
-            for name, (help_, arg) in SCREENS.items()
-            if arg is None or name == "replay"
+            (f"go: {name}", self.go(name), help_) for name, help_ in self.talon.palette_targets()
         ]

@@ -20,12 +20,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
 from talon_tui.engine.api import EngineAPI, VerifyReport
-from talon_tui.engine.audit.verify import verify_log
-from talon_tui.engine.core import keys
-from talon_tui.engine.core.paths import DataDir
+from talon_tui.engine.console_api import (
+    AuditFilter,
+    audit_public_key,
+    event_decision,
+    parse_filter,
+    verify_log,
+)
 from talon_tui.engine.errors import TalonError
 
-from ...engine.audit.linescan import AuditFilter, event_decision, parse_filter
 from ..messages import EngineEvent
 from ..widgets.audit_list import AuditList
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR
@@ -281,11 +284,7 @@ class AuditScreen(TalonScreen):
             self._verify_files(key)
 
     def _public_key(self) -> Any:
-        keys_dir = DataDir(Path(self.engine.audit_path).parent.parent).keys_dir
-        try:
-            return keys.load_public(keys_dir, "audit")
-        except (OSError, ValueError):
-            return None
+        return audit_public_key(self.engine.audit_path)
 
     @work(thread=True, exclusive=True, group="audit-verify", exit_on_error=False)
     def _verify_files(self, public_key: Any) -> None:

@@ -5,7 +5,7 @@ that says the engine is unreachable and the data shown is stale."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -13,14 +13,12 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from talon_tui.engine.api import EngineAPI
-from talon_tui.engine.core import ids
+from talon_tui.engine.console_api import utcnow
 from talon_tui.engine.errors import EngineUnreachable, TalonError
 
 from ..messages import EngineEvent, EngineLink
+from ..navigation import Navigator
 from ..widgets.link_banner import LinkBanner
-
-if TYPE_CHECKING:
-    from ..app import TalonApp
 
 
 class TalonScreen(Screen):
@@ -45,8 +43,9 @@ class TalonScreen(Screen):
         self.loaded_ok = 0  # loads that reached the engine (the data shown came from it)
 
     @property
-    def talon(self) -> TalonApp:
-        return self.app  # type: ignore[return-value]
+    def talon(self) -> Navigator:
+        """The app, as the navigator screens open each other through (`talon.go(name, …)`)."""
+        return cast(Navigator, self.app)
 
     @property
     def readonly(self) -> bool:
@@ -54,7 +53,7 @@ class TalonScreen(Screen):
 
     def now(self) -> datetime:
         clock = getattr(self.app, "clock", None)
-        return clock() if clock else ids.utcnow()
+        return clock() if clock else utcnow()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.CHANGING and self.readonly:

@@ -270,9 +270,7 @@ class DashboardScreen(TalonScreen):
         if not run_id:
             self.notify("that denial belongs to no run", severity="warning")
             return
-        from .run_timeline import RunTimelineScreen
-
-        self.app.push_screen(RunTimelineScreen(self.engine, run_id))
+        self.run_worker(self.talon.go("run", run_id=run_id), group="nav")
 
     def _denial_run(self, seq: Any) -> str | None:
         for event in self.denials:

@@ -19,9 +19,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
 from talon_tui.engine.api import EngineAPI
+from talon_tui.engine.console_api import Advice, lint, merge_fix, plan_fix, worst_level
 from talon_tui.engine.errors import TalonError
-from talon_tui.engine.policy.advisor import Advice, lint, worst_level
-from talon_tui.engine.policy.fix import merge_fix, plan_fix
 from talon_tui.engine.policy.models import Policy, parse_policy
 
 from ..messages import EngineEvent

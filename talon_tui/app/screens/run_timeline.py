@@ -253,16 +253,10 @@ class RunTimelineScreen(TalonScreen):
             return
         if not self.session_id:
             return
-        from .policy_editor import PolicyEditorScreen
-
-        self.app.push_screen(
-            PolicyEditorScreen(
-                self.engine,
-                self.session_id,
-                prefill_override=dict(step.suggested_fix),
-                readonly=self.readonly,
-            )
+        go = self.talon.go(
+            "policy", session_id=self.session_id, prefill_override=dict(step.suggested_fix)
         )
+        self.run_worker(go, group="nav")
 
     def action_replay(self) -> None:
         self.run_worker(self.talon.go("replay", self.run_id), group="nav")

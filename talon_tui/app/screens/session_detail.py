@@ -19,6 +19,7 @@ from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, status_badge
 from ..widgets.runs_list import RunsList
 from ..widgets.safe_text import labelled, safe_text
 from ..widgets.summaries import short_ts
+from .audit import EventDetailScreen
 from .base import TalonScreen, fill_table
 
 TABS = ("runs", "policy", "audit", "agents")
@@ -176,14 +177,11 @@ class SessionDetailScreen(TalonScreen):
 
     def on_runs_list_run_chosen(self, event: RunsList.RunChosen) -> None:
         event.stop()
-        from .run_timeline import RunTimelineScreen
-
-        self.app.push_screen(RunTimelineScreen(self.engine, event.run.run_id, self.session_id))
+        go = self.talon.go("run", run_id=event.run.run_id, session_id=self.session_id)
+        self.run_worker(go, group="nav")
 
     def on_audit_list_event_chosen(self, event: AuditList.EventChosen) -> None:
         event.stop()
-        from .audit import EventDetailScreen
-
         self.app.push_screen(EventDetailScreen(event.event, event.offset))
 
     def action_filter_runs(self) -> None:

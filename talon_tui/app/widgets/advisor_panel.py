@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ...engine.policy.advisor import Advice, worst_level
+from ...engine.console_api import Advice, worst_level
 from .badges import APPROVAL_STYLE, DENY_STYLE, INFO_STYLE
 from .safe_text import safe_text
 

@@ -17,19 +17,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
-from rich.segment import Segment
 from rich.text import Text
 from textual import events, work
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Size
 from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 from textual.worker import get_current_worker
 
-from ...engine.audit.linescan import (
+from ...engine.console_api import (
     FIRST_BATCH,
     MAX_BATCH,
     AuditFilter,
@@ -39,50 +34,28 @@ from ...engine.audit.linescan import (
     scan_forward,
 )
 from .audit_row import event_row, unreadable_row
+from .cursor_list import CursorList, cursor_bindings
 
 POLL_SECONDS = 0.025
 PREFETCH = 120
 ROW_CACHE = 4000
-STRIP_CACHE = 2000
 MAX_FOLLOW_READ = 8 << 20  # bytes read per poll on the UI thread; more goes to the worker
 
 
-class AuditList(ScrollView, can_focus=True):
+class AuditList(CursorList):
     """Every event of an audit log file (or of one session), newest at the bottom."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"audit-list--cursor"}
-    DEFAULT_CSS = """
-    AuditList {
-        border: round $primary 50%;
-        border-title-color: $text;
-        border-subtitle-color: $text-muted;
-        height: 1fr;
-        scrollbar-gutter: stable;
-    }
-    AuditList:focus { border: round $primary; }
-    AuditList > .audit-list--cursor { background: $accent 40%; }
-    AuditList:focus > .audit-list--cursor { background: $accent 70%; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor(-1)", "up", id="audit_list.up", show=False),
-        Binding("down,j", "cursor(1)", "down", id="audit_list.down", show=False),
-        Binding("pageup", "page(-1)", "page up", id="audit_list.page_up", show=False),
-        Binding("pagedown", "page(1)", "page down", id="audit_list.page_down", show=False),
-        Binding("g,home", "top", "top", id="audit_list.top", tooltip="First event", show=False),
-        Binding(
-            "G,end",
-            "bottom",
-            "end",
-            id="audit_list.bottom",
-            tooltip="Last event; follow",
-            show=False,
+        *cursor_bindings(
+            "audit_list",
+            top_tooltip="First event",
+            bottom="end",
+            bottom_tooltip="Last event; follow",
         ),
         Binding(
             "enter", "open", "JSON", id="audit_list.open", tooltip="The full event with its hashes"
         ),
     ]
-
-    cursor: reactive[int] = reactive(0, always_update=True, init=False)
 
     class Changed(Message):
         """The list grew, was filtered, or its follow state changed."""
@@ -134,7 +107,6 @@ class AuditList(ScrollView, can_focus=True):
         self._fwd_end = 0  # lines up to this offset are indexed
         self._generation = 0
         self._rows: LRUCache[int, Text] = LRUCache(ROW_CACHE)
-        self._strips: LRUCache[tuple[int, int, bool], Strip] = LRUCache(STRIP_CACHE)
         self._jump_seq: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -310,6 +282,13 @@ class AuditList(ScrollView, can_focus=True):
             return unreadable_row(offset, "not a JSON object")
         return event_row(event, show_session=self.session_id is None)
 
+    @property
+    def row_count(self) -> int:
+        return len(self.offsets)
+
+    def row_key(self, index: int) -> int:
+        return self.offsets[index]
+
     def row_text(self, index: int) -> Text:
         """The formatted row of line `index` (for tests and the detail view)."""
         offset = self.offsets[index]
@@ -332,79 +311,25 @@ class AuditList(ScrollView, can_focus=True):
     def selected_event(self) -> dict[str, Any] | None:
         return self.event_at(self.cursor)
 
-    # ------------------------------------------------------------------ rendering
+    # ------------------------------------------------------------------ rendering and movement
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.scrollable_content_region.width
-        if index >= len(self.offsets):
-            return Strip.blank(width, self.rich_style)
-        selected = index == self.cursor
-        offset = self.offsets[index]
-        key = (offset, width + scroll_x, selected)
-        strip = self._strips.get(key)
-        if strip is None:
-            text = self.row_text(index).copy()
-            text.truncate(width + scroll_x, overflow="ellipsis", pad=True)
-            style = self.rich_style
-            if selected:
-                style += self.get_component_rich_style("audit-list--cursor")
-            segments = list(text.render(self.app.console))
-            strip = Strip(Segment.apply_style(segments, style), text.cell_len)
-            self._strips[key] = strip
-        return strip.crop(scroll_x, scroll_x + width)
-
-    def _update_size(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self.offsets))
-        self.refresh()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
-        self._update_size()
+    def resized(self) -> None:
         if self.following:
             self.scroll_end(animate=False, immediate=True)
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips.clear()
-
-    # ------------------------------------------------------------------ movement
-
-    def watch_cursor(self, old: int, new: int) -> None:
-        count = len(self.offsets)
-        if count and not 0 <= new < count:
-            self.cursor = max(0, min(new, count - 1))
-            return
-        height = self.scrollable_content_region.height
-        if new < self.scroll_y:
-            self.scroll_to(y=new, animate=False, immediate=True)
-        elif height and new >= self.scroll_y + height:
-            self.scroll_to(y=new - height + 1, animate=False, immediate=True)
-        self.refresh()
-
-    def _user_moved(self, index: int) -> None:
-        count = len(self.offsets)
-        self.cursor = max(0, min(index, count - 1))
-        at_end = self.cursor >= count - 1
+    def move_to(self, index: int) -> None:
+        """The operator moved: following stops above the last line, resumes on it."""
+        super().move_to(index)
+        at_end = self.cursor >= len(self.offsets) - 1
         if at_end != self.following:
             self.following = at_end
             if at_end:
                 self.pending = 0
             self._post_changed()
 
-    def action_cursor(self, delta: int) -> None:
-        self._user_moved(self.cursor + delta)
-
-    def action_page(self, direction: int) -> None:
-        self._user_moved(self.cursor + direction * max(1, self.scrollable_content_region.height))
-
-    def action_top(self) -> None:
-        self._user_moved(0)
-
     def action_bottom(self) -> None:
         self.pending = 0
-        self._user_moved(len(self.offsets) - 1)
+        super().action_bottom()
         self.following = True
         self.scroll_end(animate=False, immediate=True)
         self._post_changed()
@@ -419,11 +344,6 @@ class AuditList(ScrollView, can_focus=True):
             self.following = False
             self._post_changed()
 
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None:
-            self._user_moved(self.scroll_offset.y + offset.y)
-
     def jump_to_seq(self, seq: int) -> bool:
         """Put the cursor on the event with `seq` (waits for the index if it is still building)."""
         if not self.complete:
@@ -432,7 +352,7 @@ class AuditList(ScrollView, can_focus=True):
         index = self._find_seq(seq)
         if index is None:
             return False
-        self._user_moved(index)
+        self.move_to(index)
         height = self.scrollable_content_region.height
         self.scroll_to(y=max(0, index - height // 2), animate=False, immediate=True)
         return True

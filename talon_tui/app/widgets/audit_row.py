@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ...engine.audit.linescan import event_decision
+from ...engine.console_api import event_decision
 from .badges import decision_badge
 from .safe_text import safe_text
 from .summaries import intent_target, result_summary

@@ -20,8 +20,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from ...engine.console_api import canonical_domain, parse_fetch_url
 from ...engine.errors import TalonError
-from ...engine.policy import checks
 from .safe_text import safe_text
 
 ChipKind = Literal["plain", "domain", "secret", "root", "image", "mount", "command"]
@@ -49,7 +49,7 @@ def propose_host(text: str) -> tuple[str | None, str | None]:
     if "://" not in candidate:
         candidate = "https://" + candidate
     try:
-        return checks.parse_fetch_url(candidate).host, None
+        return parse_fetch_url(candidate).host, None
     except TalonError as exc:
         return None, exc.message
 
@@ -222,7 +222,7 @@ class ChipInput(Widget):
         entry = typed.strip().lower().rstrip(".")
         if not entry or entry.isascii():
             return None
-        canon = checks.canonical_domain(entry)
+        canon = canonical_domain(entry)
         if canon is None:
             return Text("✗ not a host name: this entry would match nothing", style="bold")
         text = Text("↳ matched as ", end="")

@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionList, Static
 
-from ...engine.policy.advisor import LONG_TTL_SECONDS
+from ...engine.console_api import LONG_TTL_SECONDS
 from ...engine.policy.models import CONSTRAINT_MODELS, TOOLS, Override, parse_mount
 from .chips import ChipInput
 from .policy_diff import EDITOR_CSS

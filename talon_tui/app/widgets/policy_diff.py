@@ -27,7 +27,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from talon_tui.engine.api import SimulationChange
-from talon_tui.engine.policy.fix import newly_allowed
+from talon_tui.engine.console_api import newly_allowed
 
 from .badges import decision_badge
 from .safe_text import safe_text, visible

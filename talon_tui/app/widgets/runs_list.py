@@ -13,27 +13,22 @@ import asyncio
 from datetime import datetime
 from typing import Any, ClassVar
 
-from rich.segment import Segment
 from rich.text import Text
-from textual import events, work
+from textual import work
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
-from textual.geometry import Size
 from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from talon_tui.engine.api import EngineAPI, RunSummary
+from talon_tui.engine.console_api import utcnow
 from talon_tui.engine.errors import TalonError
 
 from .badges import APPROVAL_COLOR, DENY_COLOR, status_badge
+from .cursor_list import CursorList, cursor_bindings
 from .safe_text import safe_text
 from .summaries import age_seconds, human_age
 
 PAGE = 500
-STRIP_CACHE = 2000
-HEADER_LINES = 1
 
 # (title, width, justify) of the fixed columns; content takes the rest
 COLUMNS = (
@@ -106,36 +101,20 @@ def run_row(run: RunSummary, now: datetime) -> Text:
     return row
 
 
-class RunsList(ScrollView, can_focus=True):
+class RunsList(CursorList):
     """The runs of one session, newest first, with a header row that stays in place."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"runs-list--cursor", "runs-list--header"}
+    HEADER_LINES = 1
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*CursorList.COMPONENT_CLASSES, "runs-list--header"}
     DEFAULT_CSS = """
-    RunsList {
-        border: round $primary 50%;
-        border-title-color: $text;
-        border-subtitle-color: $text-muted;
-        height: 1fr;
-        scrollbar-gutter: stable;
-    }
-    RunsList:focus { border: round $primary; }
     RunsList > .runs-list--header { color: $text-muted; }
-    RunsList > .runs-list--cursor { background: $accent 40%; }
-    RunsList:focus > .runs-list--cursor { background: $accent 70%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor(-1)", "up", id="runs_list.up", show=False),
-        Binding("down,j", "cursor(1)", "down", id="runs_list.down", show=False),
-        Binding("pageup", "page(-1)", "page up", id="runs_list.page_up", show=False),
-        Binding("pagedown", "page(1)", "page down", id="runs_list.page_down", show=False),
-        Binding("g,home", "top", "top", id="runs_list.top", tooltip="Newest run", show=False),
-        Binding(
-            "G,end", "bottom", "oldest", id="runs_list.bottom", tooltip="Oldest run", show=False
+        *cursor_bindings(
+            "runs_list", top_tooltip="Newest run", bottom="oldest", bottom_tooltip="Oldest run"
         ),
         Binding("enter", "open", "open run", id="runs_list.open", tooltip="Step timeline"),
     ]
-
-    cursor: reactive[int] = reactive(0, always_update=True, init=False)
 
     class RunChosen(Message):
         """`enter` on a run."""
@@ -171,7 +150,6 @@ class RunsList(ScrollView, can_focus=True):
         self.filter_text = ""
         self.complete = False
         self._generation = 0
-        self._strips: LRUCache[tuple[str, int, bool, int], Strip] = LRUCache(STRIP_CACHE)
         self._stamp: dict[str, int] = {}  # run id -> bumps on every in-place update
 
     # ------------------------------------------------------------------ data
@@ -186,13 +164,22 @@ class RunsList(ScrollView, can_focus=True):
         rows = self.rows
         return rows[self.cursor] if 0 <= self.cursor < len(rows) else None
 
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def row_key(self, index: int) -> tuple[str, int]:
+        run_id = self.rows[index].run_id
+        return run_id, self._stamp.get(run_id, 0)
+
+    def row_text(self, index: int) -> Text:
+        return run_row(self.rows[index], self._now())
+
     def _now(self) -> datetime:
         clock = getattr(self.app, "clock", None)
         if clock is not None:
             return clock()
-        from talon_tui.engine.core import ids
-
-        return ids.utcnow()
+        return utcnow()
 
     async def load(self) -> None:
         """Fetch the newest page now (for the first paint), then the rest in a worker."""
@@ -286,49 +273,12 @@ class RunsList(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ rendering
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        width = self.scrollable_content_region.width
-        if y < HEADER_LINES:
-            text = header_row()
-            text.truncate(width + scroll_x, overflow="ellipsis", pad=True)
-            style = self.rich_style + self.get_component_rich_style("runs-list--header")
-            segments = list(text.render(self.app.console))
-            strip = Strip(Segment.apply_style(segments, style), text.cell_len)
-            return strip.crop(scroll_x, scroll_x + width)
-        index = scroll_y + y - HEADER_LINES
-        rows = self.rows
-        if index >= len(rows):
-            return Strip.blank(width, self.rich_style)
-        run = rows[index]
-        selected = index == self.cursor
-        key = (run.run_id, width + scroll_x, selected, self._stamp.get(run.run_id, 0))
-        strip = self._strips.get(key)
-        if strip is None:
-            text = run_row(run, self._now())
-            text.truncate(width + scroll_x, overflow="ellipsis", pad=True)
-            style = self.rich_style
-            if selected:
-                style += self.get_component_rich_style("runs-list--cursor")
-            segments = list(text.render(self.app.console))
-            strip = Strip(Segment.apply_style(segments, style), text.cell_len)
-            self._strips[key] = strip
-        return strip.crop(scroll_x, scroll_x + width)
+    def render_header(self, y: int, width: int) -> Strip:
+        return self.text_strip(header_row(), width, "runs-list--header")
 
     def _update_size(self) -> None:
-        self.virtual_size = Size(
-            self.scrollable_content_region.width, len(self.rows) + HEADER_LINES
-        )
+        super()._update_size()
         self._show_status()
-        self.refresh()
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
-        self._update_size()
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips.clear()
 
     def _show_status(self) -> None:
         total = len(self.runs)
@@ -342,42 +292,9 @@ class RunsList(ScrollView, can_focus=True):
             else "/ filter · enter open"
         )
 
-    # ------------------------------------------------------------------ movement
-
-    def watch_cursor(self, old: int, new: int) -> None:
-        count = len(self.rows)
-        if count and not 0 <= new < count:
-            self.cursor = max(0, min(new, count - 1))
-            return
-        height = self.scrollable_content_region.height - HEADER_LINES
-        if new < self.scroll_y:
-            self.scroll_to(y=new, animate=False, immediate=True)
-        elif height > 0 and new >= self.scroll_y + height:
-            self.scroll_to(y=new - height + 1, animate=False, immediate=True)
-        self.refresh()
-
-    def _move(self, index: int) -> None:
-        self.cursor = max(0, min(index, len(self.rows) - 1))
-
-    def action_cursor(self, delta: int) -> None:
-        self._move(self.cursor + delta)
-
-    def action_page(self, direction: int) -> None:
-        step = max(1, self.scrollable_content_region.height - HEADER_LINES)
-        self._move(self.cursor + direction * step)
-
-    def action_top(self) -> None:
-        self._move(0)
-
-    def action_bottom(self) -> None:
-        self._move(len(self.rows) - 1)
+    # ------------------------------------------------------------------ actions
 
     def action_open(self) -> None:
         run = self.selected
         if run is not None:
             self.post_message(self.RunChosen(run))
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None and offset.y >= HEADER_LINES:
-            self._move(self.scroll_offset.y + offset.y - HEADER_LINES)

@@ -121,8 +121,13 @@ json_values = st.recursive(
 )
 
 
+# 100 examples, not 300: drawing these nested dicts is what costs (about 60 ms an example on
+# a loaded 2-core machine, the encoding itself microseconds). The bytes of `encode_event` are
+# `canon.event_line`'s, which tests/engine/core/test_canon.py proves equal to the stdlib form
+# over 300 richer values (U+2028, NUL, astral keys) and hostile ones; what this test adds is
+# that the log's own entry point (check_canonical, then the line) takes any allowed value.
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
 def test_fast_encoder_equals_stdlib_for_any_allowed_value(data):
     event = {"seq": 1, "prev_hash": ZERO_HASH, "data": data}
