@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["hook"] and args_list[1:2] and args_list[1] in HOOK_AGENTS:
         hook_cmd = importlib.import_module("talon_tui.cli.commands.hook_cmd")
-        return int(hook_cmd.run_hook_verb(args_list[1], args_list[2:]))
+        return int(hook_cmd.run_hook_verb(args_list[1], args_list[2:]))  # see cli.main
     parser = build_parser()
     if not args_list or (
         args_list[0].startswith("--") and args_list[0] not in ("--help", "-h", "--version")

@@ -243,7 +243,8 @@ class _Parser:
                 assert isinstance(value, Word)
                 words.append(value)
                 continue
-            op, _fd = value  # type: ignore[misc]
+            assert isinstance(value, tuple)
+            op = str(value[0])
             target = next(it, None)
             if target is None or target[0] != "word":
                 raise Unparseable(f"a redirection {op!r} without a target")
@@ -314,7 +315,17 @@ class _Parser:
             self._shell(base, words[1:], args, cmd, depth)
         elif base == "env":
             self._env(words[1:], depth, in_pipeline)
-        elif base in ("nice", "timeout", "stdbuf", "time", "ionice", "chrt", "taskset", "nohup", "setsid"):
+        elif base in (
+            "nice",
+            "timeout",
+            "stdbuf",
+            "time",
+            "ionice",
+            "chrt",
+            "taskset",
+            "nohup",
+            "setsid",
+        ):
             self._wrapper(base, words[1:], depth, in_pipeline)
         elif base == "xargs":
             self._xargs(words[1:], depth, in_pipeline)
@@ -418,7 +429,9 @@ class _Parser:
             elif a.startswith("-"):
                 raise Unparseable(f"env option {a}")
             elif "=" in a:
-                raise Unparseable(f"env sets {a.split('=')[0]}=…, which changes how the command runs")
+                raise Unparseable(
+                    f"env sets {a.split('=')[0]}=…, which changes how the command runs"
+                )
             else:
                 break
         self._inner(words[i:], depth, in_pipeline)

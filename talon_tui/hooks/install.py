@@ -133,7 +133,9 @@ def install(path: Path, agent: str, command: str, timeout_seconds: int) -> list[
     _write(path, new)
     verb = "replaced" if removed else "added"
     for event in EVENTS:
-        lines.append(f"{path}: {verb} hooks.{event} entry -> {command} (timeout {timeout_seconds} s)")
+        lines.append(
+            f"{path}: {verb} hooks.{event} entry -> {command} (timeout {timeout_seconds} s)"
+        )
     return lines
 
 

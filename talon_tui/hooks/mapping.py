@@ -83,7 +83,7 @@ class Protected:
                     return f"{path} is agent MCP configuration ({parts[-1]})"
             if _under(form, self.data_dir) and not _under(form, self.workspaces):
                 return f"{path} is inside Talon's data directory"
-            if any(_under(form, p) for p in self.extra):
+            if _under(form, self.extra):
                 return f"{path} is the hook's agent key"
         return None
 

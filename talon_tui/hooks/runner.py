@@ -129,7 +129,8 @@ def _message(reply: dict[str, Any]) -> str:
     err = reply.get("error")
     if not isinstance(err, dict):
         return "no reason given"
-    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    raw = err.get("details")
+    details: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return str(details.get("reason") or err.get("message") or err.get("code") or "denied")
 
 
@@ -365,7 +366,7 @@ def run(opts: HookOptions, raw: bytes, **kw: Any) -> Answer:
         return handle(opts, payload, **kw)
     except HookError as exc:
         reason = str(exc)
-    except Exception as exc:  # every internal error denies (fail closed), with its reason
+    except Exception as exc:  # noqa: BLE001 - every internal error denies (fail closed)
         reason = f"internal error in talon hook ({type(exc).__name__}: {exc})"
     return failed(opts.agent, event, reason)
 

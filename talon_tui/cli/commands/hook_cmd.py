@@ -8,26 +8,41 @@ in tests/cli/test_hook_imports.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from talon_tui.engine.core.paths import DataDir, resolve_data_dir
 from talon_tui.hooks import runner
 
+if TYPE_CHECKING:
+    import argparse
+
 KEY_ENV = "TALON_AGENT_KEY"
 
 
+HOOK_OPTIONS = {
+    "--key-file": "key_file",
+    "--data-dir": "data_dir",
+    "--wait": "wait",
+    "--gateway-server": "gateway_server",
+}
+
+
 def _hook_parser(agent: str) -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog=f"talon hook {agent}",
         description=f"Answer one {agent} hook event (JSON on stdin) with Talon's decision.",
     )
     p.add_argument("--key-file", help=f"file holding the agent key (default ${KEY_ENV})")
-    p.add_argument("--data-dir", help="data directory (default: $TALON_DATA_DIR or the user data dir)")
+    p.add_argument(
+        "--data-dir", help="data directory (default: $TALON_DATA_DIR or the user data dir)"
+    )
     p.add_argument(
         "--wait",
         type=float,
@@ -42,13 +57,37 @@ def _hook_parser(agent: str) -> argparse.ArgumentParser:
     return p
 
 
-def _options(agent: str, args: argparse.Namespace) -> runner.HookOptions:
+def parse_hook_args(argv: list[str]) -> SimpleNamespace:
+    """The hook's few options, parsed without argparse (its import costs the hook start-up);
+    raises ValueError naming a bad one."""
+    ns = SimpleNamespace(
+        key_file=None, data_dir=None, wait=runner.DEFAULT_WAIT_SECONDS, gateway_server="talon"
+    )
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name not in HOOK_OPTIONS:
+            raise ValueError(f"unknown option {arg!r} (see `talon hook claude-code --help`)")
+        if not eq:
+            value = next(it, "")
+        if not value:
+            raise ValueError(f"{name} needs a value")
+        setattr(ns, HOOK_OPTIONS[name], value)
+    ns.wait = float(ns.wait)
+    if not 1 <= ns.wait <= 3600:
+        raise ValueError("--wait must be between 1 and 3600 seconds")
+    return ns
+
+
+def _options(agent: str, args: Any) -> runner.HookOptions:
     key = None
     if args.key_file:
         try:
             key = Path(args.key_file).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise runner.HookError(f"cannot read the agent key file {args.key_file} ({exc})") from None
+            raise runner.HookError(
+                f"cannot read the agent key file {args.key_file} ({exc})"
+            ) from None
     else:
         key = os.environ.get(KEY_ENV, "").strip() or None
     data = resolve_data_dir(args.data_dir)
@@ -66,12 +105,15 @@ def _options(agent: str, args: argparse.Namespace) -> runner.HookOptions:
 
 def run_hook_verb(agent: str, argv: list[str]) -> int:
     """`talon hook claude-code|codex [options]`: read stdin, answer, exit 0 or 2 (never 1)."""
-    args = _hook_parser(agent).parse_args(argv)  # a usage error exits 2: the call is blocked
+    if "-h" in argv or "--help" in argv:
+        _hook_parser(agent).print_help()
+        return 0
+    raw = b""
     try:
         raw = sys.stdin.buffer.read(runner.MAX_STDIN_BYTES + 1)
-        opts = _options(agent, args)
+        opts = _options(agent, parse_hook_args(argv))
     except (runner.HookError, OSError, ValueError) as exc:
-        return runner.emit(runner.run_failed(agent, raw if "raw" in locals() else b"", str(exc)))
+        return runner.emit(runner.run_failed(agent, raw, str(exc)))
     return runner.emit(runner.run(opts, raw))
 
 

@@ -86,7 +86,7 @@ class DelegatedFlow(IntentFlow):
                 raise BadRequest("decide: agent.native params are {name, input}")
             return None, params, None
         try:
-            intent = ToolIntent(tool=tool, params=params, origin="agent")
+            intent = ToolIntent.model_validate({"tool": tool, "params": params, "origin": "agent"})
         except ValidationError as exc:
             raise BadRequest(f"decide: {exc.errors()[0]['msg']}") from None
         params = dict(intent.params)
@@ -101,7 +101,7 @@ class DelegatedFlow(IntentFlow):
                     f"{session.workspace} (symlinks resolved)",
                 )
             params[key] = rel
-            intent = ToolIntent(tool=tool, params=params, origin="agent")
+            intent = ToolIntent.model_validate({"tool": tool, "params": params, "origin": "agent"})
         return intent, params, None
 
     def _agent_verdict(
@@ -230,9 +230,7 @@ class DelegatedFlow(IntentFlow):
                 await self._await_approval(
                     session, subject, intent, params_rec, decision, intent_id, run_id
                 )
-            self._remember(
-                (session_id, ref or ih), {"run_id": run_id, "intent_id": intent_id}
-            )
+            self._remember((session_id, ref or ih), {"run_id": run_id, "intent_id": intent_id})
             return {
                 "run_id": run_id,
                 "intent_id": intent_id,
