@@ -202,7 +202,9 @@ def _expand_tilde(w: Word, home: str) -> str:
 
 
 def _path(text: str, cwd: str) -> str:
-    return os.path.normpath(os.path.join(cwd, text)) if text else cwd
+    """`text` against `cwd`, not normalized: `link/../x` is resolved by the engine the way the
+    kernel will (through the link), never lexically."""
+    return os.path.join(cwd, text) if text else cwd
 
 
 class _Parser:
@@ -219,9 +221,11 @@ class _Parser:
         tokens = tokenize(text)
         group: list[tuple[str, object]] = []
         piped = False
-        for kind, value in [*tokens, ("op", ";")]:
+        last: object = ";"
+        for kind, value in tokens:
             if kind != "op":
                 group.append((kind, value))
+                last = None
                 continue
             if value in ("(", ")", ";;"):
                 raise Unparseable("a subshell, group or case branch")
@@ -230,7 +234,11 @@ class _Parser:
                 self.simple(group, depth, in_pipeline=piped or next_piped)
             elif value != ";":
                 raise Unparseable(f"an empty command before {value!r}")
-            group, piped = [], next_piped
+            group, piped, last = [], next_piped, value
+        if last in ("&&", "||", "|", "|&"):
+            raise Unparseable(f"the line ends with {last!r}")
+        if group:
+            self.simple(group, depth, in_pipeline=piped)
         if len(self.commands) > MAX_COMMANDS:
             raise Unparseable(f"more than {MAX_COMMANDS} commands")
 
@@ -365,7 +373,8 @@ class _Parser:
             raise Unparseable("cd inside a pipeline")
         if len(args) > 1 or (args and args[0].startswith("-")):
             raise Unparseable("cd with options or several arguments")
-        target = _path(args[0], self.cwd) if args else self.home
+        # bash's cd is logical (-L): `..` is removed lexically, as normpath does
+        target = os.path.normpath(_path(args[0], self.cwd)) if args else self.home
         if not os.path.isdir(target):
             raise Unparseable(f"cd to {target}, which is not a directory now")
         self.cwd = target

@@ -128,7 +128,8 @@ def _str(tool_input: dict[str, Any], key: str, *, required: bool = True) -> str 
 
 
 def _abs(path: str, cwd: str) -> str:
-    return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+    """Absolute, not normalized: the engine resolves `..` after symlinks as the kernel does."""
+    return os.path.join(cwd, os.path.expanduser(path))
 
 
 def glob_base(pattern: str, root: str) -> str:
@@ -141,7 +142,7 @@ def glob_base(pattern: str, root: str) -> str:
         fixed.append(comp)
     else:
         fixed = fixed[:-1]  # the last component names files, not a directory
-    return os.path.normpath(os.path.join(base, *[c for c in fixed if c]))
+    return os.path.join(base, *[c for c in fixed if c])
 
 
 def patch_targets(patch: str, cwd: str) -> list[tuple[str, str]]:

@@ -37,7 +37,10 @@ EXPECTED = {
     ("codex", "PermissionRequest-Bash"): "allow",
     ("codex", "PostToolUse-Bash"): "none",
 }
-MCP_FIXTURES = [("claude-code", "PreToolUse-mcp__srv__echo"), ("codex", "PreToolUse-mcp__srv__echo")]
+MCP_FIXTURES = [
+    ("claude-code", "PreToolUse-mcp__srv__echo"),
+    ("codex", "PreToolUse-mcp__srv__echo"),
+]
 
 
 def test_every_fixture_is_covered():
@@ -68,7 +71,11 @@ def test_recorded_payloads_decided_by_the_engine(make_session, tmp_path, agent, 
 DENIED_INPUTS = [
     ("claude-code", "Read", {"file_path": "{ws}/other/b.txt"}),
     ("claude-code", "Write", {"file_path": "{ws}/other/new.txt", "content": "x"}),
-    ("claude-code", "Edit", {"file_path": "{ws}/other/b.txt", "old_string": "n", "new_string": "m"}),
+    (
+        "claude-code",
+        "Edit",
+        {"file_path": "{ws}/other/b.txt", "old_string": "n", "new_string": "m"},
+    ),
     ("claude-code", "MultiEdit", {"file_path": "{ws}/other/b.txt", "edits": [{"new_string": "m"}]}),
     ("claude-code", "Glob", {"pattern": "other/**/*.txt", "path": "{ws}"}),
     ("claude-code", "Glob", {"pattern": "../../**/*", "path": "{ws}/work"}),
@@ -78,10 +85,22 @@ DENIED_INPUTS = [
     ("claude-code", "Bash", {"command": "rm work/a.txt"}),
     ("claude-code", "Read", {"file_path": "/etc/passwd"}),
     ("codex", "Bash", {"command": "ls work > other/listing"}),
-    ("codex", "apply_patch", {"command": "*** Begin Patch\n*** Add File: work/ok.txt\n+x\n"
-                              "*** Update File: other/b.txt\n+y\n*** End Patch\n"}),
-    ("codex", "apply_patch", {"command": "*** Begin Patch\n*** Update File: work/a.txt\n"
-                              "*** Move to: ../escape.txt\n*** End Patch\n"}),
+    (
+        "codex",
+        "apply_patch",
+        {
+            "command": "*** Begin Patch\n*** Add File: work/ok.txt\n+x\n"
+            "*** Update File: other/b.txt\n+y\n*** End Patch\n"
+        },
+    ),
+    (
+        "codex",
+        "apply_patch",
+        {
+            "command": "*** Begin Patch\n*** Update File: work/a.txt\n"
+            "*** Move to: ../escape.txt\n*** End Patch\n"
+        },
+    ),
     ("codex", "apply_patch", {"command": "not a patch at all"}),
 ]
 
@@ -160,8 +179,12 @@ def test_approval_decided_by_an_admin_while_the_hook_waits(make_session, serve, 
 def test_unparseable_bash_goes_to_approval_when_the_policy_names_the_shell(make_session, serve):
     policy = guard_policy()
     policy["overrides"].append(
-        {"tool": "shell.exec", "allow": True, "approval": "always",
-         "constraints": {"commands": ["/bin/sh"]}}
+        {
+            "tool": "shell.exec",
+            "allow": True,
+            "approval": "always",
+            "constraints": {"commands": ["/bin/sh"]},
+        }
     )
     s = make_session(policy)
     seen: list = []
@@ -178,8 +201,10 @@ def test_route_mode_sends_effects_to_the_gateway(make_session):
     expect = {
         "Bash": ({"command": "ls work"}, "mcp__talon__shell_exec"),
         "Write": ({"file_path": f"{s.ws}/work/n.txt", "content": "x"}, "mcp__talon__file_write"),
-        "Edit": ({"file_path": f"{s.ws}/work/a.txt", "old_string": "h", "new_string": "j"},
-                 "mcp__talon__file_write"),
+        "Edit": (
+            {"file_path": f"{s.ws}/work/a.txt", "old_string": "h", "new_string": "j"},
+            "mcp__talon__file_write",
+        ),
         "WebFetch": ({"url": "https://example.com/", "prompt": "x"}, "mcp__talon__http_fetch"),
     }
     for tool, (tool_input, gateway_tool) in expect.items():
@@ -215,8 +240,12 @@ def test_mcp_tools_fail_closed_while_the_engine_lacks_mcp_call(make_session, tmp
 def test_mcp_tools_are_judged_as_mcp_call(make_session, tmp_path, agent, name):
     policy = guard_policy()
     policy["overrides"].append(
-        {"tool": "mcp.call", "allow": True, "approval": "never",
-         "constraints": {"servers": ["srv"], "tools": ["echo"]}}
+        {
+            "tool": "mcp.call",
+            "allow": True,
+            "approval": "never",
+            "constraints": {"servers": ["srv"], "tools": ["echo"]},
+        }
     )
     s = make_session(policy)
     answer = s.hook(load_fixture(agent, name, s.ws, tmp_path), agent)
@@ -246,11 +275,16 @@ def test_report_ties_to_its_decision_and_replay_marks_the_agent(make_session, tm
     assert s.events("tool.reported")[-1]["data"]["matched"] is False
     done = subprocess.run(
         [*TALON, "replay", decision["run_id"], "--json", "--data-dir", str(s.serve.data)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     steps = json.loads(done.stdout)["steps"]
     assert {st["type"] for st in steps if st.get("executor") == "agent"} >= {
-        "policy.intent.received", "policy.decision", "tool.reported"}
+        "policy.intent.received",
+        "policy.decision",
+        "tool.reported",
+    }
 
 
 def test_compound_bash_is_one_run(make_session):
