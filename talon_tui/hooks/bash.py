@@ -74,6 +74,8 @@ class SimpleCommand:
     writes: list[str] = field(default_factory=list)
     #: every path-looking argument, tilde- and glob-expanded, for self-protection
     touches: list[str] = field(default_factory=list)
+    #: the arguments that are glob patterns (absolute), for self-protection
+    patterns: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- tokens
@@ -348,6 +350,7 @@ class _Parser:
         if value and not value.startswith("-"):
             path = _path(value, self.cwd)
             if w.glob:
+                cmd.patterns.append(path)
                 cmd.touches.extend(glob.glob(path) or [path])
             else:
                 cmd.touches.append(path)

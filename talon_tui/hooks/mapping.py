@@ -27,6 +27,7 @@ directory or the key file either.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,12 @@ class Protected:
         return None
 
     def check_command(self, cmd: SimpleCommand) -> str | None:
+        for pattern in cmd.patterns:
+            for comp in pattern.split("/"):
+                if GLOB_CHARS.intersection(comp) and any(
+                    fnmatch.fnmatchcase(name, comp) for name in (*CONFIG_DIRS, *CONFIG_FILES)
+                ):
+                    return f"the pattern {pattern} can match agent configuration"
         for p in [cmd.cwd, *cmd.writes, *cmd.touches]:
             why = self.reason(p, write=True)
             if why:
@@ -110,7 +117,7 @@ class Protected:
 def _forms(path: str) -> list[str]:
     """The lexical and the resolved form of an absolute path (both are checked)."""
     lexical = os.path.normpath(path)
-    real = os.path.realpath(lexical)
+    real = os.path.realpath(path)
     return [lexical] if real == lexical else [lexical, real]
 
 
