@@ -160,7 +160,7 @@ def uninstall(path: Path) -> list[str]:
     elif created.exists():
         if stripped:
             _write(path, stripped)
-            lines.append(f"{path}: removed {removed} Talon hook entries")
+            lines.append(f"{path}: removed {removed} Talon hook entries (other changes kept)")
         else:
             path.unlink(missing_ok=True)
             lines.append(f"removed {path} (Talon had created it)")
