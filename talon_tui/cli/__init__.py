@@ -7,8 +7,11 @@ handler before anything else is imported: not even argparse, so the hook starts 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time (the hook path starts fast)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 HOOK_AGENTS = ("claude-code", "codex")
 

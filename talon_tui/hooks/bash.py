@@ -15,11 +15,8 @@ is judged too.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import shutil
-from dataclasses import dataclass, field
 
 MAX_DEPTH = 4
 MAX_COMMANDS = 64
@@ -53,29 +50,50 @@ class Unparseable(ValueError):
     """The command line cannot be judged with confidence; the message says why."""
 
 
-@dataclass
 class Word:
-    text: str
-    #: an unquoted glob character (`*`, `?`, `[`) appears
-    glob: bool = False
-    #: an unquoted brace appears (brace expansion) and the word is not `{}`
-    brace: bool = False
-    #: position of the first quoted or escaped character (None: fully unquoted)
-    quoted_at: int | None = None
+    """One shell word after quote removal, with what the unquoted parts may expand to."""
+
+    __slots__ = ("brace", "glob", "quoted_at", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        #: an unquoted glob character (`*`, `?`, `[`) appears
+        self.glob = False
+        #: an unquoted brace appears (brace expansion) and the word is not `{}`
+        self.brace = False
+        #: position of the first quoted or escaped character (None: fully unquoted)
+        self.quoted_at: int | None = None
 
 
-@dataclass
 class SimpleCommand:
     """One program run: `argv[0]` is the absolute program path when it could be resolved."""
 
-    argv: list[str]
-    cwd: str
-    reads: list[str] = field(default_factory=list)
-    writes: list[str] = field(default_factory=list)
-    #: every path-looking argument, tilde- and glob-expanded, for self-protection
-    touches: list[str] = field(default_factory=list)
-    #: the arguments that are glob patterns (absolute), for self-protection
-    patterns: list[str] = field(default_factory=list)
+    __slots__ = ("argv", "cwd", "patterns", "reads", "touches", "writes")
+
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: str,
+        reads: list[str] | None = None,
+        writes: list[str] | None = None,
+    ) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.reads: list[str] = [] if reads is None else reads
+        self.writes: list[str] = [] if writes is None else writes
+        #: every path-looking argument, tilde- and glob-expanded, for self-protection
+        self.touches: list[str] = []
+        #: the arguments that are glob patterns (absolute), for self-protection
+        self.patterns: list[str] = []
+
+
+def which(name: str, path: str) -> str | None:
+    """The first executable file called `name` on `path` (as the shell's PATH search)."""
+    for d in path.split(os.pathsep):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 # --------------------------------------------------------------------------- tokens
@@ -350,6 +368,8 @@ class _Parser:
         if value and not value.startswith("-"):
             path = _path(value, self.cwd)
             if w.glob:
+                import glob  # only when an argument is a pattern
+
                 cmd.patterns.append(path)
                 cmd.touches.extend(glob.glob(path) or [path])
             else:
@@ -366,7 +386,7 @@ class _Parser:
             if ".." in name.split("/"):
                 raise Unparseable(f"a relative program path with '..' ({name!r})")
             return os.path.join(self.cwd, *[p for p in name.split("/") if p not in ("", ".")])
-        found = shutil.which(name, path=self.env.get("PATH", os.defpath))
+        found = which(name, self.env.get("PATH", os.defpath))
         if found is None:
             return name
         return found if found.startswith("/") else os.path.join(self.cwd, found)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse")
-MARKER = "talon_tui.cli hook "
+MODULE = "talon_tui.cli"
 BACKUP_SUFFIX = ".talon-backup"
 CREATED_SUFFIX = ".talon-created"
 
@@ -40,11 +40,13 @@ def settings_path(agent: str, scope: str, home: Path, project: Path) -> Path:
 
 
 def hook_command(agent: str, key_file: Path, data_dir: Path, wait_seconds: int) -> str:
+    """The command line the agent runs per tool call: the `talon` script beside this Python
+    when there is one (no runpy at start-up), else `python -m talon_tui.cli`."""
+    script = Path(sys.executable).with_name("talon")
+    program = [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", MODULE]
     return shlex.join(
         [
-            sys.executable,
-            "-m",
-            "talon_tui.cli",
+            *program,
             "hook",
             agent,
             "--key-file",
@@ -57,11 +59,21 @@ def hook_command(agent: str, key_file: Path, data_dir: Path, wait_seconds: int) 
     )
 
 
+def _is_talon_command(command: str) -> bool:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    for i, word in enumerate(words[:-1]):
+        if word == "hook" and words[i + 1] in ("claude-code", "codex") and "--key-file" in words:
+            return True
+    return False
+
+
 def _is_talon(entry: Any) -> bool:
-    return isinstance(entry, dict) and any(
-        isinstance(h, dict) and MARKER in str(h.get("command", ""))
-        for h in entry.get("hooks", [])
-        if isinstance(entry.get("hooks"), list)
+    hooks = entry.get("hooks") if isinstance(entry, dict) else None
+    return isinstance(hooks, list) and any(
+        isinstance(h, dict) and _is_talon_command(str(h.get("command", ""))) for h in hooks
     )
 
 

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from .bash import SimpleCommand, Unparseable, parse_command_line
+
+TYPE_CHECKING = False  # typing is not imported at run time: the hook's start-up is its cost
+if TYPE_CHECKING:
+    from typing import Any
+
 
 UNPARSEABLE_SHELL = "/bin/sh"
 GATEWAY_SERVER = "talon"
@@ -42,23 +45,34 @@ CONFIG_FILES = (".mcp.json", ".claude.json")
 GLOB_CHARS = frozenset("*?[{")
 
 
-@dataclass
 class Intent:
-    tool: str
-    params: dict[str, Any]
+    __slots__ = ("params", "tool")
+
+    def __init__(self, tool: str, params: dict[str, Any]) -> None:
+        self.tool = tool
+        self.params = params
 
 
-@dataclass
 class Plan:
     """What to ask the engine for one agent tool call."""
 
-    intents: list[Intent] = field(default_factory=list)
-    #: refused before the engine is asked (self-protection, malformed input)
-    deny: str | None = None
-    #: why a Bash line could not be judged command by command (it is then one `sh -c`)
-    unparseable: str | None = None
-    #: Talon's own MCP gateway governs this call; the hook gives no verdict
-    passthrough: bool = False
+    __slots__ = ("deny", "intents", "passthrough", "unparseable")
+
+    def __init__(
+        self,
+        intents: list[Intent] | None = None,
+        *,
+        deny: str | None = None,
+        unparseable: str | None = None,
+        passthrough: bool = False,
+    ) -> None:
+        self.intents: list[Intent] = [] if intents is None else intents
+        #: refused before the engine is asked (self-protection, malformed input)
+        self.deny = deny
+        #: why a Bash line could not be judged command by command (it is then one `sh -c`)
+        self.unparseable = unparseable
+        #: Talon's own MCP gateway governs this call; the hook gives no verdict
+        self.passthrough = passthrough
 
 
 class BadToolInput(ValueError):

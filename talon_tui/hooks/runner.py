@@ -26,17 +26,19 @@ nothing: the tool has already run.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
-import hashlib
 import json
 import os
-import socket
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from .mapping import BadToolInput, Plan, Protected, plan_call
+
+TYPE_CHECKING = False  # typing is not imported at run time: the hook's start-up is its cost
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 AGENTS = ("claude-code", "codex")
 DECISION_EVENTS = ("PreToolUse", "PermissionRequest")
@@ -52,22 +54,48 @@ class HookError(Exception):
     """A reason to deny, already worded for the agent's model and the operator."""
 
 
-@dataclass
 class Answer:
-    stdout: str = ""
-    stderr: str = ""
-    exit_code: int = 0
+    """What the hook prints and its exit code."""
+
+    __slots__ = ("exit_code", "stderr", "stdout")
+
+    def __init__(self, stdout: str = "", stderr: str = "", exit_code: int = 0) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exit_code = exit_code
+
+    def __repr__(self) -> str:
+        return f"Answer(stdout={self.stdout!r}, stderr={self.stderr!r}, exit={self.exit_code})"
 
 
-@dataclass
 class HookOptions:
-    agent: str
-    agent_key: str | None
-    data_dir: str
-    socket_path: str
-    wait_seconds: float = DEFAULT_WAIT_SECONDS
-    key_file: str | None = None
-    gateway_server: str = "talon"
+    __slots__ = (
+        "agent",
+        "agent_key",
+        "data_dir",
+        "gateway_server",
+        "key_file",
+        "socket_path",
+        "wait_seconds",
+    )
+
+    def __init__(
+        self,
+        agent: str,
+        agent_key: str | None,
+        data_dir: str,
+        socket_path: str,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        key_file: str | None = None,
+        gateway_server: str = "talon",
+    ) -> None:
+        self.agent = agent
+        self.agent_key = agent_key
+        self.data_dir = data_dir
+        self.socket_path = socket_path
+        self.wait_seconds = wait_seconds
+        self.key_file = key_file
+        self.gateway_server = gateway_server
 
 
 # --------------------------------------------------------------------------- the pipe
@@ -81,7 +109,9 @@ class Pipe:
 
     def __init__(self, socket_path: str, agent_key: str, timeout: float) -> None:
         self._ids = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._buf = b""
+        # the C socket module: `socket.py` costs the hook milliseconds of imports it needs not
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
             self.sock.connect(socket_path)
@@ -91,8 +121,18 @@ class Pipe:
                 f"Talon's engine is not reachable at {socket_path} ({exc.strerror or exc}); "
                 "start `talon serve` or the console"
             ) from None
-        self.file = self.sock.makefile("rb")
         self.call("hello", auth={"agent_key": agent_key})
+
+    def _readline(self) -> bytes:
+        while b"\n" not in self._buf:
+            if len(self._buf) > MAX_LINE_BYTES + 2:
+                raise HookError("Talon's engine sent a line over 1 MiB")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return b""
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request; return the reply (`ok` true or false); HookError if the engine
@@ -102,7 +142,7 @@ class Pipe:
         try:
             self.sock.sendall(line.encode("utf-8"))
             while True:
-                raw = self.file.readline(MAX_LINE_BYTES + 2)
+                raw = self._readline()
                 if not raw:
                     raise HookError("Talon's engine closed the connection")
                 reply = json.loads(raw)
@@ -119,10 +159,7 @@ class Pipe:
             raise HookError(f"talking to Talon's engine failed ({exc})") from None
 
     def close(self) -> None:
-        try:
-            self.file.close()
-        finally:
-            self.sock.close()
+        self.sock.close()
 
 
 def _message(reply: dict[str, Any]) -> str:
@@ -196,6 +233,8 @@ def call_ref(payload: dict[str, Any]) -> str:
     ref = payload.get("tool_use_id")
     if isinstance(ref, str) and 0 < len(ref) <= 200:
         return ref
+    import hashlib  # only for agents that send no call id
+
     body = json.dumps(
         [payload.get("tool_name"), payload.get("tool_input")],
         sort_keys=True,

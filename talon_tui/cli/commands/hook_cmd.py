@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
 
-from talon_tui.engine.core.paths import DataDir, resolve_data_dir
 from talon_tui.hooks import runner
 
+TYPE_CHECKING = False  # typing, argparse and the data dir module load only off the hook path
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 KEY_ENV = "TALON_AGENT_KEY"
 
@@ -90,13 +90,19 @@ def _options(agent: str, args: Any) -> runner.HookOptions:
             ) from None
     else:
         key = os.environ.get(KEY_ENV, "").strip() or None
-    data = resolve_data_dir(args.data_dir)
-    sock = os.environ.get("TALON_SOCKET") if not args.data_dir else None
+    if args.data_dir:  # as `talon hook install` writes it: the socket is <data>/run/agent.sock
+        data = Path(args.data_dir).expanduser().absolute()
+        sock = str(data / "run" / "agent.sock")
+    else:
+        from talon_tui.engine.core.paths import DataDir, resolve_data_dir
+
+        data = resolve_data_dir(None)
+        sock = os.environ.get("TALON_SOCKET") or str(DataDir(data).socket_path)
     return runner.HookOptions(
         agent=agent,
         agent_key=key,
         data_dir=str(data),
-        socket_path=sock or str(DataDir(data).socket_path),
+        socket_path=sock,
         wait_seconds=args.wait,
         key_file=str(Path(args.key_file).absolute()) if args.key_file else None,
         gateway_server=args.gateway_server,
@@ -134,7 +140,7 @@ def cmd_hook_install(args: argparse.Namespace) -> int:
     import asyncio
 
     from talon_tui.client import AdminClient
-    from talon_tui.engine.core.paths import write_private
+    from talon_tui.engine.core.paths import resolve_data_dir, write_private
     from talon_tui.engine.errors import TalonError
     from talon_tui.hooks.install import InstallError, hook_command, install
 
