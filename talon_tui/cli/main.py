@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import HOOK_AGENTS
+
 # verb path -> (module, function, one-line help)
 VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("console",): ("console_cmd", "cmd_console", "open the console on the data dir (default)"),
@@ -88,8 +90,8 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("hook", "uninstall"): ("hook_cmd", "cmd_hook_uninstall", "remove Talon's hooks again"),
     ("hook", "test"): ("hook_cmd", "cmd_hook_test", "show what Talon would answer a tool call"),
 }
-#: verbs that run once per agent tool call: dispatched before the full parser is built
-HOOK_AGENTS = ("claude-code", "codex")
+#: verbs that run once per agent tool call: `talon_tui.cli.main` dispatches them before this
+#: module (and argparse) is even imported
 
 
 class _Parser(argparse.ArgumentParser):
