@@ -183,3 +183,28 @@ def uninstall(path: Path) -> list[str]:
     else:
         lines.append(f"{path}: no Talon hooks installed; nothing changed")
     return lines
+
+
+def disabled_warnings(agent: str, path: Path, home: Path) -> list[str]:
+    """Settings that would switch the agent's hooks off (Talon's included): the agent would
+    then run every tool unjudged, so install says so."""
+    found: list[str] = []
+    if agent == "claude-code":
+        for p in (path, home / ".claude" / "settings.json"):
+            try:
+                doc = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("disableAllHooks") is True:
+                found.append(f"warning: {p} sets disableAllHooks: Claude Code runs no hook")
+    else:
+        config = home / ".codex" / "config.toml"
+        try:
+            text = config.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            key = line.split("#", 1)[0].replace(" ", "")
+            if key in ("hooks=false", "codex_hooks=false"):
+                found.append(f"warning: {config} sets {key}: Codex runs no hook")
+    return found

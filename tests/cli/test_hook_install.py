@@ -250,3 +250,14 @@ def test_hook_path_imports_nothing_heavy(tmp_path):
         "asyncio",
     ):
         assert heavy not in imported, heavy
+
+
+def test_install_warns_when_the_agent_switches_hooks_off(served, tmp_path):
+    serve, sid, _ws = served
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    (home / ".codex" / "config.toml").write_text("[features]\nhooks = false\n")
+    done = talon(
+        "hook", "install", "codex", "--session", sid, "--data-dir", str(serve.data), home=home
+    )
+    assert done.returncode == 0 and "Codex runs no hook" in done.stderr

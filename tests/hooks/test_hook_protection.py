@@ -338,3 +338,26 @@ def test_mapping_table_covers_the_issue():
     )
     assert [i.params["path"] for i in plan.intents] == ["/w/a", "/w/b", "/w/c", "/w/d"]
     assert guard_policy()  # the shared policy builds
+
+
+def test_approval_outliving_the_hook_wait_denies_and_leaves_the_queue(make_session, serve):
+    from support.pipe import run
+
+    from talon_tui.client import AdminClient
+
+    policy = guard_policy()
+    policy["overrides"][0]["approval"] = "always"
+    s = make_session(policy)
+    answer = s.hook(s.payload("Read", {"file_path": f"{s.ws}/work/a.txt"}), wait=1.5)
+    assert verdict(answer) == "deny" and "wait ran out" in reason(answer)
+
+    async def pending() -> list:
+        async with await AdminClient.connect(serve.data) as admin:
+            return [a for a in await admin.list_approvals() if a.session_id == s.sid]
+
+    for _ in range(100):
+        if not run(pending()):
+            break
+    assert not run(pending()), "the engine withdrew the approval when the hook went away"
+    decided = s.events("approval.decided")
+    assert decided and decided[-1]["data"]["allow"] is False

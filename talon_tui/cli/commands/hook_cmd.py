@@ -142,7 +142,7 @@ def cmd_hook_install(args: argparse.Namespace) -> int:
     from talon_tui.client import AdminClient
     from talon_tui.engine.core.paths import resolve_data_dir, write_private
     from talon_tui.engine.errors import TalonError
-    from talon_tui.hooks.install import InstallError, hook_command, install
+    from talon_tui.hooks.install import InstallError, disabled_warnings, hook_command, install
 
     from .common import fail
 
@@ -173,6 +173,8 @@ def cmd_hook_install(args: argparse.Namespace) -> int:
     print(f"agent key for session {args.session} written to {key_file} (0600)")
     for line in lines:
         print(line)
+    for line in disabled_warnings(args.agent, _settings(args), Path.home()):
+        print(line, file=sys.stderr)
     return 0
 
 
