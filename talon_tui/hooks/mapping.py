@@ -105,8 +105,13 @@ class Protected:
     def check_command(self, cmd: SimpleCommand) -> str | None:
         for pattern in cmd.patterns:
             for comp in pattern.split("/"):
-                if GLOB_CHARS.intersection(comp) and any(
-                    fnmatch.fnmatchcase(name, comp) for name in (*CONFIG_DIRS, *CONFIG_FILES)
+                # bash's globs match a leading dot only when the pattern writes it (no dotglob)
+                if (
+                    comp.startswith(".")
+                    and GLOB_CHARS.intersection(comp)
+                    and any(
+                        fnmatch.fnmatchcase(name, comp) for name in (*CONFIG_DIRS, *CONFIG_FILES)
+                    )
                 ):
                     return f"the pattern {pattern} can match agent configuration"
         for p in [cmd.cwd, *cmd.writes, *cmd.touches]:

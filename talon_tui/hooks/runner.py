@@ -32,6 +32,7 @@ import json
 import os
 import sys
 
+from ..engine.core.peer import PeerRefused, check_engine_peer
 from .mapping import BadToolInput, Plan, Protected, plan_call
 
 TYPE_CHECKING = False  # typing is not imported at run time: the hook's start-up is its cost
@@ -121,6 +122,11 @@ class Pipe:
                 f"Talon's engine is not reachable at {socket_path} ({exc.strerror or exc}); "
                 "start `talon serve` or the console"
             ) from None
+        try:
+            check_engine_peer(self.sock, socket_path)  # before the key goes out
+        except PeerRefused as exc:
+            self.sock.close()
+            raise HookError(str(exc)) from None
         self.call("hello", auth={"agent_key": agent_key})
 
     def _readline(self) -> bytes:

@@ -361,3 +361,37 @@ def test_approval_outliving_the_hook_wait_denies_and_leaves_the_queue(make_sessi
     assert not run(pending()), "the engine withdrew the approval when the hook went away"
     decided = s.events("approval.decided")
     assert decided and decided[-1]["data"]["allow"] is False
+
+
+def test_key_is_not_sent_to_an_untrusted_socket(tmp_path):
+    """The client library's peer check (engine.core.peer) guards the hook's key too."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    sock_path = shared / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    got: list[bytes] = []
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(3)
+        try:
+            got.append(conn.recv(4096))
+        except TimeoutError:
+            got.append(b"")
+        conn.close()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    opts = runner.HookOptions(
+        agent="claude-code",
+        agent_key="talon_agent_secret",
+        data_dir=str(tmp_path / "data"),
+        socket_path=str(sock_path),
+    )
+    answer = runner.run(opts, json.dumps(decision_payload(tmp_path)).encode())
+    t.join(5)
+    assert verdict(answer) == "deny" and "writable by others" in reason(answer)
+    assert got == [b""], "nothing was sent"
