@@ -104,7 +104,7 @@ def test_redirections_are_reads_and_writes():
         ("xargs -a list rm", "arguments"),
         ("find . -exec rm {}", "terminating"),
         ("/usr/bin/time -o f ls", "writes a file"),
-        ('bash -c \'bash -c "bash -c \\"bash -c \\\\\\"bash -c ls\\\\\\"\\""\'', ""),
+        ('bash -c \'bash -c "bash -c \\"bash -c \\\\\\"bash -c ls\\\\\\"\\""\'', "nested too deeply"),
     ],
 )
 def test_what_cannot_be_judged_is_refused(line, why):
