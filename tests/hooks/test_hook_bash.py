@@ -11,6 +11,8 @@ from talon_tui.hooks.bash import Unparseable, parse_command_line
 
 pytestmark = pytest.mark.xdist_group("hook-serve")
 
+NESTED_SHELLS = 'bash -c \'bash -c "bash -c \\"bash -c \\\\\\"bash -c ls\\\\\\"\\""\''
+
 
 def argvs(line: str, cwd: str = "/") -> list[list[str]]:
     return [c.argv for c in parse_command_line(line, cwd) if c.argv]
@@ -104,7 +106,7 @@ def test_redirections_are_reads_and_writes():
         ("xargs -a list rm", "arguments"),
         ("find . -exec rm {}", "terminating"),
         ("/usr/bin/time -o f ls", "writes a file"),
-        ('bash -c \'bash -c "bash -c \\"bash -c \\\\\\"bash -c ls\\\\\\"\\""\'', "nested too deeply"),
+        (NESTED_SHELLS, "nested too deeply"),
     ],
 )
 def test_what_cannot_be_judged_is_refused(line, why):
