@@ -1,6 +1,10 @@
 """`talon hook claude-code|codex`: one hook event in, the agent's answer out, failing closed.
 
 Contracts built for (checked against the agents' public docs and source, December 2026):
+Claude Code 2.0.45 or later (the release that added the PermissionRequest hook; the 2.1.x
+hooks reference), and Codex builds with hooks on by default (`[features] hooks`, formerly
+`codex_hooks`), with the PermissionRequest hook (openai/codex PR #17563, April 2026) and
+apply_patch hook payloads (issue #16732).
 
 - Claude Code hooks reference (code.claude.com/docs/en/hooks, "PreToolUse", "PermissionRequest",
   "PostToolUse"): input on stdin `{session_id, transcript_path, cwd, permission_mode,
