@@ -31,7 +31,10 @@ def agent(serve, key) -> Raw:
         ({"op": "decide"}, "missing field 'tool'"),
         ({"op": "decide", "tool": "rm.everything"}, "unknown tool"),
         ({"op": "decide", "tool": "file.read", "params": []}, "params"),
-        ({"op": "decide", "tool": "file.read", "params": {"path": "a", "x": 1}}, "unknown parameter"),
+        (
+            {"op": "decide", "tool": "file.read", "params": {"path": "a", "x": 1}},
+            "unknown parameter",
+        ),
         ({"op": "decide", "tool": "agent.native", "params": {"nam": "x"}}, "agent.native"),
         ({"op": "decide", "tool": "file.read", "params": {"path": "a"}, "ref": 5}, "ref"),
         ({"op": "decide", "tool": "file.read", "params": {"path": "a"}, "ref": "r" * 300}, "ref"),
