@@ -395,3 +395,11 @@ def test_key_is_not_sent_to_an_untrusted_socket(tmp_path):
     t.join(5)
     assert verdict(answer) == "deny" and "writable by others" in reason(answer)
     assert got == [b""], "nothing was sent"
+
+
+def test_a_call_too_large_for_the_pipe_is_denied(make_session):
+    s = make_session()
+    big = "x" * (1 << 20)
+    answer = s.hook(s.payload("Write", {"file_path": f"{s.ws}/work/big.txt", "content": big}))
+    assert verdict(answer) == "deny"
+    assert not (s.ws / "work" / "big.txt").exists()
