@@ -22,11 +22,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..core import ids
-from ..core.canon import NotCanonical, canonical_sha256, jsonable
-from ..errors import BadRequest, ErrorCode, PolicyDenied, TalonError
+from ..core.canon import NotCanonical, canonical, canonical_sha256, jsonable
+from ..errors import BadRequest, ConstraintViolation, ErrorCode, PolicyDenied, TalonError
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Policy, Session, ToolIntent
 from .intents import IntentFlow
+from .limits import RateLimited
 
 #: the pseudo-tool for an agent tool Talon has no mapping for: `{name, input}`; allowed only
 #: when the session's `agent_hooks.native_tools` names it
@@ -181,6 +182,7 @@ class DelegatedFlow(IntentFlow):
             add("run.started", {"subject": subject, "content": "", "one_shot": True})
         self._active += 1
         status = "ok"
+        refused = False
         try:
             params_rec, _ = self.store.redactor(params)
             add(
@@ -199,6 +201,10 @@ class DelegatedFlow(IntentFlow):
                 self.store.policy(session_id), session, tool, params, intent, early
             )
             denied = decision.decision == "DENY"
+            # a reason or fix quoting a secret's value would log it: redacted, no such fix
+            decision.reason, _ = self.store.redactor(decision.reason)
+            if decision.suggested_fix and self.store.redactor(decision.suggested_fix)[1]:
+                decision.suggested_fix = None
             add(
                 "policy.decision",
                 {
@@ -209,13 +215,18 @@ class DelegatedFlow(IntentFlow):
                     "by": "policy",
                     "override_index": decision.override_index,
                     "suggested_fix": jsonable(decision.suggested_fix),
-                    "code": str(ErrorCode.POLICY_DENIED) if denied else None,
+                    "code": (decision.code or str(ErrorCode.POLICY_DENIED)) if denied else None,
                     **mark,
                 },
             )
             if denied:
                 status = "denied"
-                raise PolicyDenied(
+                denial = (
+                    ConstraintViolation
+                    if decision.code == ErrorCode.CONSTRAINT_VIOLATION
+                    else PolicyDenied
+                )
+                raise denial(
                     f"{tool} denied: {decision.reason}",
                     details={
                         "run_id": run_id,
@@ -226,10 +237,21 @@ class DelegatedFlow(IntentFlow):
                 )
             if decision.decision == "REQUIRE_APPROVAL":
                 assert intent is not None
+                size = len(canonical(params))
+                refusal = self._approval_refusal(session_id, subject, size)
+                if refusal is not None:  # the pending-approval caps hold for agent hooks too
+                    pending.clear()
+                    refused = True
+                    self._refused.note((session_id, subject), {"tool": tool, "reason": refusal})
+                    raise RateLimited(refusal, details={"reason": refusal})
                 flush()
-                await self._await_approval(
-                    session, subject, intent, params_rec, decision, intent_id, run_id
-                )
+                self._hold_approval(session_id, subject, size, 1)
+                try:
+                    decision = await self._await_approval(
+                        session, subject, intent, params_rec, decision, intent_id, run_id
+                    )
+                finally:
+                    self._hold_approval(session_id, subject, size, -1)
             self._remember((session_id, ref or ih), {"run_id": run_id, "intent_id": intent_id})
             return {
                 "run_id": run_id,
@@ -249,7 +271,7 @@ class DelegatedFlow(IntentFlow):
             raise
         finally:
             self._active -= 1
-            if one_shot:
+            if one_shot and not refused:
                 add("run.finished", {"status": status, "steps": 1})
             flush()
             await self.durable()
