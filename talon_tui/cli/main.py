@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import HOOK_AGENTS
+
 # verb path -> (module, function, one-line help)
 VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("console",): ("console_cmd", "cmd_console", "open the console on the data dir (default)"),
@@ -70,7 +72,26 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
         "cmd_replay",
         "replay a run from the log without executing (offline)",
     ),
+    ("hook", "claude-code"): (
+        "hook_cmd",
+        "run_hook_verb",
+        "answer one Claude Code hook event (stdin) with Talon's decision",
+    ),
+    ("hook", "codex"): (
+        "hook_cmd",
+        "run_hook_verb",
+        "answer one Codex hook event (stdin) with Talon's decision",
+    ),
+    ("hook", "install"): (
+        "hook_cmd",
+        "cmd_hook_install",
+        "write Talon's hooks into Claude Code's or Codex's settings",
+    ),
+    ("hook", "uninstall"): ("hook_cmd", "cmd_hook_uninstall", "remove Talon's hooks again"),
+    ("hook", "test"): ("hook_cmd", "cmd_hook_test", "show what Talon would answer a tool call"),
 }
+#: verbs that run once per agent tool call: `talon_tui.cli.main` dispatches them before this
+#: module (and argparse) is even imported
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,6 +249,33 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import mcp_cmd
 
     mcp_cmd.add_parsers(sub, _common, _Parser)
+    for agent in HOOK_AGENTS:
+        p = leaf(("hook", agent))
+        p.add_argument("--key-file", help="file holding the agent key (default $TALON_AGENT_KEY)")
+        p.add_argument("--wait", type=float, help="seconds a decision may wait for an approval")
+        p.add_argument("--gateway-server", default="talon")
+    for verb in ("install", "uninstall"):
+        p = leaf(("hook", verb))
+        p.add_argument("agent", choices=HOOK_AGENTS)
+        if verb == "install":
+            p.add_argument("--session", required=True, help="session id (sess_…)")
+            p.add_argument(
+                "--wait",
+                type=int,
+                default=150,
+                help="seconds a decision may wait for an approval (the hook timeout is 30 s more)",
+            )
+        p.add_argument("--scope", choices=["user", "project"], default="user")
+        p.add_argument("--project", help="project directory for --scope project (default: cwd)")
+    p = leaf(("hook", "test"))
+    p.add_argument("--agent", choices=HOOK_AGENTS, default="claude-code")
+    p.add_argument("--tool", required=True, help="the agent's tool name, e.g. Bash or Read")
+    p.add_argument("--input", required=True, help="the tool input as JSON")
+    p.add_argument("--cwd", help="the agent's working directory (default: cwd)")
+    p.add_argument("--key-file", help="file holding the agent key (default $TALON_AGENT_KEY)")
+    p.add_argument("--wait", type=float, default=150.0)
+    p.add_argument("--gateway-server", default="talon")
+    p.add_argument("--dry", action="store_true", help="show the mapping only; ask no engine")
 
     p = leaf(("replay",))
     p.add_argument("run_id")
@@ -238,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["hook"] and args_list[1:2] and args_list[1] in HOOK_AGENTS:
+        hook_cmd = importlib.import_module("talon_tui.cli.commands.hook_cmd")
+        return int(hook_cmd.run_hook_verb(args_list[1], args_list[2:]))  # see cli.main
     parser = build_parser()
     if not args_list or (
         args_list[0].startswith("--") and args_list[0] not in ("--help", "-h", "--version")

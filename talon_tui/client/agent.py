@@ -20,10 +20,8 @@ import contextlib
 import itertools
 import json
 import os
-import pwd
 import socket
 import stat
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,9 @@ from pydantic import BaseModel
 
 from ..engine.core.frames import MAX_LINE_BYTES
 from ..engine.core.paths import DataDir, resolve_data_dir
+from ..engine.core.peer import PeerRefused
+from ..engine.core.peer import check_engine_peer as peer_check
+from ..engine.core.peer import trusted_engine_uids as peer_uids
 from ..engine.errors import EngineUnreachable, ErrorCode, TalonError
 
 # --------------------------------------------------------------------------- errors
@@ -184,63 +185,21 @@ def _socket_path(socket_path: str | os.PathLike[str] | None, data_dir: Any) -> P
 def trusted_engine_uids() -> set[int]:
     """The uids a client accepts as its engine: our own, root, and TALON_ENGINE_UID (a comma
     list of uids or user names) for an engine run as a dedicated user."""
-    uids = {os.geteuid(), 0}
-    for part in os.environ.get("TALON_ENGINE_UID", "").split(","):
-        name = part.strip()
-        if not name:
-            continue
-        if name.isdigit():
-            uids.add(int(name))
-            continue
-        try:
-            uids.add(pwd.getpwnam(name).pw_uid)
-        except KeyError:
-            raise UntrustedEngineError(
-                f"TALON_ENGINE_UID names {name!r}, which is no user here"
-            ) from None
-    return uids
+    try:
+        return peer_uids()
+    except PeerRefused as exc:
+        raise UntrustedEngineError(str(exc)) from None
 
 
 def check_engine_peer(sock: Any, path: Path) -> int:
     """Before a credential (admin token, agent key) goes out on `sock`: the socket's directory
     must be writable only by its owner, and the process listening (SO_PEERCRED) must run as a
     trusted uid (`trusted_engine_uids`). Returns the engine's uid; raises UntrustedEngineError
-    (nothing sent) otherwise."""
-    trusted = trusted_engine_uids()
+    (nothing sent) otherwise. The check itself is `engine.core.peer` (shared with `talon hook`)."""
     try:
-        dst = os.lstat(path.parent)
-    except OSError as exc:
-        raise UntrustedEngineError(f"cannot check {path.parent} ({exc.strerror})") from None
-    dmode = stat.S_IMODE(dst.st_mode)
-    if dmode & 0o022:
-        raise UntrustedEngineError(
-            f"refusing to talk to {path}: its directory is writable by others (mode "
-            f"{dmode:o}), so anyone could be listening there; nothing was sent"
-        )
-    if dst.st_uid not in trusted:
-        raise UntrustedEngineError(
-            f"refusing to talk to {path}: its directory belongs to uid {dst.st_uid}, which is "
-            f"neither us (uid {os.geteuid()}), root, nor TALON_ENGINE_UID; nothing was sent "
-            "(an engine run as a dedicated user: set TALON_ENGINE_UID or --engine-user)"
-        )
-    if hasattr(socket, "SO_PEERCRED"):
-        try:
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        except OSError as exc:
-            raise UntrustedEngineError(
-                f"cannot tell who listens on {path} ({exc.strerror}); nothing was sent"
-            ) from None
-        _pid, uid, _gid = struct.unpack("3i", creds)
-    else:  # no peer credentials on this platform: the socket file's owner is the best we have
-        uid = os.lstat(path).st_uid
-    if uid not in trusted:
-        raise UntrustedEngineError(
-            f"the process listening on {path} runs as uid {uid}, which is neither us "
-            f"(uid {os.geteuid()}), root, nor TALON_ENGINE_UID; it may be impersonating the "
-            "engine; nothing was sent (an engine run as a dedicated user: set "
-            "TALON_ENGINE_UID or --engine-user)"
-        )
-    return uid
+        return peer_check(sock, str(path))
+    except PeerRefused as exc:
+        raise UntrustedEngineError(str(exc)) from None
 
 
 def _encode(frame: dict[str, Any]) -> bytes:

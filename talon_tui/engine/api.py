@@ -90,6 +90,8 @@ class ReplayStep(BaseModel):
     changed_by_policy: bool = False
     what_if_decision: str | None = None
     cut: dict[str, Cut] | None = None  # over the pipe: params/output/reason shortened
+    #: "agent" for a step the agent ran itself (agent hooks), None for the broker's
+    executor: str | None = None
 
 
 class ReplayResult(BaseModel):

@@ -42,7 +42,7 @@ from .errors import BadRequest, ErrorCode, Forbidden, NotFound, PolicyDenied, Ta
 from .policy.models import Policy, Session, parse_policy
 from .runtime.approvals import ApprovalOutcome, ApprovalQueue
 from .runtime.bus import EventBus
-from .runtime.intents import IntentFlow
+from .runtime.delegated import DelegatedFlow
 from .runtime.limits import Aggregator, ApprovalLimits, ToolLimits, ToolScheduler
 from .runtime.state import policy_sha256
 from .store import EngineStore, GroupCommit
@@ -51,7 +51,7 @@ VERSION = "0.1.0"
 STOP_GRACE_SECONDS = 10.0
 
 
-class Engine(IntentFlow):
+class Engine(DelegatedFlow):
     """The in-process engine. `await start()` before use, `await stop()` at the end."""
 
     def __init__(

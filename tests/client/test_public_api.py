@@ -60,6 +60,7 @@ def test_the_client_imports_only_the_wire_contract():
         "talon_tui.engine.policy.models",
         "talon_tui.engine.core.paths",
         "talon_tui.engine.core.frames",  # the line limit both sides of the pipe read
+        "talon_tui.engine.core.peer",
     )
     assert engine and all(b.startswith(allowed) for b in engine), sorted(engine)
     assert forbidden(pairs, "textual", "rich", "talon_tui.app", "talon_tui.cli") == []

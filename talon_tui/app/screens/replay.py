@@ -299,7 +299,9 @@ class ReplayScreen(TalonScreen):
                     str(step.seq),
                     (
                         Text(str(step.seq), justify="right"),
-                        safe_text(step.type, 24, style="cyan"),
+                        safe_text(step.type, 24, style="cyan")
+                        if step.executor != "agent"
+                        else safe_text(f"{step.type} ·agent", 34, style="yellow"),
                         decision_badge(step.decision),
                         match_mark(step),
                         what_if,
@@ -334,6 +336,11 @@ class ReplayScreen(TalonScreen):
         if step.tool:
             text.append_text(labelled("tool", step.tool))
             text.append("\n")
+        if step.executor == "agent":
+            text.append(
+                "run by the agent itself (agent hook): Talon decided, the broker ran nothing\n",
+                style="bold yellow",
+            )
         if step.params is not None:
             text.append_text(labelled("params", step.params, 400))
             text.append("\n")

@@ -49,6 +49,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     "output": s.output,
                     "output_sha256": s.output_sha256,
                     "output_matches": s.output_matches,
+                    **({"executor": s.executor} if s.executor else {}),
                     **({"what_if_decision": s.what_if_decision} if policy is not None else {}),
                 }
                 for s in result.steps
@@ -66,6 +67,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 parts.append(line(s.tool))
             if s.decision:
                 parts.append(line(s.decision))
+            if s.executor == "agent":
+                parts.append("[run by the agent]")
+            if s.type == "tool.reported":
+                parts.append(f"{line(s.reason or '')}  output {line(s.output_sha256 or '')}")
             if s.output_matches is not None:
                 parts.append("output ok" if s.output_matches else "OUTPUT MISMATCH")
             if s.changed_by_policy:

@@ -117,6 +117,8 @@ def replay(
         etype = ev.get("type", "")
         step = ReplayStep(seq=ev.get("seq", -1), ts=ev.get("ts", ""), type=etype)
         step.tool = data.get("tool")
+        if data.get("executor") == "agent":
+            step.executor = "agent"
         if etype in ("policy.intent.received", "approval.requested"):
             step.params = data.get("params")
             if etype == "policy.intent.received" and isinstance(data.get("intent_id"), str):
@@ -145,6 +147,11 @@ def replay(
             step.output_sha256 = data.get("output_sha256")
             step.output_matches = output_digest(step.output) == step.output_sha256
             step.reason = data.get("message") or data.get("status")
+        elif etype == "tool.reported":
+            # run by the agent: Talon holds the output's sha256 as reported, not the output
+            step.tool = data.get("native")
+            step.output_sha256 = data.get("output_sha256")
+            step.reason = f"reported by the agent: {data.get('status')}"
         steps.append(step)
     return ReplayResult(
         run_id=run_id,

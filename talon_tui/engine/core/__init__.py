@@ -5,8 +5,9 @@
 - `frames`: the pipe's line limit (server and clients) and what admin frames carry of agent
   data (previews with `cut` markers, pages, replies that always fit).
 - `paths`: the data directory layout and private file writes.
+- `peer`: who listens on the engine's socket, checked before a credential is sent.
 - `keys`: Ed25519 key pairs and key ids.
 - `redact`: redaction of secret values from anything that leaves the broker.
 """
 
-__all__ = ["canon", "clock", "frames", "ids", "keys", "paths", "redact"]
+__all__ = ["canon", "clock", "frames", "ids", "keys", "paths", "peer", "redact"]

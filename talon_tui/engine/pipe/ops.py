@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..core import frames
 from ..errors import BadRequest, NotFound
 from ..policy.models import TOOLS, ToolIntent
+from ..runtime.delegated import AGENT_NATIVE
 
 _MISSING = object()
 
@@ -69,6 +70,35 @@ async def op_intent(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     intent = _intent(f)
     run_id = field(f, "run_id", str, None)
     return await ctx.engine.submit(ctx.session_id, ctx.subject, intent, run_id)
+
+
+async def op_decide(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """A decision for a tool the agent runs itself (agent hooks): audited, never executed."""
+    tool = field(f, "tool", str)
+    if tool not in TOOLS and tool != AGENT_NATIVE:
+        raise BadRequest(f"decide: unknown tool {tool!r} (tools: {', '.join(TOOLS)})")
+    return await ctx.engine.decide(
+        ctx.session_id,
+        ctx.subject,
+        tool,
+        field(f, "params", dict, {}),
+        field(f, "run_id", str, None),
+        native=field(f, "native", str, None),
+        ref=field(f, "ref", str, None),
+    )
+
+
+async def op_tool_report(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    """What the agent's own tool returned (`tool.reported`), after a `decide`."""
+    return await ctx.engine.report(
+        ctx.session_id,
+        ctx.subject,
+        ref=field(f, "ref", str),
+        native=field(f, "native", str, None),
+        status=field(f, "status", str),
+        output_sha256=field(f, "output_sha256", str),
+        size=field(f, "bytes", int),
+    )
 
 
 async def op_run_end(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +303,8 @@ AGENT_OPS: dict[str, Op] = {
     "policy.view": op_policy_view,
     "policy.watch": op_policy_watch,
     "intent.cancel": op_intent_cancel,
+    "decide": op_decide,
+    "tool.report": op_tool_report,
 }
 
 ADMIN_OPS: dict[str, Op] = {

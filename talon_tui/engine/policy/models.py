@@ -338,16 +338,48 @@ class Override(Strict):
         return CONSTRAINT_MODELS[tool].model_validate(v)
 
 
+HookMode = Literal["guard", "route"]
+
+
+class AgentHooks(Strict):
+    """How `talon hook` governs the agent's own tools in this session (DESIGN section 3).
+
+    `guard`: Talon decides, the agent runs the tool. `route`: the agent may run only reads
+    itself; every other tool is denied with the name of the `mcp__talon__*` tool to use, so
+    that the broker runs it. `native_tools`: agent tools Talon has no mapping for (e.g.
+    TodoWrite) that the operator lets through; every other unknown tool is denied."""
+
+    mode: HookMode = "guard"
+    native_tools: list[str] = Field(default_factory=list)
+
+    @field_validator("native_tools")
+    @classmethod
+    def _native(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
+                raise ValueError(f"native_tools: {name!r} is not a tool name")
+        return v
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     overrides: list[Override] = Field(default_factory=list)
+    agent_hooks: AgentHooks | None = None
 
     def for_tool(self, tool: str) -> list[tuple[int, Override]]:
         return [(i, o) for i, o in enumerate(self.overrides) if o.tool == tool and o.enabled]
 
     def to_doc(self) -> dict[str, Any]:
-        """The JSON document form (no defaults dropped, so diffs are explicit)."""
-        return self.model_dump(mode="json")
+        """The JSON document form (no defaults dropped, so diffs are explicit; a policy
+        without `agent_hooks` keeps the document, and so the hash, it always had)."""
+        doc = self.model_dump(mode="json")
+        if self.agent_hooks is None:
+            doc.pop("agent_hooks")
+        return doc
+
+    @property
+    def hooks(self) -> AgentHooks:
+        return self.agent_hooks or AgentHooks()
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -508,4 +540,5 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "audit.index_rebuilt",
     "audit.checkpoint",
     "tool.reaped",
+    "tool.reported",
 )
