@@ -87,7 +87,7 @@ def assert_no_looser(r: dict, m: dict) -> None:
                 assert checks.path_under_roots(comps, mine, workspace=WORKSPACE) is not None
         elif key == "domains":
             assert all(checks.host_allowed(h, mine) for h in value)
-        elif key in ("methods", "schemes", "images", "commands"):
+        elif key in ("methods", "schemes", "images", "commands", "secrets"):
             assert set(value) <= set(mine), key
         elif key == "ports":
             for scheme in rc["schemes"]:
