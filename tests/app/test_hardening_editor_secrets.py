@@ -166,7 +166,7 @@ async def test_fix_that_grants_a_secret_is_its_own_override(world):
             lambda: app.screen if isinstance(app.screen, OverrideFormScreen) else None,
             "the form",
         )
-        await shown(pilot, "added as its own override")
+        await shown(pilot, "Added as its own override")
         del form
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirmation")
