@@ -64,11 +64,13 @@ def echo_server(path: str, ready: mp.Event) -> None:
     asyncio.run(main())
 
 
-def start_serve(data: Path, profile_to: Path | None = None) -> subprocess.Popen:
+def start_serve(
+    data: Path, profile_to: Path | None = None, extra_args: list[str] | None = None
+) -> subprocess.Popen:
     cmd = [sys.executable]
     if profile_to is not None:
         cmd += ["-m", "cProfile", "-o", str(profile_to)]
-    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data)]
+    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data), *(extra_args or [])]
     env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
     ready, _, _ = select.select([proc.stdout], [], [], 30)
