@@ -216,7 +216,15 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="intents per agent")
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=TARGET",
+        help="run talon serve with this --export (repeatable; bench/export_bench.py compares)",
+    )
     args = ap.parse_args()
+    extra = [x for spec in args.export for x in ("--export", spec)]
     mp.set_start_method("fork")
     with tempfile.TemporaryDirectory(prefix="talon-bench-") as tmp:
         root = Path(tmp)
@@ -239,7 +247,7 @@ def main() -> int:
         echo.terminate()
 
         data = root / "data"
-        serve = start_serve(data)
+        serve = start_serve(data, extra_args=extra)
         try:
             keys = [make_session(data, ws) for _ in range(args.agents)]
             sock = str(data / "run" / "agent.sock")
@@ -268,7 +276,7 @@ def main() -> int:
         if not args.no_profile:
             pdata = root / "pdata"
             prof = root / "serve.prof"
-            serve = start_serve(pdata, profile_to=prof)
+            serve = start_serve(pdata, profile_to=prof, extra_args=extra)
             try:
                 key = make_session(pdata, ws)
                 measure(str(pdata / "run" / "agent.sock"), [key], args.n)

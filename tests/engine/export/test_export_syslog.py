@@ -140,3 +140,30 @@ def test_second_jsonl_file_and_head_witness(tmp_path):
         text=True,
     )
     assert bad.returncode == 1
+
+
+def test_the_export_process_ends_with_its_engine(tmp_path):
+    """kill -9 of `talon serve`: the exporters' process sees its stdin close, sends what is left
+    and exits; nothing is left running."""
+    import os
+    import time
+
+    data = tmp_path / "data"
+    copy = tmp_path / "copy.jsonl"
+    serve = Serve(data, args=["--export", f"jsonl={copy}"]).start()
+    status = data / "export" / "status.json"
+    wait_for(status.exists, what="the export process's status")
+    pid = json.loads(status.read_text())["pid"]
+    os.kill(pid, 0)  # running
+    serve.kill9()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the export process outlived its engine")
+    assert copy.read_bytes() == (data / "audit" / "audit.jsonl").read_bytes()
