@@ -18,6 +18,7 @@ A bad spec or file raises `ExportConfigError` with one line saying what is wrong
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,18 @@ def _check_webhook_url(url: str) -> str:
 
 
 def read_key_file(path: str) -> bytes:
-    """The webhook's HMAC key: the file's bytes without surrounding whitespace, at least 16."""
+    """The webhook's HMAC key: the file's bytes without surrounding whitespace, at least 16;
+    refused when its group or others may read or write it (anyone who reads the key can sign)."""
     try:
-        key = Path(path).expanduser().read_bytes().strip()
+        with open(Path(path).expanduser(), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            key = f.read().strip()
     except OSError as exc:
         raise ExportConfigError(f"approval webhook key {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise ExportConfigError(
+            f"approval webhook key {path}: mode {mode & 0o777:04o}, others may read it (chmod 600)"
+        )
     if len(key) < 16:
         raise ExportConfigError(f"approval webhook key {path}: shorter than 16 bytes")
     return key

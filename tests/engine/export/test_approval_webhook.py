@@ -48,6 +48,7 @@ def waiting_agent(serve: Serve, key: str, out: dict) -> threading.Thread:
 def key_file(tmp_path):
     path = tmp_path / "webhook.key"
     path.write_bytes(KEY + b"\n")
+    path.chmod(0o600)
     return path
 
 
@@ -153,10 +154,15 @@ def test_a_receiver_with_another_key_sees_a_bad_signature(tmp_path, key_file):
         ([], "export = [", "not valid TOML"),
         ([], 'exports = ["jsonl=/tmp/x"]', "unknown key 'exports'"),
         ([], "export = 3", "list of KIND=TARGET"),
+        (["--approval-webhook", "http://127.0.0.1:9"], "key", "others may read it"),
     ],
 )
 def test_a_broken_export_config_is_one_line_and_exit_2(tmp_path, args, config, says):
     data = tmp_path / "data"
+    if config == "key":  # a key file anyone may read
+        (tmp_path / "k").write_bytes(KEY)
+        (tmp_path / "k").chmod(0o644)
+        args, config = [*args, "--approval-webhook-key-file", str(tmp_path / "k")], None
     if config is not None:
         (tmp_path / "talon.toml").write_text(config)
         args = [*args, "--config", str(tmp_path / "talon.toml")]
