@@ -64,11 +64,13 @@ def echo_server(path: str, ready: mp.Event) -> None:
     asyncio.run(main())
 
 
-def start_serve(data: Path, profile_to: Path | None = None) -> subprocess.Popen:
+def start_serve(
+    data: Path, profile_to: Path | None = None, extra_args: list[str] | None = None
+) -> subprocess.Popen:
     cmd = [sys.executable]
     if profile_to is not None:
         cmd += ["-m", "cProfile", "-o", str(profile_to)]
-    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data)]
+    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data), *(extra_args or [])]
     env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -214,7 +216,15 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000, help="intents per agent")
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="KIND=TARGET",
+        help="run talon serve with this --export (repeatable; bench/export_bench.py compares)",
+    )
     args = ap.parse_args()
+    extra = [x for spec in args.export for x in ("--export", spec)]
     mp.set_start_method("fork")
     with tempfile.TemporaryDirectory(prefix="talon-bench-") as tmp:
         root = Path(tmp)
@@ -237,7 +247,7 @@ def main() -> int:
         echo.terminate()
 
         data = root / "data"
-        serve = start_serve(data)
+        serve = start_serve(data, extra_args=extra)
         try:
             keys = [make_session(data, ws) for _ in range(args.agents)]
             sock = str(data / "run" / "agent.sock")
@@ -266,7 +276,7 @@ def main() -> int:
         if not args.no_profile:
             pdata = root / "pdata"
             prof = root / "serve.prof"
-            serve = start_serve(pdata, profile_to=prof)
+            serve = start_serve(pdata, profile_to=prof, extra_args=extra)
             try:
                 key = make_session(pdata, ws)
                 measure(str(pdata / "run" / "agent.sock"), [key], args.n)

@@ -49,7 +49,7 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("approvals",): (
         "admin_cmd",
         "cmd_approvals",
-        "list, show (in full), approve or deny waiting intents",
+        "list, show, approve, remember, deny or watch approvals",
     ),
     ("audit", "verify"): (
         "audit_cmd",
@@ -183,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands.serve_flags import add_limit_flags
 
     add_limit_flags(p)
+    p.add_argument(
+        "--export",
+        action="append",
+        metavar="KIND=TARGET",
+        help="send the audit log on: otlp=URL (OTLP/HTTP, to URL/v1/logs), "
+        "syslog=HOST:PORT[/tcp][,format=cef], jsonl=PATH; ,events=heads sends only the "
+        "signed checkpoints (repeatable)",
+    )
+    p.add_argument(
+        "--config", help="TOML file with export, approval_webhook, approval_webhook_key_file"
+    )
+    p.add_argument("--approval-webhook", metavar="URL", help="POST each waiting approval here")
+    p.add_argument(
+        "--approval-webhook-key-file", metavar="FILE", help="HMAC-SHA256 key signing the POSTs"
+    )
+
     p = leaf(("status",))
     _json(p)
 
@@ -221,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
 
     p = leaf(("approvals",))
-    p.add_argument("action", nargs="?", choices=["list", "show", "approve", "deny"], default="list")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "show", "approve", "deny", "remember", "watch"],
+        default="list",
+        help="remember ID: approve and add the narrowest override; watch: print approvals as "
+        "they arrive",
+    )
     p.add_argument("approval_id", nargs="?")
     p.add_argument(
         "--remember", action="store_true", help="with approve: add the narrowest override"

@@ -146,6 +146,8 @@ class EngineStatus(BaseModel):
     docker_available: bool = False
     #: configured limits and current use (tools_running, tools_queued, ...); see limits.py
     limits: dict[str, float] = Field(default_factory=dict)
+    #: `talon serve --export`: per exporter {name, kind, target, state, sent_seq, lag, error, ...}
+    exports: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class BusMessage(BaseModel):

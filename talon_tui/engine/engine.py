@@ -94,6 +94,8 @@ class Engine(DelegatedFlow):
         self._idle.set()
         #: called with a conn_id when that agent's session closes (the pipe drops it)
         self.on_session_closed: Any = None
+        #: set by `talon serve --export`: head seq -> one status row per exporter
+        self.export_status: Callable[[int], list[dict[str, Any]]] | None = None
         self._reaping: asyncio.Task[None] | None = None
         #: session id -> callbacks told the new policy version (agent op `policy.watch`)
         self._policy_watchers: dict[str, set[Callable[[int], None]]] = {}
@@ -315,6 +317,7 @@ class Engine(DelegatedFlow):
             first = min(p.created for p in pending)
             oldest = int((ids.utcnow() - _parse_ts(first)).total_seconds())
         cp = self.store.last_checkpoint()
+        head = self.store.head_seq()
         return EngineStatus(
             data_dir=str(self.data.root),
             mode="in-process",
@@ -322,7 +325,7 @@ class Engine(DelegatedFlow):
             pending_approvals=len(pending),
             oldest_approval_age_s=oldest,
             agents_connected=sum(1 for p in self.peers.values() if p.role == "agent"),
-            audit_head_seq=self.store.head_seq(),
+            audit_head_seq=head,
             last_checkpoint_seq=cp[0] if cp else None,
             last_checkpoint_ts=cp[1] if cp else None,
             docker_runtime=self.docker_runtime,
@@ -330,6 +333,7 @@ class Engine(DelegatedFlow):
                 self._pool, self.store.docker_available
             ),
             limits=self.limits(),
+            exports=self.export_status(head) if self.export_status else [],
         )
 
     def limits(self) -> dict[str, float]:

@@ -54,8 +54,11 @@ def make_workspace(root: Path) -> Path:
 class Serve:
     """`talon serve --data-dir D` in the foreground of a subprocess."""
 
-    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.data = data
+        self.args = list(args or [])
         self.env = {**os.environ, **(env or {})}
         self.env.pop("TALON_ADMIN_TOKEN", None)
         self.proc: subprocess.Popen | None = None
@@ -70,7 +73,7 @@ class Serve:
 
     def start(self, timeout: float = 20.0) -> Serve:
         self.proc = subprocess.Popen(
-            [*TALON, "serve", "--data-dir", str(self.data)],
+            [*TALON, "serve", "--data-dir", str(self.data), *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,

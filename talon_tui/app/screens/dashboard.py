@@ -203,6 +203,7 @@ class DashboardScreen(TalonScreen):
         text.append(f"head #{st.audit_head_seq}", style="bold")
         if st.last_checkpoint_seq is not None:
             text.append(f" · signed #{st.last_checkpoint_seq}", style="dim")
+        self._append_export_lag(text, st)
         text.append("\n")
         if self.verify_line is not None:
             text.append_text(self.verify_line)
@@ -211,6 +212,16 @@ class DashboardScreen(TalonScreen):
         else:
             text.append("no signed checkpoint yet", style="dim")
         self.query_one("#tile-chain", Static).update(text)
+
+    @staticmethod
+    def _append_export_lag(text: Text, st: EngineStatus) -> None:
+        """`talon serve --export`: the largest lag (events not yet sent), red while an exporter
+        backs off or has halted."""
+        if not st.exports:
+            return
+        lag = max(st.audit_head_seq - int(e.get("sent_seq", -1)) for e in st.exports)
+        stuck = any(e.get("state") not in ("ok", "starting") for e in st.exports)
+        text.append(f" · export lag {max(0, lag)}", style=DENY_COLOR if stuck else "dim")
 
     def _tile(
         self, name: str, title: str, big: int, unit: str, small: str, color: str | None = None

@@ -101,13 +101,71 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def _approval_line(a: dict[str, Any]) -> str:
+    return (
+        f"{line(a.get('approval_id'))}  {line(a.get('session_id'))}  {line(a.get('subject'))}  "
+        f"{line(a.get('tool'))} {json_text(a.get('params'))}  "
+        f"origin {line(a.get('origin'))}  expires {line(a.get('expires'))}"
+    )
+
+
+_WATCHED = ("approval_id", "tool", "params", "origin", "subject", "expires")
+
+
+async def _watch_approvals(c: AdminClient, as_json: bool) -> int:
+    """Print the approvals waiting now, then each new one as it arrives (and a line when one is
+    decided or times out), until interrupted or the engine stops. New ones are read from the
+    audit log's `approval.requested` / `approval.decided` events from the head seen before the
+    listing on, so none falls between the listing and the live stream."""
+
+    def show(action: str, a: dict[str, Any]) -> None:
+        if as_json:
+            print(json_text({"action": action, "approval": a}), flush=True)
+        elif action == "requested":
+            print(_approval_line(a), flush=True)
+        else:
+            print(f"{line(a.get('approval_id'))}  {line(action)}", flush=True)
+
+    head = (await c.status()).audit_head_seq
+    seen: set[str] = set()
+    for req in await c.list_approvals():
+        seen.add(req.approval_id)
+        show("requested", req.model_dump())
+    async for msg in c.subscribe(from_seq=head + 1):
+        if msg.kind != "audit" or msg.payload.get("type") not in (
+            "approval.requested",
+            "approval.decided",
+        ):
+            continue
+        event = msg.payload
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        approval = {k: data.get(k) for k in _WATCHED if k in data}
+        approval.update(session_id=event.get("session_id"), run_id=event.get("run_id"))
+        approval_id = str(data.get("approval_id", ""))
+        if event["type"] == "approval.requested":
+            if approval_id not in seen:
+                seen.add(approval_id)
+                show("requested", approval)
+            continue
+        action = "expired" if data.get("timed_out") else "decided"
+        if not data.get("timed_out"):
+            action = "approved" if data.get("allow") else "denied"
+        show(action, {"approval_id": approval_id, **approval})
+    return 0
+
+
 def cmd_approvals(args: argparse.Namespace) -> int:
-    if args.action in ("show", "approve", "deny") and not args.approval_id:
+    if args.action in ("show", "approve", "deny", "remember") and not args.approval_id:
         fail(f"approvals {args.action} needs an APPROVAL_ID")
+    if args.action in ("list", "watch") and args.approval_id:
+        fail(f"approvals {args.action} takes no APPROVAL_ID")
     if args.remember and args.action != "approve":
         fail("--remember only goes with approve")
+    remember = args.remember or args.action == "remember"
 
     async def body(c: AdminClient) -> int:
+        if args.action == "watch":
+            return await _watch_approvals(c, args.json)
         if args.action == "list":
             pending = await c.list_approvals()
             if args.json:
@@ -125,11 +183,11 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         if args.action == "show":
             print_json((await c.get_approval(args.approval_id)).model_dump(exclude={"cut"}))
             return 0
-        allow = args.action == "approve"
-        await c.decide_approval(args.approval_id, allow, remember=args.remember)
-        what = "approved" + (" and remembered" if args.remember else "") if allow else "denied"
+        allow = args.action in ("approve", "remember")
+        await c.decide_approval(args.approval_id, allow, remember=remember)
+        what = "approved" + (" and remembered" if remember else "") if allow else "denied"
         if args.json:
-            print_json({"approval_id": args.approval_id, "allow": allow, "remember": args.remember})
+            print_json({"approval_id": args.approval_id, "allow": allow, "remember": remember})
         else:
             print(f"{line(args.approval_id)} {what}")
         return 0
@@ -217,6 +275,23 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def export_lines(st: Any) -> list[str]:
+    """`talon status`: one line per exporter (`talon serve --export`): state, lag, last error."""
+    out = []
+    for e in st.exports:
+        state = line(e.get("state"))
+        if e.get("retry_in_s") is not None:
+            state += f" (retry in {e['retry_in_s']:g} s)"
+        text = (
+            f"export     {line(e.get('target'))}: {state} · sent #{line(e.get('sent_seq'))} · "
+            f"lag {line(e.get('lag'))}"
+        )
+        if e.get("error"):
+            text += f" · {line(e['error'])}"
+        out.append(text)
+    return out
+
+
 def _mib(n: float) -> str:
     return f"{n / (1 << 20):g} MiB"
 
@@ -274,7 +349,7 @@ def status_lines(st: Any) -> list[str]:
         f"docker     {'available' if st.docker_available else 'not available'}"
         + (f" · runtime {st.docker_runtime}" if st.docker_runtime else "")
     )
-    return lines
+    return lines + export_lines(st)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

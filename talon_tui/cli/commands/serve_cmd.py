@@ -8,6 +8,11 @@ Limits: each is a flag (serve_flags.py, `talon serve --help`, SECURITY.md "Limit
 pipe"); a flag not given falls back to its environment variable, then to the default.
 Tuning by environment only (tests, benchmarks): TALON_PIPE_IDLE_TIMEOUT (s), TALON_PIPE_RATE and
 TALON_PIPE_BURST (requests/s per agent), TALON_APPROVAL_TIMEOUT (s), TALON_CHECKPOINT_EVERY.
+
+Exports (`--export`, `--approval-webhook`, or the same keys in `<data>/talon.toml` /
+`--config FILE`): the exporters follow the audit log file from their cursors in a process of
+their own (talon_tui/engine/export/worker.py), never on the intent path; at shutdown they get
+EXPORT_DRAIN_SECONDS to send the last events.
 """
 
 from __future__ import annotations
@@ -24,12 +29,21 @@ from talon_tui.engine import pipe
 from talon_tui.engine.core.paths import DataDir, resolve_data_dir
 from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import TalonError
+from talon_tui.engine.export import (
+    ApprovalWebhook,
+    ExportConfig,
+    ExportConfigError,
+    ExportProcess,
+    SinkError,
+    build_config,
+)
 from talon_tui.engine.runtime import limits
 
 from .common import fail
 from .serve_flags import limit
 
 STOP_GRACE_SECONDS = 10.0
+EXPORT_DRAIN_SECONDS = 5.0
 
 
 def _env_number(name: str, default: float, kind: type = float) -> float:
@@ -102,7 +116,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if limit(args, "max-unsent-total-bytes") < limit(args, "max-unsent-bytes"):
         fail("--max-unsent-total-bytes must be at least --max-unsent-bytes")
     try:
-        return asyncio.run(_serve(data, args, tool_limits, approval_limits, gid, agent_uids))
+        exports = build_config(
+            data.root,
+            getattr(args, "config", None),
+            getattr(args, "export", None),
+            getattr(args, "approval_webhook", None),
+            getattr(args, "approval_webhook_key_file", None),
+        )
+    except ExportConfigError as exc:
+        fail(str(exc))
+    try:
+        return asyncio.run(
+            _serve(data, args, tool_limits, approval_limits, gid, agent_uids, exports)
+        )
     except TalonError as exc:
         fail(exc.message)
     except PermissionError as exc:
@@ -119,7 +145,9 @@ async def _serve(
     approval_limits: limits.ApprovalLimits,
     socket_gid: int | None = None,
     agent_uids: frozenset[int] | None = None,
+    exports: ExportConfig | None = None,
 ) -> int:
+    exports = exports or ExportConfig()
     pipe.check_socket_dir(data.run_dir)  # before anything creates or fixes the directory
     aggregate = limit(args, "aggregate-seconds")
     engine = Engine(
@@ -159,6 +187,19 @@ async def _serve(
     except BaseException:
         await engine.stop("pipe failed to start")
         raise
+    try:
+        exporter = ExportProcess(exports.exports, data.audit_log, data.root / "export")
+        exporter.start(EXPORT_DRAIN_SECONDS)
+    except (SinkError, OSError) as exc:
+        await server.stop(grace=0)
+        await engine.stop("export failed to start")
+        fail(f"export: {exc}")
+    engine.export_status = exporter.status
+    webhook_task = None
+    if exports.approval_webhook and exports.approval_webhook_key:
+        webhook = ApprovalWebhook(exports.approval_webhook, exports.approval_webhook_key)
+        webhook.start()
+        webhook_task = asyncio.create_task(_feed_webhook(engine, webhook))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
@@ -179,5 +220,24 @@ async def _serve(
     engine.deny_waiting()
     await server.stop(grace=STOP_GRACE_SECONDS)
     await engine.stop(f"signal {received[0]}" if received else "stop")
+    if webhook_task is not None:
+        webhook_task.cancel()
+    await loop.run_in_executor(None, exporter.stop, EXPORT_DRAIN_SECONDS + 5)
     print("talon serve: stopped (final checkpoint written)", file=sys.stderr, flush=True)
     return 0
+
+
+async def _feed_webhook(engine: Engine, webhook: ApprovalWebhook) -> None:
+    """Hand each approval that starts waiting to the webhook's thread; settle it when decided
+    or expired, so a failing delivery stops retrying it."""
+    try:
+        async for msg in engine.subscribe():
+            if msg.kind != "approval":
+                continue
+            approval = msg.payload.get("approval") or {}
+            if msg.payload.get("action") == "requested":
+                webhook.waiting(approval)
+            else:
+                webhook.settled(str(approval.get("approval_id", "")))
+    finally:
+        webhook.stop()
