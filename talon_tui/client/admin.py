@@ -20,6 +20,7 @@ from typing import Any
 
 from ..engine.api import (
     AgentPeer,
+    ApprovalPreview,
     ApprovalRequest,
     BusMessage,
     EngineStatus,
@@ -195,6 +196,10 @@ class AdminClient:
 
     async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
         await self.call("approval.decide", approval_id=approval_id, allow=allow, remember=remember)
+
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview:
+        reply = await self.call("approval.preview", approval_id=approval_id)
+        return ApprovalPreview.model_validate(reply["preview"])
 
     async def query_audit(
         self,

@@ -61,6 +61,19 @@ class ApprovalRequest(BaseModel):
     run_content: str = ""
 
 
+class ApprovalPreview(BaseModel):
+    """What deciding `y` on an approval would do, taken at the moment it is asked for."""
+
+    approval_id: str
+    tool: str
+    taken: str  # when the preview was taken (the file as it is now, the address it resolves to)
+    fields: list[tuple[str, str]] = Field(default_factory=list)
+    lines: list[str] = Field(default_factory=list)  # the diff, headers, argv, ...; capped
+    lines_total: int = 0  # lines before the cap
+    bytes: int = 0  # size of the content the intent carries
+    note: str = ""
+
+
 class RunSummary(BaseModel):
     run_id: str
     session_id: str | None
@@ -178,6 +191,7 @@ class EngineAPI(Protocol):
     async def decide_approval(
         self, approval_id: str, allow: bool, remember: bool = False
     ) -> None: ...
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview: ...
     async def query_audit(
         self,
         session_id: str | None = None,

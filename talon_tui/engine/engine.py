@@ -24,6 +24,7 @@ from typing import Any
 
 from .api import (
     AgentPeer,
+    ApprovalPreview,
     ApprovalRequest,
     BusMessage,
     EngineStatus,
@@ -35,6 +36,7 @@ from .api import (
     VerifyReport,
 )
 from .audit.runs import RunProjection
+from .broker.preview import preview as broker_preview
 from .core import ids
 from .core.canon import jsonable
 from .core.paths import DataDir
@@ -49,6 +51,9 @@ from .store import EngineStore, GroupCommit
 
 VERSION = "0.1.0"
 STOP_GRACE_SECONDS = 10.0
+#: an approval preview's lines: at most this many, each cut at this many characters
+PREVIEW_MAX_LINES = 5000
+PREVIEW_LINE_CHARS = 2000
 
 
 class Engine(DelegatedFlow):
@@ -537,6 +542,40 @@ class Engine(DelegatedFlow):
         self.approvals.decide(approval_id, ApprovalOutcome(allow, remember, "operator"))
         self.bus.publish("approval", {"action": "decided", "approval": request.model_dump()})
         await self.durable()
+
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview:
+        """What allowing a waiting intent would do, taken now: the broker reads (never writes)
+        the current file through its confinement, resolves the fetch's address, and lays out
+        argv or the container. Secret values in it are redacted; the lines are capped."""
+        request = self.approvals.get(approval_id)  # NotFound when gone
+        intent = self.approvals.intent(approval_id)
+        session = self.store.get_session(request.session_id)
+        workspace = session.workspace if session is not None else None
+        current = self.judge_waiting(request.session_id, intent)
+        constraints = current.constraints if current.decision != "DENY" else None
+        taken = ids.now_iso()
+        raw = await asyncio.get_running_loop().run_in_executor(
+            self._pool, broker_preview, intent, constraints, workspace
+        )
+        redacted, _hit = self.store.redactor(
+            [[list(f) for f in raw["fields"]], raw["lines"], raw["note"]]
+        )
+        fields, lines, note = redacted
+        if current.decision == "DENY":
+            note = f"{note + '; ' if note else ''}{current.reason}"
+        cut = [
+            ln if len(ln) <= PREVIEW_LINE_CHARS else ln[:PREVIEW_LINE_CHARS] + "…" for ln in lines
+        ]
+        return ApprovalPreview(
+            approval_id=approval_id,
+            tool=request.tool,
+            taken=taken,
+            fields=[(str(a), str(b)) for a, b in fields],
+            lines=cut[:PREVIEW_MAX_LINES],
+            lines_total=len(lines),
+            bytes=int(raw["bytes"]),
+            note=note,
+        )
 
     def _withdraw_approval(self, approval_id: str, reason: str) -> None:
         """The current policy denies a waiting intent: record it and take it out of the queue

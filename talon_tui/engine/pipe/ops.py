@@ -225,6 +225,11 @@ async def op_approval_decide(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any
     return {}
 
 
+async def op_approval_preview(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    preview = await ctx.engine.approval_preview(field(f, "approval_id", str))
+    return {"preview": preview.model_dump()}
+
+
 async def op_audit_query(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     types = field(f, "types", list, None)
     if types is not None and not all(isinstance(t, str) for t in types):
@@ -320,6 +325,7 @@ ADMIN_OPS: dict[str, Op] = {
     "approval.list": op_approval_list,
     "approval.get": op_approval_get,
     "approval.decide": op_approval_decide,
+    "approval.preview": op_approval_preview,
     "audit.query": op_audit_query,
     "audit.event": op_audit_event,
     "audit.verify": op_audit_verify,
