@@ -29,8 +29,10 @@ from .api import (
     BusMessage,
     EngineStatus,
     ReplayResult,
+    RunComparison,
     RunSummary,
     SessionInfo,
+    SessionTimeline,
     SimulationChange,
     SkillInfo,
     VerifyReport,
@@ -655,6 +657,32 @@ class Engine(DelegatedFlow):
         await self.durable()
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self.store.simulate, session_id, parsed
+        )
+
+    async def session_timeline(
+        self,
+        session_id: str,
+        policy: dict[str, Any] | None = None,
+        from_seq: int = 0,
+        to_seq: int | None = None,
+        max_markers: int = 2000,
+    ) -> SessionTimeline:
+        parsed = parse_policy(policy) if policy is not None else None
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool,
+            self.store.session_timeline,
+            session_id,
+            parsed,
+            int(from_seq),
+            None if to_seq is None else int(to_seq),
+            int(max_markers),
+        )
+
+    async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.store.compare_runs, run_a, run_b
         )
 
     # ------------------------------------------------------------------ EngineAPI: skills, tokens

@@ -269,6 +269,22 @@ async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     return {"changes": [frames.shape(c.model_dump(), frames.CHANGE_FIELDS) for c in changes]}
 
 
+async def op_session_timeline(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    timeline = await ctx.engine.session_timeline(
+        field(f, "session_id", str),
+        field(f, "policy", dict, None),
+        field(f, "from_seq", int, 0),
+        field(f, "to_seq", int, None),
+        field(f, "max_markers", int, 2000),
+    )
+    return {"timeline": timeline.model_dump()}
+
+
+async def op_run_compare(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    comparison = await ctx.engine.compare_runs(field(f, "run_a", str), field(f, "run_b", str))
+    return {"comparison": comparison.model_dump()}
+
+
 async def op_skill_register(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     return {"skill": (await ctx.engine.register_skill(field(f, "skill", dict))).model_dump()}
 
@@ -331,6 +347,8 @@ ADMIN_OPS: dict[str, Op] = {
     "audit.verify": op_audit_verify,
     "replay": op_replay,
     "simulate": op_simulate,
+    "session.timeline": op_session_timeline,
+    "run.compare": op_run_compare,
     "skill.register": op_skill_register,
     "skill.list": op_skill_list,
     "token.revoke": op_token_revoke,
