@@ -10,7 +10,6 @@ import os
 
 from talon_tui.engine.policy.models import ToolIntent
 
-
 IMAGE = "sha256:" + "a" * 64
 
 
