@@ -116,7 +116,7 @@ def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | Non
     base = {"seq": ev.get("seq", -1), "ts": ev.get("ts", ""), "run_id": ev.get("run_id")}
     if etype == "policy.decision":
         decision = str(data.get("decision"))
-        kind = "denial" if decision == "DENY" else "decision"
+        kind: Any = "denial" if decision == "DENY" else "decision"
         return TimelineMarker(
             **base,
             kind=kind,
@@ -174,7 +174,7 @@ def _what_if(
         intent_ev = intents.pop(iid, None) if isinstance(iid, str) else None
         if intent_ev is None:
             continue
-        idata = intent_ev.get("data") or {}
+        idata: Any = intent_ev.get("data") or {}
         try:
             intent = ToolIntent(
                 tool=idata.get("tool"),
