@@ -80,6 +80,7 @@ class SessionDetailScreen(TalonScreen):
             "replay_session",
             "replay session",
             id="session.replay_session",
+            show=False,
             tooltip="Every run of this session on one time axis",
         ),
         Binding(

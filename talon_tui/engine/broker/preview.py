@@ -65,7 +65,7 @@ def _file_write(
     if old is None:
         fields.append(("current", "new file"))
         lines = [f"+{ln}" for ln in (_text(new) or [f"({len(new)} bytes of binary content)"])]
-        return {"fields": fields, "lines": lines, "note": "new file", "bytes": len(new)}
+        return {"fields": fields, "lines": lines, "note": "", "bytes": len(new)}
     fields.append(("current size", f"{len(old)} bytes"))
     a, b = _text(old), _text(new)
     if a is None or b is None:

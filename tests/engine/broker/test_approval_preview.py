@@ -67,7 +67,8 @@ async def test_write_preview_of_a_new_file_and_its_size(engine, workspace):
         engine, session.id, "file.write", {"path": "work/new.txt", "content": "a\nb\n"}
     )
     p = await engine.approval_preview(aid)
-    assert p.note == "new file" and p.lines == ["+a", "+b"] and p.bytes == 4
+    assert ("current", "new file") in p.fields
+    assert p.lines == ["+a", "+b"] and p.bytes == 4
     assert not (workspace / "work" / "new.txt").exists()
     await _finish(engine, aid, task)
 
