@@ -249,6 +249,7 @@ class AdminClient:
         from_seq: int = 0,
         to_seq: int | None = None,
         max_markers: int = 2000,
+        summary: bool = True,
     ) -> SessionTimeline:
         reply = await self.call(
             "session.timeline",
@@ -257,6 +258,7 @@ class AdminClient:
             from_seq=from_seq,
             to_seq=to_seq,
             max_markers=max_markers,
+            summary=summary,
         )
         return SessionTimeline.model_validate(reply["timeline"])
 

@@ -666,6 +666,7 @@ class Engine(DelegatedFlow):
         from_seq: int = 0,
         to_seq: int | None = None,
         max_markers: int = 2000,
+        summary: bool = True,
     ) -> SessionTimeline:
         parsed = parse_policy(policy) if policy is not None else None
         await self.durable()
@@ -677,6 +678,7 @@ class Engine(DelegatedFlow):
             int(from_seq),
             None if to_seq is None else int(to_seq),
             int(max_markers),
+            bool(summary),
         )
 
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:

@@ -401,6 +401,7 @@ class EngineStore:
         from_seq: int,
         to_seq: int | None,
         max_markers: int,
+        summary: bool = True,
     ) -> SessionTimeline:
         from .audit import session_replay
 
@@ -411,6 +412,7 @@ class EngineStore:
             from_seq=from_seq,
             to_seq=to_seq,
             max_markers=max_markers,
+            summary=summary,
             index_key=self.index_key,
             on_index_rebuild=self.index_rebuilt,
         )

@@ -29,7 +29,7 @@ from talon_tui.engine.errors import TalonError
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen
 
-WINDOW = 5000  # steps read per window
+WINDOW = 1500  # steps read per window
 ZOOMS = ("session", "run", "minute")
 GLYPH = {"decision": "·", "denial": "✗", "approval": "◆", "execution": "■", "policy": "┃"}
 COLOR = {
@@ -106,11 +106,16 @@ class SessionReplayScreen(TalonScreen):
         await self._read(self.window[0])
         self._select_seq(seq)
 
-    async def _read(self, from_seq: int) -> None:
+    async def _read(self, from_seq: int, *, summary: bool = True) -> None:
+        """Read the window from `from_seq`; the whole-session summary (runs, policy changes,
+        jump lists) only on a load, not for every window."""
+        summary = summary or self.timeline is None
         tl = await self.engine.session_timeline(
-            self.session_id, from_seq=from_seq, max_markers=WINDOW
+            self.session_id, from_seq=from_seq, max_markers=WINDOW, summary=summary
         )
-        self.timeline, self.markers = tl, tl.markers
+        if summary:
+            self.timeline = tl
+        self.markers = tl.markers
         self.window = (from_seq, tl.next_seq)
 
     @property
@@ -126,7 +131,7 @@ class SessionReplayScreen(TalonScreen):
         """Select the step at `seq`, reading the window that holds it if need be."""
         lo, hi = self.window
         if seq < lo or (hi is not None and seq >= hi):
-            await self._read(max(0, seq))
+            await self._read(max(0, seq), summary=False)
         self._select_seq(seq)
 
     # ------------------------------------------------------------------ drawing
@@ -313,7 +318,7 @@ class SessionReplayScreen(TalonScreen):
             await self._go_to_seq(hi)
             return
         if nxt < 0 and lo > 0:
-            await self._read(max(0, lo - WINDOW * 4))
+            await self._read(max(0, lo - WINDOW * 4), summary=False)
             self._select_seq(lo - 1)
             return
         self.pos = max(0, min(len(self.markers) - 1, nxt))

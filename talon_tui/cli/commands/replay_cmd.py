@@ -86,7 +86,7 @@ def _session(args: argparse.Namespace) -> int:
         markers = list(tl.markers)
         while tl.next_seq is not None:
             page = session_timeline(
-                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000
+                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000, summary=False
             )
             markers.extend(page.markers)
             tl.next_seq = page.next_seq

@@ -14,10 +14,13 @@ from __future__ import annotations
 import bisect
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ..api import (
     PolicyChange,
@@ -38,11 +41,6 @@ from .replay import output_digest
 JUMPS_MAX = 100_000
 #: the most markers one call returns
 MARKERS_MAX = 50_000
-
-_POLICY = b'"type":"policy.updated"'
-_DECISION = b'"type":"policy.decision"'
-_APPROVAL = b'"type":"approval.decided"'
-_CREATED = b'"type":"session.created"'
 
 
 def target_of(params: Any) -> str:
@@ -69,16 +67,53 @@ def _policy_lines(doc: Any) -> list[str]:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-def _raw_scan(
-    index: AuditIndex, seqs: Any, needles: tuple[bytes, ...], session_id: str
-) -> Iterator[dict[str, Any]]:
-    """The events among `seqs` whose line holds one of `needles`, each checked by the index."""
+_WANTED = re.compile(
+    rb'"type":"(?:policy\.updated|approval\.decided|session\.created)"|"decision":"DENY"'
+)
+_BLOCK = 8 << 20
+
+
+def _raw_scan(index: AuditIndex, seqs: Any, session_id: str) -> Iterator[dict[str, Any]]:
+    """The session's events that may be a policy change, an approval's end, the session's
+    start or a denial: one regex over the log in 8 MiB blocks from the session's first event,
+    so only the lines it hits are parsed (each then checked by the index, its type and
+    session read again by the caller)."""
+    if not seqs:
+        return
+    members = set(seqs) if len(seqs) < len(index.offsets) else None
+    last_end = index.offsets[seqs[-1]]
     with open(index.log, "rb") as fh:
-        for seq in seqs:
-            fh.seek(index.offsets[seq])
-            line = fh.readline()
-            if any(n in line for n in needles):
+        base = index.offsets[seqs[0]]
+        fh.seek(base)
+        carry = b""
+        while base <= last_end:
+            block = fh.read(_BLOCK)
+            if not block:
+                break
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            seen = -1
+            for m in _WANTED.finditer(data, 0, cut):
+                start = data.rfind(b"\n", 0, m.start()) + 1
+                if start <= seen:
+                    continue  # this line was already taken
+                seen = start
+                end = data.index(b"\n", m.start())
+                try:
+                    ev = orjson.loads(data[start:end])
+                except orjson.JSONDecodeError:
+                    continue
+                seq = ev.get("seq") if isinstance(ev, dict) else None
+                if not isinstance(seq, int) or ev.get("session_id") != session_id:
+                    continue
+                if members is not None and seq not in members:
+                    continue
                 yield next(index.events([seq], session_id=session_id))
+            base += cut
+            carry = data[cut:]
 
 
 def _runs(index: AuditIndex, session_id: str, seqs: Any) -> list[RunLane]:
@@ -215,10 +250,12 @@ def session_timeline(
     from_seq: int = 0,
     to_seq: int | None = None,
     max_markers: int = 2000,
+    summary: bool = True,
     index_key: Any = KEY_FROM_DATA_DIR,
     on_index_rebuild: Callable[[str], None] | None = None,
 ) -> SessionTimeline:
-    """The session's runs, policy changes, jump lists and the markers of one window."""
+    """The session's runs, policy changes, jump lists and the markers of one window; with
+    `summary=False` only the window's markers (runs, policies and jumps left empty)."""
     max_markers = max(1, min(int(max_markers), MARKERS_MAX))
 
     def read(index: AuditIndex) -> SessionTimeline:
@@ -228,13 +265,13 @@ def session_timeline(
         out = SessionTimeline(session_id=session_id, events=len(seqs))
         ends = list(index.events([seqs[0], seqs[-1]], session_id=session_id))
         out.first_ts, out.last_ts = str(ends[0].get("ts")), str(ends[-1].get("ts"))
-        out.runs = _runs(index, session_id, seqs)
+        if summary:
+            out.runs = _runs(index, session_id, seqs)
         previous: Any = None
         workspace: str | None = None
         denials: list[int] = []
         approvals: list[int] = []
-        needles = (_POLICY, _DECISION, _APPROVAL, _CREATED)
-        for ev in _raw_scan(index, seqs, needles, session_id):
+        for ev in _raw_scan(index, seqs, session_id) if summary or policy else ():
             etype, data = ev.get("type"), ev.get("data") or {}
             if etype == "session.created":
                 ws = data.get("workspace")
@@ -266,11 +303,14 @@ def session_timeline(
                     denials.append(ev["seq"])
             elif etype == "approval.decided" and len(approvals) < JUMPS_MAX:
                 approvals.append(ev["seq"])
-        out.jumps = {
-            "denial": denials,
-            "approval": approvals,
-            "policy": [p.seq for p in out.policies],
-        }
+        if summary:
+            out.jumps = {
+                "denial": denials,
+                "approval": approvals,
+                "policy": [p.seq for p in out.policies],
+            }
+        else:
+            out.policies = []
         start = bisect.bisect_left(seqs, from_seq)
         stop = len(seqs) if to_seq is None else bisect.bisect_left(seqs, to_seq)
         # an approval's wait starts at its request: look back from the window for open ones

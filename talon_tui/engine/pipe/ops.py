@@ -276,6 +276,7 @@ async def op_session_timeline(ctx: OpContext, f: dict[str, Any]) -> dict[str, An
         field(f, "from_seq", int, 0),
         field(f, "to_seq", int, None),
         field(f, "max_markers", int, 2000),
+        field(f, "summary", bool, True),
     )
     return {"timeline": timeline.model_dump()}
 
