@@ -39,7 +39,7 @@ from .api import (
 )
 from .audit.runs import RunProjection
 from .broker.preview import preview as broker_preview
-from .core import ids
+from .core import frames, ids
 from .core.canon import jsonable
 from .core.paths import DataDir
 from .errors import BadRequest, ErrorCode, Forbidden, NotFound, PolicyDenied, TalonError
@@ -565,15 +565,20 @@ class Engine(DelegatedFlow):
         fields, lines, note = redacted
         if current.decision == "DENY":
             note = f"{note + '; ' if note else ''}{current.reason}"
-        cut = [
-            ln if len(ln) <= PREVIEW_LINE_CHARS else ln[:PREVIEW_LINE_CHARS] + "…" for ln in lines
-        ]
+        cut: list[str] = []
+        budget = frames.MAX_PAGE_CHARS  # the whole preview fits one admin line (frames.py)
+        for ln in lines[:PREVIEW_MAX_LINES]:
+            ln = ln if len(ln) <= PREVIEW_LINE_CHARS else ln[:PREVIEW_LINE_CHARS] + "…"
+            budget -= len(ln) + 1
+            if budget < 0:
+                break
+            cut.append(ln)
         return ApprovalPreview(
             approval_id=approval_id,
             tool=request.tool,
             taken=taken,
             fields=[(str(a), str(b)) for a, b in fields],
-            lines=cut[:PREVIEW_MAX_LINES],
+            lines=cut,
             lines_total=len(lines),
             bytes=int(raw["bytes"]),
             note=note,
