@@ -9,6 +9,10 @@ runs. Then times what the session replay screen waits for, through the engine's 
 (`session_timeline`, the index built from the log on first use): the first paint (summary and
 the screen's first window of 1,500 steps, cold and warm index), a jump to the last denial (a
 window read with summary=False) and the peak RSS. Prints JSON.
+
+Measured 2026-12-03 on the shared 2-core CI box under load (other test runs): 999,021 events,
+10,000 runs: first paint 11.3 s with the index built from the log, 6.5 s with it saved; jump to
+the last denial 0.79 s; peak RSS 217 MB. The first paint is over target: see the report.
 """
 
 from __future__ import annotations
