@@ -117,19 +117,25 @@ def _raw_scan(index: AuditIndex, seqs: Any, session_id: str) -> Iterator[dict[st
 
 
 def _runs(index: AuditIndex, session_id: str, seqs: Any) -> list[RunLane]:
+    """The session's runs from the index's per-run lists: each run's first and last event are
+    read (in one pass over the file, each checked), never the events between."""
     if not seqs:
         return []
     first, last = seqs[0], seqs[-1]
-    members = set(seqs) if len(index.runs) > 64 else None
+    members = set(seqs)
+    runs = [
+        (run_id, run_seqs)
+        for run_id, run_seqs in index.runs.items()
+        if run_seqs and first <= run_seqs[0] <= last and run_seqs[0] in members
+    ]
+    runs.sort(key=lambda r: r[1][0])
+    ends = [s for _rid, run_seqs in runs for s in (run_seqs[0], run_seqs[-1])]
+    events = index.events(ends, session_id=session_id)
     lanes: list[RunLane] = []
-    for run_id, run_seqs in index.runs.items():
-        if not run_seqs or not first <= run_seqs[0] <= last:
-            continue
-        if members is not None and run_seqs[0] not in members:
-            continue
-        head, tail = index.events([run_seqs[0], run_seqs[-1]], run_id=run_id)
-        if head.get("session_id") != session_id:
-            continue
+    for run_id, run_seqs in runs:
+        head, tail = next(events), next(events)
+        if head.get("run_id") != run_id or tail.get("run_id") != run_id:
+            continue  # the run's ends are not this run's: the index is stale, the log rules
         done = tail.get("type") == "run.finished"
         lanes.append(
             RunLane(
@@ -142,7 +148,6 @@ def _runs(index: AuditIndex, session_id: str, seqs: Any) -> list[RunLane]:
                 events=len(run_seqs),
             )
         )
-    lanes.sort(key=lambda lane: lane.first_seq)
     return lanes
 
 
