@@ -10,9 +10,9 @@ runs. Then times what the session replay screen waits for, through the engine's 
 the screen's first window of 1,500 steps, cold and warm index), a jump to the last denial (a
 window read with summary=False) and the peak RSS. Prints JSON.
 
-Measured 2026-12-03 on the shared 2-core CI box under load (other test runs): 999,021 events,
-10,000 runs: first paint 11.3 s with the index built from the log, 6.5 s with it saved; jump to
-the last denial 0.79 s; peak RSS 217 MB. The first paint is over target: see the report.
+Measured 2026-12-03 on the shared 2-core box at load average 14-15: 999,021 events,
+10,000 runs: first paint 14.5 s with the index built from the log, 6.6 s with it saved; jump to
+the last denial 1.2 s; peak RSS 217 MB. The first paint is over target: see the report.
 """
 
 from __future__ import annotations
