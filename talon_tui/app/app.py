@@ -41,6 +41,7 @@ from .screens.policy_editor import PolicyEditorScreen
 from .screens.replay import ReplayScreen
 from .screens.run_timeline import RunTimelineScreen
 from .screens.session_detail import SessionDetailScreen
+from .screens.session_replay import SessionReplayScreen
 from .screens.sessions import SessionsScreen
 from .screens.skills import SkillsScreen
 from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
@@ -105,6 +106,15 @@ SCREENS: dict[str, ScreenSpec] = {
         arg_help="session id",
         required="pick a session and press e",
         fallback="sessions",
+    ),
+    "session-replay": ScreenSpec(
+        "a whole session's runs on one time axis, nothing executes",
+        lambda app, session_id: SessionReplayScreen(app.engine, session_id),
+        arg="session_id",
+        arg_help="session id",
+        required="pick a session and press R",
+        fallback="sessions",
+        listed=False,
     ),
     "quit": ScreenSpec("leave the console (ctrl+q)", None),
     "run": ScreenSpec(

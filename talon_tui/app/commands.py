@@ -135,6 +135,14 @@ class ReplayCommands(TalonProvider):
     async def build(self) -> list[Command]:
         labels = {s.id: s.label for s in await self.talon.engine.list_sessions()}
         out: list[Command] = [("replay: choose a run", self.go("replay"), "step through a run")]
+        for sid, label in labels.items():
+            out.append(
+                (
+                    f"replay: session {safe_plain(label, 30)} ({sid})",
+                    self.go("session-replay", sid),
+                    "every run of the session on one time axis",
+                )
+            )
         runs: list[RunSummary] = await self.talon.engine.list_runs(limit=100)
         for r in runs:
             label = safe_plain(labels.get(r.session_id or "", r.session_id or "?"), 30)

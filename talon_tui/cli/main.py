@@ -301,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry", action="store_true", help="show the mapping only; ask no engine")
 
     p = leaf(("replay",))
-    p.add_argument("run_id")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--session", help="replay a whole session on one time axis")
+    p.add_argument("--diff", metavar="RUN_B", help="compare RUN_ID with RUN_B step by step")
     p.add_argument("--policy", help="what-if: policy file to re-evaluate the run against")
     _json(p)
     return parser

@@ -20,12 +20,15 @@ from typing import Any
 
 from ..engine.api import (
     AgentPeer,
+    ApprovalPreview,
     ApprovalRequest,
     BusMessage,
     EngineStatus,
     ReplayResult,
+    RunComparison,
     RunSummary,
     SessionInfo,
+    SessionTimeline,
     SimulationChange,
     SkillInfo,
     VerifyReport,
@@ -196,6 +199,10 @@ class AdminClient:
     async def decide_approval(self, approval_id: str, allow: bool, remember: bool = False) -> None:
         await self.call("approval.decide", approval_id=approval_id, allow=allow, remember=remember)
 
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview:
+        reply = await self.call("approval.preview", approval_id=approval_id)
+        return ApprovalPreview.model_validate(reply["preview"])
+
     async def query_audit(
         self,
         session_id: str | None = None,
@@ -234,6 +241,30 @@ class AdminClient:
     async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]:
         reply = await self.call("simulate", session_id=session_id, policy=policy)
         return [SimulationChange.model_validate(c) for c in reply["changes"]]
+
+    async def session_timeline(
+        self,
+        session_id: str,
+        policy: dict[str, Any] | None = None,
+        from_seq: int = 0,
+        to_seq: int | None = None,
+        max_markers: int = 2000,
+        summary: bool = True,
+    ) -> SessionTimeline:
+        reply = await self.call(
+            "session.timeline",
+            session_id=session_id,
+            policy=policy,
+            from_seq=from_seq,
+            to_seq=to_seq,
+            max_markers=max_markers,
+            summary=summary,
+        )
+        return SessionTimeline.model_validate(reply["timeline"])
+
+    async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
+        reply = await self.call("run.compare", run_a=run_a, run_b=run_b)
+        return RunComparison.model_validate(reply["comparison"])
 
     async def list_skills(self) -> list[SkillInfo]:
         return [SkillInfo.model_validate(s) for s in (await self.call("skill.list"))["skills"]]

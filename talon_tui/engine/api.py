@@ -61,6 +61,19 @@ class ApprovalRequest(BaseModel):
     run_content: str = ""
 
 
+class ApprovalPreview(BaseModel):
+    """What deciding `y` on an approval would do, taken at the moment it is asked for."""
+
+    approval_id: str
+    tool: str
+    taken: str  # when the preview was taken (the file as it is now, the address it resolves to)
+    fields: list[tuple[str, str]] = Field(default_factory=list)
+    lines: list[str] = Field(default_factory=list)  # the diff, headers, argv, ...; capped
+    lines_total: int = 0  # lines before the cap
+    bytes: int = 0  # size of the content the intent carries
+    note: str = ""
+
+
 class RunSummary(BaseModel):
     run_id: str
     session_id: str | None
@@ -112,6 +125,87 @@ class SimulationChange(BaseModel):
     after: str
     reason: str
     cut: dict[str, Cut] | None = None  # over the pipe: params/reason shortened
+
+
+class TimelineMarker(BaseModel):
+    """One step of a session on its time axis."""
+
+    seq: int
+    ts: str
+    kind: Literal["decision", "denial", "approval", "execution", "policy"]
+    run_id: str | None = None
+    tool: str | None = None
+    target: str | None = None
+    decision: str | None = None  # ALLOW | DENY | REQUIRE_APPROVAL; an approval's outcome
+    wait_ms: int | None = None  # an approval's wait, request to decision
+    duration_ms: int | None = None  # an execution's duration
+    status: str | None = None  # an execution's status
+    output_matches: bool | None = None  # an execution's recorded output checks out
+    text: str = ""
+
+
+class RunLane(BaseModel):
+    """One run of a session: where it starts and ends on the axis, and its counts."""
+
+    run_id: str
+    started: str
+    finished: str | None = None
+    status: str = "running"
+    first_seq: int
+    last_seq: int
+    events: int
+
+
+class PolicyChange(BaseModel):
+    seq: int
+    ts: str
+    policy_sha256: str | None = None
+    previous_sha256: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    diff: list[str] = Field(default_factory=list)  # unified diff of the documents
+
+
+class WhatIfGroup(BaseModel):
+    """The decisions another policy would change, under the override that decides them."""
+
+    override: str  # "override #2 file.write" or "no override (deny by default)"
+    changes: list[SimulationChange] = Field(default_factory=list)
+
+
+class SessionTimeline(BaseModel):
+    """A session's runs on one time axis, read through the index. `markers` holds the steps
+    with seq in [from_seq, to_seq), at most `max_markers` of them (`next_seq`: where to go on);
+    `runs`, `policies` and `jumps` always cover the whole session."""
+
+    session_id: str
+    events: int
+    first_ts: str | None = None
+    last_ts: str | None = None
+    runs: list[RunLane] = Field(default_factory=list)
+    policies: list[PolicyChange] = Field(default_factory=list)
+    markers: list[TimelineMarker] = Field(default_factory=list)
+    next_seq: int | None = None
+    #: seqs of the session's denials and approvals (capped at JUMPS_MAX each)
+    jumps: dict[str, list[int]] = Field(default_factory=dict)
+    what_if: list[WhatIfGroup] | None = None
+
+
+class RunStepDiff(BaseModel):
+    """One aligned step of two runs (matched by tool and target); a side is None when only
+    the other run has it."""
+
+    tool: str
+    target: str
+    a: dict[str, Any] | None = None  # {seq, decision, params, output_sha256, status}
+    b: dict[str, Any] | None = None
+    differs: list[str] = Field(default_factory=list)  # decision | params | output | missing
+
+
+class RunComparison(BaseModel):
+    run_a: str
+    run_b: str
+    steps: list[RunStepDiff] = Field(default_factory=list)
 
 
 class VerifyReport(BaseModel):
@@ -180,6 +274,7 @@ class EngineAPI(Protocol):
     async def decide_approval(
         self, approval_id: str, allow: bool, remember: bool = False
     ) -> None: ...
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview: ...
     async def query_audit(
         self,
         session_id: str | None = None,
@@ -192,6 +287,16 @@ class EngineAPI(Protocol):
     async def verify_audit(self) -> VerifyReport: ...
     async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult: ...
     async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]: ...
+    async def session_timeline(
+        self,
+        session_id: str,
+        policy: dict[str, Any] | None = None,
+        from_seq: int = 0,
+        to_seq: int | None = None,
+        max_markers: int = 2000,
+        summary: bool = True,
+    ) -> SessionTimeline: ...
+    async def compare_runs(self, run_a: str, run_b: str) -> RunComparison: ...
     async def list_skills(self) -> list[SkillInfo]: ...
     async def register_skill(self, skill: dict[str, Any]) -> SkillInfo: ...
     async def revoke_token(self, jti: str | None = None, session_id: str | None = None) -> None: ...

@@ -24,18 +24,22 @@ from typing import Any
 
 from .api import (
     AgentPeer,
+    ApprovalPreview,
     ApprovalRequest,
     BusMessage,
     EngineStatus,
     ReplayResult,
+    RunComparison,
     RunSummary,
     SessionInfo,
+    SessionTimeline,
     SimulationChange,
     SkillInfo,
     VerifyReport,
 )
 from .audit.runs import RunProjection
-from .core import ids
+from .broker.preview import preview as broker_preview
+from .core import frames, ids
 from .core.canon import jsonable
 from .core.paths import DataDir
 from .errors import BadRequest, ErrorCode, Forbidden, NotFound, PolicyDenied, TalonError
@@ -49,6 +53,9 @@ from .store import EngineStore, GroupCommit
 
 VERSION = "0.1.0"
 STOP_GRACE_SECONDS = 10.0
+#: an approval preview's lines: at most this many, each cut at this many characters
+PREVIEW_MAX_LINES = 5000
+PREVIEW_LINE_CHARS = 2000
 
 
 class Engine(DelegatedFlow):
@@ -542,6 +549,45 @@ class Engine(DelegatedFlow):
         self.bus.publish("approval", {"action": "decided", "approval": request.model_dump()})
         await self.durable()
 
+    async def approval_preview(self, approval_id: str) -> ApprovalPreview:
+        """What allowing a waiting intent would do, taken now: the broker reads (never writes)
+        the current file through its confinement, resolves the fetch's address, and lays out
+        argv or the container. Secret values in it are redacted; the lines are capped."""
+        request = self.approvals.get(approval_id)  # NotFound when gone
+        intent = self.approvals.intent(approval_id)
+        session = self.store.get_session(request.session_id)
+        workspace = session.workspace if session is not None else None
+        current = self.judge_waiting(request.session_id, intent)
+        constraints = current.constraints if current.decision != "DENY" else None
+        taken = ids.now_iso()
+        raw = await asyncio.get_running_loop().run_in_executor(
+            self._pool, broker_preview, intent, constraints, workspace
+        )
+        redacted, _hit = self.store.redactor(
+            [[list(f) for f in raw["fields"]], raw["lines"], raw["note"]]
+        )
+        fields, lines, note = redacted
+        if current.decision == "DENY":
+            note = f"{note + '; ' if note else ''}{current.reason}"
+        cut: list[str] = []
+        budget = frames.MAX_PAGE_CHARS  # the whole preview fits one admin line (frames.py)
+        for ln in lines[:PREVIEW_MAX_LINES]:
+            ln = ln if len(ln) <= PREVIEW_LINE_CHARS else ln[:PREVIEW_LINE_CHARS] + "…"
+            budget -= len(ln) + 1
+            if budget < 0:
+                break
+            cut.append(ln)
+        return ApprovalPreview(
+            approval_id=approval_id,
+            tool=request.tool,
+            taken=taken,
+            fields=[(str(a), str(b)) for a, b in fields],
+            lines=cut,
+            lines_total=len(lines),
+            bytes=int(raw["bytes"]),
+            note=note,
+        )
+
     def _withdraw_approval(self, approval_id: str, reason: str) -> None:
         """The current policy denies a waiting intent: record it and take it out of the queue
         (its waiter answers the agent with POLICY_DENIED)."""
@@ -620,6 +666,34 @@ class Engine(DelegatedFlow):
         await self.durable()
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, self.store.simulate, session_id, parsed
+        )
+
+    async def session_timeline(
+        self,
+        session_id: str,
+        policy: dict[str, Any] | None = None,
+        from_seq: int = 0,
+        to_seq: int | None = None,
+        max_markers: int = 2000,
+        summary: bool = True,
+    ) -> SessionTimeline:
+        parsed = parse_policy(policy) if policy is not None else None
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool,
+            self.store.session_timeline,
+            session_id,
+            parsed,
+            int(from_seq),
+            None if to_seq is None else int(to_seq),
+            int(max_markers),
+            bool(summary),
+        )
+
+    async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.store.compare_runs, run_a, run_b
         )
 
     # ------------------------------------------------------------------ EngineAPI: skills, tokens

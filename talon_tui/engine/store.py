@@ -21,7 +21,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .api import ReplayResult, SimulationChange, SkillInfo, VerifyReport
+from .api import (
+    ReplayResult,
+    RunComparison,
+    SessionTimeline,
+    SimulationChange,
+    SkillInfo,
+    VerifyReport,
+)
 from .audit import index as audit_index
 from .audit.errors import AuditClosed
 from .audit.log import AuditLog, verify_log
@@ -383,6 +390,40 @@ class EngineStore:
             self.data.audit_dir,
             policy,
             session_id=session_id,
+            index_key=self.index_key,
+            on_index_rebuild=self.index_rebuilt,
+        )
+
+    def session_timeline(
+        self,
+        session_id: str,
+        policy: Policy | None,
+        from_seq: int,
+        to_seq: int | None,
+        max_markers: int,
+        summary: bool = True,
+    ) -> SessionTimeline:
+        from .audit import session_replay
+
+        return session_replay.session_timeline(
+            self.data.audit_dir,
+            session_id,
+            policy=policy,
+            from_seq=from_seq,
+            to_seq=to_seq,
+            max_markers=max_markers,
+            summary=summary,
+            index_key=self.index_key,
+            on_index_rebuild=self.index_rebuilt,
+        )
+
+    def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
+        from .audit import session_replay
+
+        return session_replay.compare_runs(
+            self.data.audit_dir,
+            run_a,
+            run_b,
             index_key=self.index_key,
             on_index_rebuild=self.index_rebuilt,
         )

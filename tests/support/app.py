@@ -122,7 +122,7 @@ def talon_app(
     return app, hosted
 
 
-SETTLE_GROUPS = {"load", "change", "decide", "nav", "verify", "default"}
+SETTLE_GROUPS = {"load", "change", "decide", "nav", "verify", "default", "preview"}
 
 
 async def settle(pilot: Pilot, rounds: int = 100) -> None:

@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
-from talon_tui.engine.api import ApprovalRequest
+from talon_tui.engine.api import ApprovalPreview, ApprovalRequest
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
@@ -23,6 +23,7 @@ from .base import TalonScreen, fill_table, selected_key
 from .confirm import ConfirmScreen
 
 PARAM_MAX = 240  # characters of each param in the detail pane
+PREVIEW_PAGE = 60  # lines of an approval's preview on one page
 
 
 class ApprovalsScreen(TalonScreen):
@@ -39,12 +40,18 @@ class ApprovalsScreen(TalonScreen):
             tooltip="Allow and add the narrowest override to the policy (shown first)",
         ),
         Binding("n", "deny", "deny", id="approvals.deny", tooltip="Refuse the intent"),
+        Binding("]", "page(1)", "page", id="approvals.page_next", tooltip="Next preview page"),
+        Binding(
+            "[", "page(-1)", "page", id="approvals.page_prev", show=False, tooltip="Previous page"
+        ),
     ]
 
     def __init__(self, engine) -> None:
         super().__init__(engine, name="approvals")
         self.approvals: list[ApprovalRequest] = []
         self.labels: dict[str, str] = {}
+        self.preview: ApprovalPreview | None = None
+        self.page = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -160,9 +167,36 @@ class ApprovalsScreen(TalonScreen):
         if note:
             text.append(f"\n{note}", style="bold")
         text.append(f"\nid {a.approval_id}", style="dim")
+        p = self.preview if self.preview and self.preview.approval_id == a.approval_id else None
+        text.append("\n\n")
+        if p is None:
+            text.append("effect: taking a preview…", style="italic")
+            self.take_preview(a.approval_id)
+        else:
+            text.append_text(preview_text(p, self.page))
         body.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.page = 0
+        self._show_detail()
+
+    @work(group="preview", exclusive=True)
+    async def take_preview(self, approval_id: str) -> None:
+        try:
+            preview = await self.engine.approval_preview(approval_id)
+        except TalonError as exc:
+            preview = ApprovalPreview(
+                approval_id=approval_id, tool="", taken="", note=f"no preview: {exc.message}"
+            )
+        self.preview = preview
+        self._show_detail()
+
+    def action_page(self, delta: int) -> None:
+        p = self.preview
+        if p is None:
+            return
+        pages = max(1, -(-len(p.lines) // PREVIEW_PAGE))
+        self.page = max(0, min(pages - 1, self.page + delta))
         self._show_detail()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -176,7 +210,32 @@ class ApprovalsScreen(TalonScreen):
     def action_approve(self) -> None:
         a = self.selected()
         if a is not None:
-            self.decide(a.approval_id, allow=True, remember=False)
+            self.approve_checked(a.approval_id)
+
+    @work(group="decide")
+    async def approve_checked(self, approval_id: str) -> None:
+        """Take the preview again at decision time: if the effect changed since it was shown
+        (the file was edited meanwhile), show the new one and ask before allowing."""
+        shown = self.preview if self.preview and self.preview.approval_id == approval_id else None
+        try:
+            now = await self.engine.approval_preview(approval_id)
+        except TalonError:
+            now = None
+        if shown is None or now is None or effect(now) == effect(shown):
+            self.decide(approval_id, allow=True, remember=False)
+            return
+        self.preview, self.page = now, 0
+        self._show_detail()
+        body = Text("The effect changed since the preview was shown. It is now:\n\n", "bold")
+        body.append_text(preview_text(now, 0))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.decide(approval_id, allow=True, remember=False)
+
+        self.app.push_screen(
+            ConfirmScreen("Effect changed", body, confirm_label="Approve (y)"), answered
+        )
 
     def action_deny(self) -> None:
         a = self.selected()
@@ -237,6 +296,44 @@ def cut_note(approval: ApprovalRequest) -> str:
         f"⚠ preview only: {sizes} in full — read all of it with "
         f"`talon approvals show {approval.approval_id}`"
     )
+
+
+def effect(p: ApprovalPreview) -> tuple[object, ...]:
+    """What a preview says would happen (not when it was taken)."""
+    return (p.fields, p.lines, p.lines_total, p.bytes, p.note)
+
+
+def preview_text(p: ApprovalPreview, page: int) -> Text:
+    """The preview, one page of its lines, with the total size always shown."""
+    text = Text("effect", style="bold")
+    text.append(f"  (taken {p.taken[11:19]})\n" if p.taken else "\n", style="dim")
+    for label, value in p.fields:
+        text.append_text(labelled(label, value, 400))
+        text.append("\n")
+    if p.note:
+        text.append_text(labelled("note", p.note, 400))
+        text.append("\n")
+    pages = max(1, -(-len(p.lines) // PREVIEW_PAGE))
+    page = max(0, min(page, pages - 1))
+    start = page * PREVIEW_PAGE
+    for line in p.lines[start : start + PREVIEW_PAGE]:
+        style = (
+            "green"
+            if line.startswith("+") and not line.startswith("+++")
+            else "red"
+            if line.startswith("-") and not line.startswith("---")
+            else "cyan"
+            if line.startswith("@@")
+            else ""
+        )
+        text.append_text(safe_text(line, 400, style=style))
+        text.append("\n")
+    size = f"{p.bytes} bytes" if p.bytes else "no content"
+    shown = f"lines {start + 1}–{min(start + PREVIEW_PAGE, len(p.lines))} of {p.lines_total}"
+    cut = f" (first {len(p.lines)} kept)" if p.lines_total > len(p.lines) else ""
+    more = " · ] next page, [ previous" if pages > 1 else ""
+    text.append(f"{shown}{cut} · page {page + 1}/{pages} · total size {size}{more}", "dim")
+    return text
 
 
 def seconds_left(expires: str, now: datetime) -> int:

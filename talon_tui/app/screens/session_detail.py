@@ -75,6 +75,22 @@ class SessionDetailScreen(TalonScreen):
         Binding("slash", "filter_runs", "filter", id="session.filter", tooltip="Filter runs"),
         Binding("e", "edit_policy", "edit policy", id="session.edit", tooltip="Policy editor"),
         Binding("r", "replay", "replay", id="session.replay", tooltip="Replay the selected run"),
+        Binding(
+            "R",
+            "replay_session",
+            "replay session",
+            id="session.replay_session",
+            show=False,
+            tooltip="Every run of this session on one time axis",
+        ),
+        Binding(
+            "c",
+            "compare",
+            "compare",
+            id="session.compare",
+            show=False,
+            tooltip="Compare two runs: c on the first, then c on the second",
+        ),
         Binding("right_square_bracket", "tab(1)", "next tab", id="session.next_tab"),
         Binding("left_square_bracket", "tab(-1)", "prev tab", id="session.prev_tab"),
     ]
@@ -85,6 +101,7 @@ class SessionDetailScreen(TalonScreen):
         self.session: SessionInfo | None = None
         self._runs_loaded = False
         self.agents: list[AgentPeer] = []
+        self.compare_from: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -208,6 +225,23 @@ class SessionDetailScreen(TalonScreen):
     def action_replay(self) -> None:
         run_id = self.selected_run() if self.query_one(TabbedContent).active == "runs" else None
         self.run_worker(self.talon.go("replay", run_id), group="nav")
+
+    def action_replay_session(self) -> None:
+        self.run_worker(self.talon.go("session-replay", self.session_id), group="nav")
+
+    def action_compare(self) -> None:
+        """`c` marks the selected run; `c` on another run compares the two."""
+        run_id = self.selected_run() if self.query_one(TabbedContent).active == "runs" else None
+        if run_id is None:
+            return
+        if self.compare_from is None or self.compare_from == run_id:
+            self.compare_from = run_id
+            self.notify(f"compare {run_id} with…: select another run and press c", markup=False)
+            return
+        from .run_compare import RunCompareScreen
+
+        first, self.compare_from = self.compare_from, None
+        self.app.push_screen(RunCompareScreen(self.engine, first, run_id))
 
     def action_tab(self, step: int) -> None:
         tabs = self.query_one(TabbedContent)

@@ -364,7 +364,7 @@ class PathConfinement:
                     pass
 
 
-def _decode_content(params: FileWriteParams) -> bytes:
+def decode_write_content(params: FileWriteParams) -> bytes:
     if params.encoding == "base64":
         try:
             return base64.b64decode(params.content.encode("ascii"), validate=True)
@@ -402,7 +402,7 @@ def run_file_write(
 ) -> dict[str, object]:
     """Atomically replace (or create) one regular file under a root: `{path, bytes, sha256}`."""
     comps, root = check_file_path(params.path, constraints.roots, workspace=workspace)
-    data = _decode_content(params)
+    data = decode_write_content(params)
     if len(data) > constraints.max_bytes:
         raise TooLarge(
             f"content is {len(data)} bytes, over max_bytes {constraints.max_bytes}; "

@@ -371,6 +371,12 @@ def _resolve(host: str, port: int, deadline: float, resolver: Resolver) -> list[
     return out
 
 
+def resolve_addresses(host: str, port: int, seconds: float) -> list[IPAddress]:
+    """The addresses a fetch to host:port would connect to now (the system resolver, within
+    `seconds`); ToolError when it cannot be resolved in time."""
+    return _resolve(host, port, time.monotonic() + seconds, system_resolver)
+
+
 def check_addresses(host: str, addrs: Sequence[IPAddress], constraints: HttpConstraints) -> None:
     """Refuse if ANY address is forbidden (metadata addresses even with the private opt-in)."""
     for ip in addrs:

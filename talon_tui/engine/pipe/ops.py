@@ -225,6 +225,11 @@ async def op_approval_decide(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any
     return {}
 
 
+async def op_approval_preview(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    preview = await ctx.engine.approval_preview(field(f, "approval_id", str))
+    return {"preview": preview.model_dump()}
+
+
 async def op_audit_query(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     types = field(f, "types", list, None)
     if types is not None and not all(isinstance(t, str) for t in types):
@@ -262,6 +267,23 @@ async def op_replay(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
 async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     changes = await ctx.engine.simulate(field(f, "session_id", str), field(f, "policy", dict))
     return {"changes": [frames.shape(c.model_dump(), frames.CHANGE_FIELDS) for c in changes]}
+
+
+async def op_session_timeline(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    timeline = await ctx.engine.session_timeline(
+        field(f, "session_id", str),
+        field(f, "policy", dict, None),
+        field(f, "from_seq", int, 0),
+        field(f, "to_seq", int, None),
+        field(f, "max_markers", int, 2000),
+        field(f, "summary", bool, True),
+    )
+    return {"timeline": timeline.model_dump()}
+
+
+async def op_run_compare(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    comparison = await ctx.engine.compare_runs(field(f, "run_a", str), field(f, "run_b", str))
+    return {"comparison": comparison.model_dump()}
 
 
 async def op_skill_register(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -320,11 +342,14 @@ ADMIN_OPS: dict[str, Op] = {
     "approval.list": op_approval_list,
     "approval.get": op_approval_get,
     "approval.decide": op_approval_decide,
+    "approval.preview": op_approval_preview,
     "audit.query": op_audit_query,
     "audit.event": op_audit_event,
     "audit.verify": op_audit_verify,
     "replay": op_replay,
     "simulate": op_simulate,
+    "session.timeline": op_session_timeline,
+    "run.compare": op_run_compare,
     "skill.register": op_skill_register,
     "skill.list": op_skill_list,
     "token.revoke": op_token_revoke,
