@@ -4,10 +4,12 @@ that says the engine is unreachable and the data shown is stale."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
@@ -133,6 +135,27 @@ class TalonScreen(Screen):
         """Hook for screens that update in place from an event instead of reloading."""
 
     # ------------------------------------------------------------------ k9s movement
+
+    class AfterTypedKeys(Message):
+        """Follows the keys typed before it up the same path (focused widget, its parents, the
+        screen), so that its callback runs after their bindings did."""
+
+        def __init__(self, callback: Callable[[], object]) -> None:
+            super().__init__()
+            self.callback = callback
+
+    def after_typed_keys(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once the keys typed before this one have been handled. A priority
+        binding sees its key at once, while the keys before it still travel from the focused
+        widget up to the app, where their bindings run (`down enter` in one burst would open the
+        row the cursor is leaving); so every priority action that reads the cursor or the focus
+        acts from here."""
+        (self.focused or self).post_message(self.AfterTypedKeys(callback))
+
+    def on_talon_screen_after_typed_keys(self, message: AfterTypedKeys) -> None:
+        message.stop()
+        # the keys ahead of it have passed the screen: they are in the app's queue, bindings next
+        self.app.call_later(message.callback)
 
     async def action_back(self) -> None:
         await self.talon.action_go_back()

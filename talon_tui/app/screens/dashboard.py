@@ -273,6 +273,9 @@ class DashboardScreen(TalonScreen):
     # ------------------------------------------------------------------ actions
 
     def action_open_run(self) -> None:
+        self.after_typed_keys(self._open_selected_run)  # enter is a priority binding
+
+    def _open_selected_run(self) -> None:
         table = self.focused
         if not isinstance(table, DataTable):
             return

@@ -139,7 +139,7 @@ class SessionsScreen(TalonScreen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.action_open()
+        self._open_selected()
 
     # ------------------------------------------------------------------ filter
 
@@ -166,6 +166,11 @@ class SessionsScreen(TalonScreen):
     # ------------------------------------------------------------------ actions
 
     def action_open(self) -> None:
+        self.after_typed_keys(self._open_selected)  # enter is a priority binding
+
+    def _open_selected(self) -> None:
+        if self.focused is not self.query_one(DataTable):
+            return
         session = self.selected()
         if session is not None:
             self.run_worker(self.talon.go("session", session.id), group="nav")
