@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, OptionList, Static
 
 from talon_tui.engine.api import EngineAPI
 from talon_tui.engine.console_api import Advice, lint, merge_fix, plan_fix, worst_level
@@ -32,6 +32,7 @@ from ..widgets.policy_diff import (
     SimulationScreen,
     danger_consequences,
     describe_changes,
+    narrowing_summary,
     newly_allowed_text,
 )
 from ..widgets.safe_text import safe_text
@@ -359,13 +360,33 @@ class PolicyEditorScreen(TalonScreen):
 
     @work(exclusive=True, group="dialog", exit_on_error=False)
     async def action_tighten(self) -> None:
-        advice = self.query_one(AdvisorPanel).highlighted_advice
-        await self.tighten(advice)
+        await self.tighten(self._next_tightening())
 
     @on(AdvisorPanel.TightenRequested)
     def _tighten_requested(self, event: AdvisorPanel.TightenRequested) -> None:
         if not self.readonly:
             self.run_worker(self.tighten(event.advice), group="dialog", exclusive=True)
+
+    def _fixable(self, index: int | None) -> list[Advice]:
+        """The advisor entries about override `index` that `t` can apply, in panel order."""
+        return [a for a in self._advice if a.override_index == index and a.tightened is not None]
+
+    def _next_tightening(self) -> Advice | None:
+        """What `t` applies: the advisor entry the operator is on when the advisor has focus,
+        else the highlighted entry if `t` can fix it, else the next fixable warning of the
+        override under the cursor (so repeated `t` works through that override's warnings)."""
+        panel = self.query_one(AdvisorPanel)
+        highlighted = panel.highlighted_advice
+        if highlighted is not None and self.focused is panel.query_one(OptionList):
+            return highlighted
+        index = self._selected_index()
+        fixable = self._fixable(index)
+        if highlighted is not None and highlighted in fixable:
+            return highlighted
+        if fixable:
+            return fixable[0]
+        mine = [a for a in self._advice if a.override_index == index]
+        return mine[0] if mine else highlighted
 
     async def tighten(self, advice: Advice | None) -> None:
         if advice is None:
@@ -373,14 +394,33 @@ class PolicyEditorScreen(TalonScreen):
             return
         index = advice.override_index
         if advice.tightened is None or index is None or index >= len(self._overrides):
+            where = "the policy" if index is None else f"override #{index}"
             self._status(
-                advice.level, f"No one-key tightening for this; instead: {advice.alternative}"
+                advice.level,
+                f"No one-key tightening left for {where} ({advice.field}); "
+                f"by hand: {advice.alternative}",
             )
             return
         overrides = copy.deepcopy(self._overrides)
+        before = overrides[index]
         overrides[index] = copy.deepcopy(advice.tightened)
+        removed = "; ".join(narrowing_summary(before, overrides[index])) or advice.field
         if await self.apply_change(overrides, f"Tighten override #{index}"):
-            self._status("info", f"Tightened override #{index} {advice.field}. ctrl+s saves.")
+            left = self._fixable(index)
+            if left:
+                self.query_one(AdvisorPanel).highlight_advice(left[0])
+                more = (
+                    f"{len(left)} more warning{'s' if len(left) != 1 else ''} on #{index} "
+                    "t can fix (t applies the next)"
+                )
+            else:
+                rest = sum(a.override_index == index for a in self._advice)
+                more = f"nothing more t can fix on #{index}" + (
+                    f" ({rest} warning{'s' if rest != 1 else ''} left to edit by hand: e)"
+                    if rest
+                    else ""
+                )
+            self._status("info", f"Tightened override #{index}: {removed}. {more}. ctrl+s saves.")
 
     @work(exclusive=True, group="dialog", exit_on_error=False)
     async def action_revert(self) -> None:

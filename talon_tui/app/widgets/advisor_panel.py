@@ -105,6 +105,13 @@ class AdvisorPanel(Widget):
                 self.query_one(OptionList).highlighted = n
                 return
 
+    def highlight_advice(self, advice: Advice) -> None:
+        """Move the highlight to `advice` (an entry of the current list)."""
+        for n, a in enumerate(self._advice):
+            if a == advice:
+                self.query_one(OptionList).highlighted = n
+                return
+
     def _update_title(self) -> None:
         title = Text("Advisor", style="bold", end="")
         if not self._advice:

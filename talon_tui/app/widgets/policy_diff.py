@@ -91,10 +91,16 @@ def _names(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values) or "(none)"
 
 
-def _powers(overrides: list[dict[str, Any]]) -> dict[tuple[Any, ...], str]:
-    """Every dangerous power the enabled allowing overrides grant, keyed so two policies can be
-    compared, with its consequence in plain words."""
-    powers: dict[tuple[Any, ...], str] = {}
+def _powers(overrides: list[dict[str, Any]]) -> dict[tuple[Any, ...], str | None]:
+    """Every dangerous power the enabled allowing overrides grant, one key per program, image,
+    mount or domain, so that narrowing a list (dropping `*.com`, making a mount read-only) adds
+    no key; with its consequence in plain words (None: implied by a stronger power's text)."""
+    powers: dict[tuple[Any, ...], str | None] = {}
+
+    def grant(key: tuple[Any, ...], text: str | None) -> None:
+        if powers.get(key) is None:
+            powers[key] = text
+
     for o in overrides:
         if not o.get("allow", True) or not o.get("enabled", True):
             continue
@@ -102,42 +108,49 @@ def _powers(overrides: list[dict[str, Any]]) -> dict[tuple[Any, ...], str]:
         tool = o.get("tool")
         if tool == "shell.exec":
             for cmd in c.get("commands") or []:
-                powers[("shell", cmd)] = (
+                grant(
+                    ("shell", cmd),
                     f"Agents may run the program {cmd} on this machine with your user's rights: "
-                    "it can read, change or delete anything you can, and start other programs."
+                    "it can read, change or delete anything you can, and start other programs.",
                 )
         elif tool == "docker.run":
-            images = tuple(c.get("images") or [])
-            if c.get("network"):
-                powers[("network", images)] = (
-                    f"Containers from {_names(list(images))} get network access: they can reach "
-                    "the internet and your local network, and send data out."
-                )
-            for m in c.get("mounts") or []:
-                if isinstance(m, str):
-                    parts = m.split(":")
-                    src, dst = parts[0], parts[1] if len(parts) > 1 else ""
-                    ro = not (len(parts) == 3 and parts[2] == "rw")
-                else:
-                    src, dst, ro = m.get("source"), m.get("target"), m.get("read_only", True)
-                how = "read it" if ro else "read, change and delete the files in it"
-                powers[("mount", images, src, dst, ro)] = (
-                    f"Containers from {_names(list(images))} see the host directory {src} at "
-                    f"{dst} and can {how}."
-                )
+            for image in c.get("images") or [""]:
+                name = _names([image] if image else [])
+                if c.get("network"):
+                    grant(
+                        ("network", image),
+                        f"Containers from {name} get network access: they can reach "
+                        "the internet and your local network, and send data out.",
+                    )
+                for m in c.get("mounts") or []:
+                    if isinstance(m, str):
+                        parts = m.split(":")
+                        src, dst = parts[0], parts[1] if len(parts) > 1 else ""
+                        ro = not (len(parts) == 3 and parts[2] == "rw")
+                    else:
+                        src, dst, ro = m.get("source"), m.get("target"), m.get("read_only", True)
+                    seen = f"Containers from {name} see the host directory {src} at {dst} and can "
+                    grant(("mount", image, src, dst), seen + "read it." if ro else None)
+                    if not ro:
+                        grant(
+                            ("mount-write", image, src, dst),
+                            seen + "read, change and delete the files in it.",
+                        )
         elif tool == "http.fetch":
-            domains = tuple(c.get("domains") or [])
-            if c.get("allow_private_addresses"):
-                powers[("private", domains)] = (
-                    f"Fetches to {_names(list(domains))} may reach loopback, your private "
-                    "network and cloud metadata addresses (such as 169.254.169.254), where "
-                    "local services and credentials live."
+            domains = c.get("domains") or []
+            for domain in domains if c.get("allow_private_addresses") else []:
+                grant(
+                    ("private", domain),
+                    f"Fetches to {domain} may reach loopback, your private network and cloud "
+                    "metadata addresses (such as 169.254.169.254), where local services and "
+                    "credentials live.",
                 )
             for name in c.get("secrets") or []:
                 for domain in domains:
-                    powers[("secret", name, domain)] = (
+                    grant(
+                        ("secret", name, domain),
                         f"Agents may send the secret {name} to {domain}: whoever answers "
-                        "there receives the credential and can use it."
+                        "there receives the credential and can use it.",
                     )
     return powers
 
@@ -148,7 +161,7 @@ def danger_consequences(
     """The dangerous powers `new_overrides` grant that `old_overrides` did not."""
     before = _powers(old_overrides)
     after = _powers(new_overrides)
-    return [text for key, text in after.items() if key not in before]
+    return [text for key, text in after.items() if key not in before and text is not None]
 
 
 # --------------------------------------------------------------------------- what is new
@@ -170,6 +183,39 @@ def newly_allowed_text(lines: list[str], limit: int = 200) -> Text:
         text.append(f"  … and {len(lines) - limit} more\n", style="bold")
     text.rstrip()
     return text
+
+
+def _item(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def narrowing_summary(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What a change takes away from an override, in words: `domains: removes *.com`,
+    `max_bytes: 104,857,600 → 1,048,576`, `approval: never → always` (plain strings: show them
+    through safe_text, the values may have come from an agent)."""
+    lines: list[str] = []
+    for key in ("allow", "approval", "enabled"):
+        if old.get(key) != new.get(key):
+            lines.append(f"{key}: {old.get(key)} → {new.get(key)}")
+    oc, nc = old.get("constraints") or {}, new.get("constraints") or {}
+    for key in sorted(set(oc) | set(nc)):
+        before, after = oc.get(key), nc.get(key)
+        if before == after:
+            continue
+        if isinstance(before, list) and isinstance(after, list):
+            gone = [v for v in before if v not in after]
+            added = [v for v in after if v not in before]
+            words = []
+            if gone:
+                words.append("removes " + ", ".join(map(_item, gone)))
+            if added:
+                words.append("adds " + ", ".join(map(_item, added)))
+            lines.append(f"{key}: " + " and ".join(words))
+        elif isinstance(before, int) and isinstance(after, int) and not isinstance(before, bool):
+            lines.append(f"{key}: {before:,} → {after:,}")
+        else:
+            lines.append(f"{key}: {before} → {after}")
+    return lines
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Text]:
