@@ -83,6 +83,7 @@ class PolicyEditorScreen(TalonScreen):
         self.session_id = session_id
         self._prefill = copy.deepcopy(prefill_override) if prefill_override else None
         self._readonly = readonly
+        self._session_closed = False  # a closed session's policy can no longer change: read-only
         self._label = session_id
         self._workspace: str | None = None
         self._saved: dict[str, Any] | None = None
@@ -93,7 +94,7 @@ class PolicyEditorScreen(TalonScreen):
 
     @property
     def readonly(self) -> bool:
-        return self._readonly or super().readonly
+        return self._readonly or self._session_closed or super().readonly
 
     @property
     def policy_doc(self) -> dict[str, Any]:
@@ -143,10 +144,18 @@ class PolicyEditorScreen(TalonScreen):
         for session in await self.engine.list_sessions():
             if session.id == self.session_id:
                 self._label, self._workspace = session.label, session.workspace
+                self._session_closed = session.status == "closed"
+        if self._session_closed:
+            self.add_class("-readonly")
+            self._status(
+                "info",
+                "Read-only: this session is closed, so its policy can no longer change "
+                "(closing is final; create a new session to use a changed policy).",
+            )
         first = self._saved is None
         was_dirty = self.dirty
         self._saved = policy.to_doc()
-        if not was_dirty:
+        if not was_dirty or self._session_closed:
             self._overrides = copy.deepcopy(self._saved["overrides"])
         self._refresh()
         if first:
@@ -157,6 +166,13 @@ class PolicyEditorScreen(TalonScreen):
 
     def live_event(self, event: EngineEvent) -> None:
         payload = event.payload
+        if (
+            event.kind == "audit"
+            and payload.get("type") == "session.closed"
+            and payload.get("session_id") == self.session_id
+        ):
+            self.reload()  # it becomes read-only, and says why
+            return
         if (
             event.kind == "audit"
             and payload.get("type") == "policy.updated"
@@ -223,7 +239,10 @@ class PolicyEditorScreen(TalonScreen):
         n = len(self._overrides)
         title.append(f"  ·  {n} override{'s' if n != 1 else ''}")
         if self.readonly:
-            title.append("  READ-ONLY ", style=NEUTRAL_STYLE)
+            title.append(
+                "  READ-ONLY: session closed " if self._session_closed else "  READ-ONLY ",
+                style=NEUTRAL_STYLE,
+            )
         elif self.dirty:
             title.append("  ● unsaved changes (ctrl+s saves, u reverts) ", style="bold yellow")
         else:
