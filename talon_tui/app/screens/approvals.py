@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from talon_tui.engine.api import ApprovalPreview, ApprovalRequest
 from talon_tui.engine.errors import TalonError
 
+from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
 from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
 from ..widgets.summaries import age_seconds, human_age, intent_target
@@ -52,6 +54,7 @@ class ApprovalsScreen(TalonScreen):
         self.labels: dict[str, str] = {}
         self.preview: ApprovalPreview | None = None
         self.page = 0
+        self._remembering: RememberScreen | None = None  # the open approve-and-remember dialog
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,7 +78,23 @@ class ApprovalsScreen(TalonScreen):
         sessions = await self.engine.list_sessions()
         self.labels = {s.id: s.label for s in sessions}
         self.approvals = sorted(approvals, key=lambda a: a.created)
+        dialog = self._remembering
+        if dialog is not None and all(a.approval_id != dialog.approval_id for a in approvals):
+            dialog.gone()  # timed out, or decided elsewhere: nothing left to approve
         self._show()
+
+    def live_event(self, event: EngineEvent) -> None:
+        """The open approve-and-remember dialog closes when its approval stops waiting (this
+        screen does not reload under a modal, so it watches the event itself)."""
+        dialog = self._remembering
+        payload = event.payload
+        if (
+            dialog is not None
+            and event.kind == "approval"
+            and payload.get("action") in ("decided", "expired")
+            and (payload.get("approval") or {}).get("approval_id") == dialog.approval_id
+        ):
+            dialog.gone()
 
     def _timing(self, approval: ApprovalRequest) -> tuple[Text, Text]:
         now = self.now()
@@ -267,12 +286,12 @@ class ApprovalsScreen(TalonScreen):
             body.append(f"\n{cut_note(a)}", style="bold")
 
         def answered(yes: bool | None) -> None:
+            self._remembering = None
             if yes:
                 self.decide(a.approval_id, allow=True, remember=True)
 
-        self.app.push_screen(
-            ConfirmScreen("Approve and remember", body, confirm_label="Approve + add (y)"), answered
-        )
+        self._remembering = RememberScreen(a, body, self.now)
+        self.app.push_screen(self._remembering, answered)
 
     @work(group="decide")
     async def decide(self, approval_id: str, *, allow: bool, remember: bool) -> None:
@@ -334,6 +353,52 @@ def preview_text(p: ApprovalPreview, page: int) -> Text:
     more = " · ] next page, [ previous" if pages > 1 else ""
     text.append(f"{shown}{cut} · page {page + 1}/{pages} · total size {size}{more}", "dim")
     return text
+
+
+class RememberScreen(ConfirmScreen):
+    """The approve-and-remember question with the approval's countdown in its title. It closes
+    by itself, saying so, when the approval expires or is decided elsewhere: a `y` after that
+    could only fail."""
+
+    def __init__(self, approval: ApprovalRequest, body: Text, now: Callable[[], datetime]):
+        super().__init__("Approve and remember", body, confirm_label="Approve + add (y)")
+        self.approval_id = approval.approval_id
+        self.expires = approval.expires
+        self._now = now
+        self._closed_by_itself = False
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._tick()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        left = seconds_left(self.expires, self._now())
+        if left <= 0:
+            self.gone()
+            return
+        title = Text("Approve and remember", style="bold", end="")
+        color = DENY_COLOR if left <= 15 else APPROVAL_COLOR
+        title.append(f"   {left}s left", style=f"bold {color}")
+        title.append(" · denied when the countdown ends", style="dim")
+        self.query_one("#confirm-title", Static).update(title)
+
+    def gone(self) -> None:
+        """The approval is no longer waiting: close, and say why nothing happened."""
+        if self._closed_by_itself or not self.is_attached:
+            return
+        self._closed_by_itself = True
+        if seconds_left(self.expires, self._now()) <= 0:
+            why = "expired: the intent was denied when its countdown ended"
+        else:
+            why = "is no longer waiting: it was decided elsewhere"
+        self.app.notify(
+            f"Approval {self.approval_id} {why}. Nothing was approved or added to the policy.",
+            title="Approve and remember",
+            severity="warning",
+            markup=False,
+        )
+        self.dismiss(None)
 
 
 def seconds_left(expires: str, now: datetime) -> int:
