@@ -66,8 +66,8 @@ class ApprovalsScreen(TalonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # the countdown before the target is cut: at 80 columns agent and origin go off the edge
-        for col in ("session", "tool", "params", "left", "age", "agent", "origin"):
+        # at 80 columns every column stays on screen, narrower (the detail has them in full)
+        for col in ("session", "tool", "params", "left", "age", "origin", "agent"):
             table.add_column(col, key=col)
         table.focus()
         self.set_interval(1.0, self._tick)
@@ -113,14 +113,14 @@ class ApprovalsScreen(TalonScreen):
                     a.approval_id,
                     (
                         safe_text(
-                            self.labels.get(a.session_id, a.session_id), 16 if narrow else 20
+                            self.labels.get(a.session_id, a.session_id), 12 if narrow else 20
                         ),
-                        safe_text(a.tool, 12),
-                        safe_text(intent_target(a.params) or a.params, 24 if narrow else 40),
+                        safe_text(a.tool, 10 if narrow else 12),
+                        safe_text(intent_target(a.params) or a.params, 16 if narrow else 40),
                         left,
                         age,
-                        safe_text(a.subject, 18),
                         safe_text(a.origin, 8),
+                        safe_text(a.subject, 10 if narrow else 18),
                     ),
                 )
             )

@@ -180,6 +180,8 @@ class AuditScreen(TalonScreen):
         return self.query_one(AuditList)
 
     async def load(self) -> None:
+        sessions = await self.engine.list_sessions()
+        self.audit_list.set_labels({s.id: s.label for s in sessions})
         status = await self.engine.status()
         self.head_seq = status.audit_head_seq
         self.checkpoint = (status.last_checkpoint_seq, status.last_checkpoint_ts)

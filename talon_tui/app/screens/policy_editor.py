@@ -233,11 +233,9 @@ class PolicyEditorScreen(TalonScreen):
             table.move_cursor(row=int(keep), animate=False)
 
     def _draw_title(self) -> None:
+        # the state first: at 80 columns the end of the line is cut, never "unsaved changes"
         title = Text("Policy · ", style="bold", end="")
-        title.append_text(safe_text(self._label, 40, style="bold"))
-        title.append(f"  {self.session_id}", style="dim")
-        n = len(self._overrides)
-        title.append(f"  ·  {n} override{'s' if n != 1 else ''}")
+        title.append_text(safe_text(self._label, 24, style="bold"))
         if self.readonly:
             title.append(
                 "  READ-ONLY: session closed " if self._session_closed else "  READ-ONLY ",
@@ -247,6 +245,9 @@ class PolicyEditorScreen(TalonScreen):
             title.append("  ● unsaved changes (ctrl+s saves, u reverts) ", style="bold yellow")
         else:
             title.append("  saved", style="dim")
+        n = len(self._overrides)
+        title.append(f"  ·  {n} override{'s' if n != 1 else ''}")
+        title.append(f"  {self.session_id}", style="dim")
         self.query_one("#editor-title", Static).update(title)
 
     def _status(self, level: str | None, message: str = "") -> None:

@@ -61,14 +61,15 @@ class SessionsScreen(TalonScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # what tells sessions apart first; the long id and workspace last (also in the detail)
+        # what tells sessions apart first; the workspace last (in full in the detail); at 80
+        # columns the id is shortened, never cut off
         table.add_column("label", key="label")
         table.add_column("status", key="status")
         table.add_column("runs", key="runs")
         table.add_column("agents", key="agents")
-        table.add_column("last activity", key="last")
-        table.add_column("workspace", key="workspace")
+        table.add_column("active", key="last")
         table.add_column("id", key="id")
+        table.add_column("workspace", key="workspace")
         table.focus()
         super().on_mount()
 
@@ -87,6 +88,7 @@ class SessionsScreen(TalonScreen):
     def _show(self) -> None:
         needle = self.query_one(Input).value.strip().lower()
         now = self.now()
+        narrow = self.has_class("-narrow")
         rows = []
         for s in self.sessions:
             if needle and not any(
@@ -98,13 +100,13 @@ class SessionsScreen(TalonScreen):
                 (
                     s.id,
                     (
-                        safe_text(s.label, 28),
+                        safe_text(s.label, 16 if narrow else 28),
                         status_badge(s.status),
                         Text(str(s.runs), justify="right"),
                         Text(str(s.agents_connected), justify="right"),
                         Text(f"{human_age(age_seconds(last, now))} ago" if last else "—"),
-                        safe_text(s.workspace, 36),
-                        Text(s.id, style="dim"),
+                        Text(s.id.removeprefix("sess_")[:8], style="dim"),  # whole in the detail
+                        safe_text(s.workspace, 14 if narrow else 36),
                     ),
                 )
             )

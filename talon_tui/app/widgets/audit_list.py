@@ -33,7 +33,7 @@ from ...engine.console_api import (
     scan_back,
     scan_forward,
 )
-from .audit_row import event_row, unreadable_row
+from .audit_row import NARROW_BELOW, event_row, unreadable_row
 from .cursor_list import CursorList, cursor_bindings
 
 POLL_SECONDS = 0.025
@@ -95,6 +95,7 @@ class AuditList(CursorList):
         super().__init__(name=name, id=id, classes=classes)
         self.audit_path = Path(audit_path)
         self.session_id = session_id
+        self.labels: dict[str, str] = {}  # session id -> label, shown instead of the id
         self.filter = AuditFilter(session_id=session_id)
         self.offsets = array("Q")
         self.following = True
@@ -107,6 +108,7 @@ class AuditList(CursorList):
         self._fwd_end = 0  # lines up to this offset are indexed
         self._generation = 0
         self._rows: LRUCache[int, Text] = LRUCache(ROW_CACHE)
+        self._formatted_width = 0
         self._jump_seq: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -280,7 +282,20 @@ class AuditList(CursorList):
             return unreadable_row(offset, str(exc))
         if type(event) is not dict:
             return unreadable_row(offset, "not a JSON object")
-        return event_row(event, show_session=self.session_id is None)
+        return event_row(
+            event,
+            show_session=self.session_id is None,
+            labels=self.labels,
+            narrow=self.size.width < NARROW_BELOW,
+        )
+
+    def set_labels(self, labels: dict[str, str]) -> None:
+        """Show sessions by these labels (id -> label) instead of their ids."""
+        if labels != self.labels:
+            self.labels = dict(labels)
+            self._rows.clear()
+            self._strips.clear()
+            self.refresh()
 
     @property
     def row_count(self) -> int:
@@ -314,6 +329,9 @@ class AuditList(CursorList):
     # ------------------------------------------------------------------ rendering and movement
 
     def resized(self) -> None:
+        if (self.size.width < NARROW_BELOW) != (self._formatted_width < NARROW_BELOW):
+            self._rows.clear()  # the row layout depends on the width
+        self._formatted_width = self.size.width
         if self.following:
             self.scroll_end(animate=False, immediate=True)
 

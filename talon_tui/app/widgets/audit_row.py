@@ -16,7 +16,11 @@ from .safe_text import safe_text
 from .summaries import intent_target, result_summary
 
 SUMMARY_MAX = 160
-SEQ_W, TIME_W, TYPE_W, SESSION_W, RUN_W, BADGE_W = 7, 8, 22, 16, 16, 10
+SEQ_W, TIME_W, TYPE_W, SESSION_W, RUN_W, BADGE_W = 7, 8, 22, 16, 12, 10
+# under this many columns a row drops the run id and the "policy." of the type, and the session
+# column narrows, so that the tool and its target stay on screen at 80 columns
+NARROW_BELOW = 110
+NARROW_SEQ_W, NARROW_TYPE_W, NARROW_SESSION_W, NARROW_BADGE_W = 6, 15, 10, 9
 
 
 def _cell(value: Any, width: int, style: str = "") -> Text:
@@ -86,28 +90,49 @@ def summary(event: dict[str, Any]) -> Text:
     return out
 
 
-def event_row(event: dict[str, Any], *, show_session: bool = True) -> Text:
-    """The whole line, unstyled background (the list adds the cursor style)."""
+def session_name(session_id: Any, labels: dict[str, str] | None) -> Any:
+    """The session's label when it is known, else its id without the `sess_` prefix."""
+    if isinstance(session_id, str) and labels and session_id in labels:
+        return labels[session_id]
+    return short_id(session_id)
+
+
+def event_row(
+    event: dict[str, Any],
+    *,
+    show_session: bool = True,
+    labels: dict[str, str] | None = None,
+    narrow: bool = False,
+) -> Text:
+    """The whole line, unstyled background (the list adds the cursor style). Sessions show by
+    label (`labels`: id -> label); `narrow` fits 80 columns (no run id, shorter type)."""
     seq = event.get("seq")
     ts = event.get("ts")
     time = ts[11:19] if isinstance(ts, str) and len(ts) >= 19 else ts
     row = Text(no_wrap=True, end="")
-    row.append_text(_cell(seq if isinstance(seq, int) else "?", SEQ_W, "bold"))
+    row.append_text(
+        _cell(seq if isinstance(seq, int) else "?", NARROW_SEQ_W if narrow else SEQ_W, "bold")
+    )
     row.append(" ")
     row.append_text(_cell(time, TIME_W, "dim"))
     row.append(" ")
-    row.append_text(_cell(event.get("type"), TYPE_W, "cyan"))
+    etype = event.get("type")
+    if narrow and isinstance(etype, str) and etype.startswith("policy."):
+        etype = etype[len("policy.") :]
+    row.append_text(_cell(etype, NARROW_TYPE_W if narrow else TYPE_W, "cyan"))
     row.append(" ")
     # The decision comes before the ids so that a narrow terminal (80 columns) cuts ids, not it.
     badge = decision_badge(event_decision(event))
-    badge.pad_right(BADGE_W - badge.cell_len)
+    badge.pad_right((NARROW_BADGE_W if narrow else BADGE_W) - badge.cell_len)
     row.append_text(badge)
     row.append(" ")
     if show_session:
-        row.append_text(_cell(short_id(event.get("session_id")), SESSION_W, "dim"))
+        name = session_name(event.get("session_id"), labels)
+        row.append_text(_cell(name, NARROW_SESSION_W if narrow else SESSION_W, "dim"))
         row.append(" ")
-    row.append_text(_cell(short_id(event.get("run_id")), RUN_W, "dim"))
-    row.append(" ")
+    if not narrow:  # the run id is in the event's JSON (enter)
+        row.append_text(_cell(short_id(event.get("run_id")), RUN_W, "dim"))
+        row.append(" ")
     row.append_text(summary(event))
     return row
 
