@@ -74,6 +74,7 @@ class DashboardScreen(TalonScreen):
         self.query_one("#spark-box").border_title = "Decisions per minute"
         self.query_one("#runs-box").border_title = "Running runs"
         self.query_one("#denials-box").border_title = "Latest denials"
+        self.set_interval(1.0, self._show_chain)  # the age of the last signature
         self.query_one("#running", DataTable).add_columns("session", "steps", "age", "run")
         self.query_one("#denials", DataTable).add_columns("time", "tool", "target", "reason")
         for tile in self.query(".tile"):
@@ -208,9 +209,12 @@ class DashboardScreen(TalonScreen):
         if self.verify_line is not None:
             text.append_text(self.verify_line)
         elif st.last_checkpoint_seq is not None:
-            text.append(f"signed at {short_ts(st.last_checkpoint_ts)[11:]}", style="dim")
+            # checkpoints are signed every few seconds: the age says the signer is alive
+            age = human_age(age_seconds(st.last_checkpoint_ts, self.now()))
+            text.append(f"signed {age} ago", style="dim")
+            text.append(f" ({short_ts(st.last_checkpoint_ts)[11:]})", style="dim")
         else:
-            text.append("no signed checkpoint yet", style="dim")
+            text.append("not signed yet (signs within 10 s)", style="dim")
         self.query_one("#tile-chain", Static).update(text)
 
     @staticmethod
