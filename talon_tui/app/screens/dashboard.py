@@ -214,7 +214,7 @@ class DashboardScreen(TalonScreen):
             text.append(f"signed {age} ago", style="dim")
             text.append(f" ({short_ts(st.last_checkpoint_ts)[11:]})", style="dim")
         else:
-            text.append("not signed yet (signs within 10 s)", style="dim")
+            text.append("not signed yet (≤10 s)", style="dim")
         self.query_one("#tile-chain", Static).update(text)
 
     @staticmethod

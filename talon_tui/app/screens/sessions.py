@@ -105,8 +105,8 @@ class SessionsScreen(TalonScreen):
                         Text(str(s.runs), justify="right"),
                         Text(str(s.agents_connected), justify="right"),
                         Text(f"{human_age(age_seconds(last, now))} ago" if last else "—"),
-                        Text(s.id.removeprefix("sess_")[:8], style="dim"),  # whole in the detail
-                        safe_text(s.workspace, 14 if narrow else 36),
+                        Text(s.id.removeprefix("sess_"), style="dim"),
+                        safe_text(s.workspace, 12 if narrow else 36),
                     ),
                 )
             )

@@ -16,11 +16,11 @@ from .safe_text import safe_text
 from .summaries import intent_target, result_summary
 
 SUMMARY_MAX = 160
-SEQ_W, TIME_W, TYPE_W, SESSION_W, RUN_W, BADGE_W = 7, 8, 22, 16, 12, 10
+SEQ_W, TIME_W, TYPE_W, SESSION_W, RUN_W, BADGE_W = 7, 8, 22, 16, 16, 10
 # under this many columns a row drops the run id and the "policy." of the type, and the session
 # column narrows, so that the tool and its target stay on screen at 80 columns
 NARROW_BELOW = 110
-NARROW_SEQ_W, NARROW_TYPE_W, NARROW_SESSION_W, NARROW_BADGE_W = 6, 15, 10, 9
+NARROW_SEQ_W, NARROW_TYPE_W, NARROW_SESSION_W, NARROW_BADGE_W = 6, 14, 10, 10
 
 
 def _cell(value: Any, width: int, style: str = "") -> Text:
