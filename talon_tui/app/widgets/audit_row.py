@@ -76,7 +76,9 @@ def summary(event: dict[str, Any]) -> Text:
         out.append(" ")
         out.append_text(safe_text(data.get("content"), SUMMARY_MAX))
     elif etype == "run.finished":
-        out.append_text(safe_text(f"{data.get('status')} after {data.get('steps')} steps", 60))
+        steps = data.get("steps")
+        noun = "step" if steps == 1 else "steps"
+        out.append_text(safe_text(f"{data.get('status')} after {steps} {noun}", 60))
     elif etype == "session.created":
         out.append_text(safe_text(data.get("label"), 40, style="bold"))
         out.append(" ")
