@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,11 @@ def shell_block(text: str, heading: str) -> str:
 
 
 @pytest.fixture
-def operator(tmp_path):
+def operator():
     """A fresh HOME with nothing in it, a working dir outside the repo, and `talon` on PATH
-    (this tree's code: the shim stands in for the venv the README tells you to activate)."""
+    (this tree's code: the shim stands in for the venv the README tells you to activate). A
+    short dir: the socket path under HOME must fit a Unix socket address (108 bytes)."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="tln-readme-", dir="/tmp"))
     home, cwd, bin_dir = tmp_path / "h", tmp_path / "w", tmp_path / "bin"
     for d in (home, cwd, bin_dir):
         d.mkdir()
@@ -58,7 +62,8 @@ def operator(tmp_path):
         PYTHONPATH=str(REPO),
         LC_ALL="C.UTF-8",
     )
-    return cwd, env
+    yield cwd, env
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
