@@ -293,7 +293,7 @@ class McpSupervisor:
                 cursor = getattr(result, "next_cursor", None)
                 if not cursor:
                     break
-        except Exception as exc:
+        except Exception as exc:  # McpError, anyio and OS errors of a dead session
             raise ToolError(f"MCP server {srv.name} failed to list its tools: {exc}") from exc
         srv.tools = tools
         srv.dirty = False
