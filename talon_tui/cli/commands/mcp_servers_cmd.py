@@ -48,7 +48,11 @@ def add_arguments(action: str, p: argparse.ArgumentParser) -> None:
             help="a variable the server gets (repeatable); secret:NAME injects a secret of "
             "`talon secret` by reference. Nothing else of the environment reaches it",
         )
-        p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the program and args")
+        p.add_argument(
+            "command",
+            nargs=argparse.REMAINDER,
+            help="[--env …] -- then the program and its arguments",
+        )
     elif action == "list":
         p.add_argument("--json", action="store_true", help="print JSON")
     elif action == "remove":
@@ -72,12 +76,34 @@ def parse_env(items: list[str]) -> dict[str, Any]:
     return env
 
 
+def split_command(rest: list[str]) -> tuple[list[str], list[str]]:
+    """What follows NAME: `--env` items, then `--` and the server's argv (argparse stops
+    parsing options at the first positional, so the options after NAME are read here; it
+    drops a `--` that directly follows NAME)."""
+    envs: list[str] = []
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if item == "--env" and i + 1 < len(rest):
+            envs.append(rest[i + 1])
+            i += 2
+        elif item.startswith("--env="):
+            envs.append(item[6:])
+            i += 1
+        else:
+            break
+    if i < len(rest) and rest[i] == "--":
+        i += 1
+    elif envs and i < len(rest):
+        fail(f"unexpected {rest[i]!r}: give the server's command after --")
+    return envs, rest[i:]
+
+
 def cmd_mcp_add(args: argparse.Namespace) -> int:
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
+    more_env, command = split_command(list(args.command))
     if not command:
         fail("give the server's command after --, e.g. talon mcp add notes -- python server.py")
+    args.env = [*args.env, *more_env]
     env = parse_env(args.env)
 
     async def body(c: AdminClient) -> int:
