@@ -320,6 +320,38 @@ class McpToolPin(BaseModel):
     approved_by: str | None = None
     pending: dict[str, Any] | None = None
 
+    def diff(self) -> list[str]:
+        """What changed in a quarantined tool, pinned first: a unified diff of its description
+        and of its input schema (pretty JSON). Raw upstream text: print it through safe_text."""
+        import difflib
+        import json
+
+        pending = self.pending or {}
+        out: list[str] = []
+        pairs = (
+            ("description", self.description, str(pending.get("description", ""))),
+            (
+                "input_schema",
+                json.dumps(self.input_schema, indent=2, sort_keys=True),
+                json.dumps(pending.get("input_schema", {}), indent=2, sort_keys=True),
+            ),
+        )
+        for what, old, new in pairs:
+            if old == new:
+                out.append(f"{what}: unchanged")
+                continue
+            out.extend(
+                d.rstrip("\n")
+                for d in difflib.unified_diff(
+                    old.splitlines(),
+                    new.splitlines(),
+                    f"{what} (pinned)",
+                    f"{what} (now)",
+                    lineterm="",
+                )
+            )
+        return out
+
 
 class McpServerInfo(BaseModel):
     """A registered MCP server: argv, env by kind only (`value` or `secret:NAME`), its

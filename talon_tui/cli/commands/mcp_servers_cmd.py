@@ -8,8 +8,6 @@ declares each verb's arguments, for whichever module owns the `mcp` argparse tre
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,7 @@ from .common import fail, line, print_json
 
 if TYPE_CHECKING:
     from talon_tui.client import AdminClient
-    from talon_tui.engine.api import McpServerInfo, McpToolPin
+    from talon_tui.engine.api import McpServerInfo
 
 
 def run_admin(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]) -> int:
@@ -155,36 +153,6 @@ def cmd_mcp_remove(args: argparse.Namespace) -> int:
     return run_admin(args, body)
 
 
-def pin_diff(pin: McpToolPin) -> list[str]:
-    """What changed in a quarantined tool: a unified diff of its description and of its input
-    schema (pretty JSON), pinned first, as lines safe to print."""
-    pending = pin.pending or {}
-    out: list[str] = []
-    pairs = (
-        ("description", pin.description, str(pending.get("description", ""))),
-        (
-            "input_schema",
-            json.dumps(pin.input_schema, indent=2, sort_keys=True),
-            json.dumps(pending.get("input_schema", {}), indent=2, sort_keys=True),
-        ),
-    )
-    for what, old, new in pairs:
-        if old == new:
-            out.append(f"{what}: unchanged")
-            continue
-        out.extend(
-            line(d.rstrip("\n"))
-            for d in difflib.unified_diff(
-                old.splitlines(),
-                new.splitlines(),
-                f"{what} (pinned)",
-                f"{what} (now)",
-                lineterm="",
-            )
-        )
-    return out
-
-
 def cmd_mcp_approve(args: argparse.Namespace) -> int:
     async def body(c: AdminClient) -> int:
         servers = {s.name: s for s in await c.list_mcp_servers()}
@@ -197,7 +165,7 @@ def cmd_mcp_approve(args: argparse.Namespace) -> int:
         if pin.status != "quarantined":
             fail(f"tool {args.tool!r} of {args.name} is not quarantined; nothing to approve")
         print(f"{line(args.name)} tool {line(args.tool)} changed since it was pinned:")
-        print("\n".join(pin_diff(pin)))
+        print("\n".join(line(d) for d in pin.diff()))
         if not args.yes:
             if not sys.stdin.isatty():
                 fail("not approved: give --yes to approve without a terminal")
