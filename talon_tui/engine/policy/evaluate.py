@@ -194,6 +194,10 @@ def remember_override(
         c["roots"] = [_rel(target.path)]
         c["exact_argv"] = [list(p.argv)]
         what = f"{posixpath.basename(p.argv[0])} with exactly its argv in {_rel(target.path)}"
+    elif isinstance(p, McpCallParams):
+        c["servers"] = [p.server]  # never the override's "*"
+        c["tools"] = [p.tool]
+        what = f"{p.server} tool {p.tool}"
     else:  # pragma: no cover - every tool is handled above
         return None
     doc = {

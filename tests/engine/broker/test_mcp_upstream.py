@@ -298,3 +298,12 @@ def test_policy_and_advisor_for_mcp_call():
     assert d.decision == "DENY" and "unknown parameter" in d.reason
     with pytest.raises(TalonError):
         parse_policy(mcp_policy([]))
+
+
+def test_remembered_mcp_approval_is_narrowed_to_the_one_tool():
+    wide = parse_policy(mcp_policy(["*"], approval="always", servers=["*"]))
+    remembered = evaluate.remember_override(call("notes", "delete_note", {"name": "a"}), wide)
+    assert remembered is not None
+    assert remembered.override["constraints"]["servers"] == ["notes"]
+    assert remembered.override["constraints"]["tools"] == ["delete_note"]
+    assert remembered.override["approval"] == "always"

@@ -58,7 +58,7 @@ def talon(serve, *args, input_text=None):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("mcp-pipe")
-    serve = Serve(root / "data", {"TALON_APPROVAL_TIMEOUT": "20"}).start()
+    serve = Serve(root / "data", {"TALON_APPROVAL_TIMEOUT": "90"}).start()
     up = root / "up"
     (up / "notes").mkdir(parents=True)
     ws = root / "ws"
@@ -133,7 +133,7 @@ def test_calls_through_the_pipe(served):
                             {"server": "notes", "tool": "delete_note", "arguments": {"name": name}},
                         )
                     )
-                    for _ in range(400):
+                    for _ in range(1200):
                         pending = await admin.list_approvals()
                         if pending:
                             break
