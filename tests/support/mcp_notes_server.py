@@ -13,7 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import MCPServer
+# run as a script, this directory is sys.path[0], and tests/support/mcp.py would shadow the SDK
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
 
 STATE = Path(sys.argv[1])
 NOTES = STATE / "notes"
