@@ -40,6 +40,7 @@ from .screens.jump import JumpScreen
 from .screens.policy_editor import PolicyEditorScreen
 from .screens.replay import ReplayScreen
 from .screens.run_timeline import RunTimelineScreen
+from .screens.servers import ServersScreen
 from .screens.session_detail import SessionDetailScreen
 from .screens.session_replay import SessionReplayScreen
 from .screens.sessions import SessionsScreen
@@ -87,6 +88,11 @@ SCREENS: dict[str, ScreenSpec] = {
     "skills": ScreenSpec(
         "registered skills and their signatures",
         lambda app: SkillsScreen(app.engine),
+        top_level=True,
+    ),
+    "servers": ScreenSpec(
+        "MCP servers: status, tool pins, approve changes",
+        lambda app: ServersScreen(app.engine),
         top_level=True,
     ),
     "session": ScreenSpec(
@@ -159,6 +165,7 @@ class TalonApp(Navigator):
         Binding("3", "go('approvals')", "approvals", id="app.approvals", show=False),
         Binding("4", "go('audit')", "audit", id="app.audit", show=False),
         Binding("5", "go('skills')", "skills", id="app.skills", show=False),
+        Binding("6", "go('servers')", "servers", id="app.servers", show=False),
         # from anywhere; shown in the dashboard's footer and in `?` (the footer is narrow)
         Binding("r", "go('replay')", "replay", id="app.replay", show=False, tooltip="Replay a run"),
     ]

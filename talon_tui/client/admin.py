@@ -24,6 +24,8 @@ from ..engine.api import (
     ApprovalRequest,
     BusMessage,
     EngineStatus,
+    McpServerInfo,
+    McpToolPin,
     ReplayResult,
     RunComparison,
     RunSummary,
@@ -277,6 +279,23 @@ class AdminClient:
 
     async def set_secret(self, name: str, value: str) -> None:
         await self.call("secret.set", name=name, value=value)
+
+    async def add_mcp_server(
+        self, name: str, command: list[str], env: dict[str, Any] | None = None
+    ) -> McpServerInfo:
+        reply = await self.call("mcp.server.add", name=name, command=command, env=env)
+        return McpServerInfo.model_validate(reply["server"])
+
+    async def list_mcp_servers(self) -> list[McpServerInfo]:
+        servers = (await self.call("mcp.server.list"))["servers"]
+        return [McpServerInfo.model_validate(s) for s in servers]
+
+    async def remove_mcp_server(self, name: str) -> None:
+        await self.call("mcp.server.remove", name=name)
+
+    async def approve_mcp_tool(self, server: str, tool: str) -> McpToolPin:
+        reply = await self.call("mcp.tool.approve", server=server, tool=tool)
+        return McpToolPin.model_validate(reply["tool"])
 
     def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]:
         """Bus messages over a dedicated connection (closed when the iterator is closed).

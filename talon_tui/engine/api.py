@@ -301,4 +301,67 @@ class EngineAPI(Protocol):
     async def register_skill(self, skill: dict[str, Any]) -> SkillInfo: ...
     async def revoke_token(self, jti: str | None = None, session_id: str | None = None) -> None: ...
     async def set_secret(self, name: str, value: str) -> None: ...
+    async def list_mcp_servers(self) -> list[McpServerInfo]: ...
+    async def approve_mcp_tool(self, server: str, tool: str) -> McpToolPin: ...
     def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]: ...
+
+
+class McpToolPin(BaseModel):
+    """A tool of a registered MCP server as pinned (status `pinned` or `quarantined`); a
+    quarantined tool carries the content it changed to in `pending`."""
+
+    server: str
+    tool: str
+    status: Literal["pinned", "quarantined"]
+    sha256: str
+    description: str
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    pinned: str = ""
+    approved_by: str | None = None
+    pending: dict[str, Any] | None = None
+
+    def diff(self) -> list[str]:
+        """What changed in a quarantined tool, pinned first: a unified diff of its description
+        and of its input schema (pretty JSON). Raw upstream text: print it through safe_text."""
+        import difflib
+        import json
+
+        pending = self.pending or {}
+        out: list[str] = []
+        pairs = (
+            ("description", self.description, str(pending.get("description", ""))),
+            (
+                "input_schema",
+                json.dumps(self.input_schema, indent=2, sort_keys=True),
+                json.dumps(pending.get("input_schema", {}), indent=2, sort_keys=True),
+            ),
+        )
+        for what, old, new in pairs:
+            if old == new:
+                out.append(f"{what}: unchanged")
+                continue
+            out.extend(
+                d.rstrip("\n")
+                for d in difflib.unified_diff(
+                    old.splitlines(),
+                    new.splitlines(),
+                    f"{what} (pinned)",
+                    f"{what} (now)",
+                    lineterm="",
+                )
+            )
+        return out
+
+
+class McpServerInfo(BaseModel):
+    """A registered MCP server: argv, env by kind only (`value` or `secret:NAME`), its
+    process state as the broker sees it, and its tools' pins."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    added: str = ""
+    status: str = "stopped"
+    restarts: int = 0
+    last_error: str = ""
+    tools: list[McpToolPin] = Field(default_factory=list)

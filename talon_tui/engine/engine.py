@@ -48,6 +48,7 @@ from .runtime.approvals import ApprovalOutcome, ApprovalQueue
 from .runtime.bus import EventBus
 from .runtime.delegated import DelegatedFlow
 from .runtime.limits import Aggregator, ApprovalLimits, ToolLimits, ToolScheduler
+from .runtime.mcp import McpFlow
 from .runtime.state import policy_sha256
 from .store import EngineStore, GroupCommit
 
@@ -58,7 +59,7 @@ PREVIEW_MAX_LINES = 5000
 PREVIEW_LINE_CHARS = 2000
 
 
-class Engine(DelegatedFlow):
+class Engine(DelegatedFlow, McpFlow):
     """The in-process engine. `await start()` before use, `await stop()` at the end."""
 
     def __init__(
@@ -134,6 +135,7 @@ class Engine(DelegatedFlow):
             self.admin_token = self.store.admin_token()
             await self._loop.run_in_executor(self._pool, self.store.open, self.checkpoint_every)
             self.audit = self.store.audit
+            self.store.mcp.emit = self._mcp_emit
             self._commit = GroupCommit(self.audit, self._pool)
             for event in await self._loop.run_in_executor(self._pool, self.store.read_all):
                 self.runs.apply(event)

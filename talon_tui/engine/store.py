@@ -38,6 +38,7 @@ from .core.paths import DataDir, write_private
 from .core.redact import SecretRedaction
 from .errors import BadRequest, NotFound, TalonError
 from .policy.models import Policy, Session, Skill, ToolIntent
+from .runtime.mcp import McpRegistry
 from .runtime.secrets import SecretStore
 from .runtime.state import StateStore
 from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
@@ -122,12 +123,14 @@ class EngineStore:
             revocations=self.revocations,
             min_iat=int(time.time()) - 1,
         )
+        self.mcp = McpRegistry(self.state, self.secrets)
         self.broker = Broker(
             self.verifier,
             secrets=self.secrets,
             docker_runtime=self.docker_runtime,
             skill_verifier=self.skill_verified,
             data_dir=str(self.data.root),
+            mcp_host=self.mcp,
         )
         for s in self.state.list_sessions():
             self._sessions[s.id] = s
@@ -159,13 +162,16 @@ class EngineStore:
                 return
 
     def close(self) -> None:
+        broker = getattr(self, "broker", None)
+        if broker is not None:
+            broker.close()
         try:
             self.audit.close()
         finally:
             self.state.close()
 
     def close_quietly(self) -> None:
-        for part in ("audit", "state"):
+        for part in ("broker", "audit", "state"):
             obj = getattr(self, part, None)
             if obj is not None:
                 with contextlib.suppress(Exception):  # failing to start: keep the first error

@@ -49,6 +49,7 @@ TOOL_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "docker.run": ("images", "network", "mounts", "ttl_seconds"),
     "shell.exec": ("commands", "roots", "ttl_seconds"),
+    "mcp.call": ("servers", "tools", "max_bytes", "ttl_seconds"),
 }
 ALL_FIELDS = (
     "roots",
@@ -57,6 +58,8 @@ ALL_FIELDS = (
     "methods",
     "images",
     "commands",
+    "servers",
+    "tools",
     "mounts",
     "network",
     "allow_private_addresses",
@@ -70,6 +73,8 @@ CHIP_FIELDS = {
     "images": "image",
     "commands": "command",
     "mounts": "mount",
+    "servers": "plain",
+    "tools": "plain",
 }
 LABELS = {
     "roots": "Roots — directories relative to the workspace (enter adds one)",
@@ -79,6 +84,8 @@ LABELS = {
     "images": "Images — pinned by digest: name@sha256:… or sha256:<image id>",
     "commands": "Commands — exact absolute program paths, run without a shell",
     "mounts": "Mounts — host_dir:container_dir[:ro|rw] (read-only unless :rw)",
+    "servers": "MCP servers — registered names (talon mcp list)",
+    "tools": "MCP tools — the upstream's names (echo, not notes__echo)",
     "network": "Container network (unchecked: no network at all)",
     "allow_private_addresses": "Private addresses (unchecked: public internet only)",
     "max_bytes": "Max bytes read or written",
@@ -95,6 +102,8 @@ PLACEHOLDERS = {
     "images": "e.g. sha256:0123…",
     "commands": "e.g. /usr/bin/wc",
     "mounts": "e.g. /srv/data:/data:ro",
+    "servers": "e.g. notes",
+    "tools": "e.g. echo",
 }
 
 
@@ -163,6 +172,9 @@ def constraint_summary(override: dict[str, Any]) -> Text:
         part("roots", _values(c.get("roots") or []))
         if c.get("exact_argv"):
             part("only", f"{len(c['exact_argv'])} exact argv")
+    elif tool == "mcp.call":
+        part("servers", _values(c.get("servers") or []))
+        part("tools", _values(c.get("tools") or []))
     if c.get("ttl_seconds") is not None and override.get("allow", True):
         part("ttl", f"{c['ttl_seconds']} s")
     if override.get("note"):

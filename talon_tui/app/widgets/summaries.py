@@ -14,6 +14,8 @@ def intent_target(params: Any) -> str:
     """The one param that says what an intent touches (path, url, image, argv)."""
     if not isinstance(params, dict):
         return ""
+    if "server" in params and "tool" in params:  # mcp.call: the upstream server's tool
+        return f"{params['server']}__{params['tool']}"
     for key in ("path", "url", "image", "argv"):
         if key in params:
             value = params[key]
@@ -36,6 +38,11 @@ def result_summary(tool: str | None, params: Any, output: Any, status: str | Non
     out = output if isinstance(output, dict) else {}
     if status and status != "ok":
         return status
+    if tool == "mcp.call":
+        error = " (is_error)" if out.get("is_error") else ""
+        return (
+            f"{out.get('server', '')}__{out.get('tool', '')}: {out.get('bytes', '?')} bytes{error}"
+        )
     if tool == "file.read":
         return f"read {out.get('bytes', '?')} bytes of {out.get('path', params.get('path', ''))}"
     if tool == "file.write":

@@ -31,6 +31,12 @@ def _run(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]
         fail(f"{exc.code}: {exc.message}" if exc.code else exc.message)
 
 
+def run_admin(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]) -> int:
+    """Run `body` with an admin client connected to the engine; a TalonError is one line,
+    exit 2 (for verb modules other than this one)."""
+    return _run(args, body)
+
+
 def cmd_session_create(args: argparse.Namespace) -> int:
     policy = load_json_file(args.policy) if args.policy else None
 

@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -31,6 +32,7 @@ from ..policy.models import (
     ToolIntent,
     format_validation_error,
 )
+from .mcp import McpHost, McpSupervisor, run_mcp_call
 
 
 class SecretSource(Protocol):
@@ -64,6 +66,7 @@ class Broker:
         docker_runtime: str | None = None,
         skill_verifier: Callable[[str, str], bool] | None = None,
         data_dir: str | None = None,
+        mcp_host: McpHost | None = None,
     ) -> None:
         self.verifier = verifier
         #: the engine's data dir, written into every container's labels (None: not labelled)
@@ -82,7 +85,14 @@ class Broker:
             "http.fetch": self._http_fetch,
             "docker.run": self._docker_run,
             "shell.exec": self._shell_exec,
+            "mcp.call": self._mcp_call,
         }
+        #: upstream MCP servers (started on first use); None: no data dir or no host
+        self.mcp: McpSupervisor | None = None
+        if mcp_host is not None and data_dir is not None:
+            self.mcp = McpSupervisor(
+                mcp_host, secrets=secrets, base_dir=str(Path(data_dir) / "mcp")
+            )
         #: (tool, canonical cons bytes) -> validated constraints model, least recently used first
         self._cons_cache: OrderedDict[tuple[str, bytes], BaseModel] = OrderedDict()
         self._cons_lock = threading.Lock()
@@ -212,6 +222,14 @@ class Broker:
             skill_check=self.skill_verifier,
             owner=owner,
         )
+
+    def _mcp_call(self, params: Any, constraints: Any, session: Session) -> dict[str, Any]:
+        return run_mcp_call(params, constraints, self.mcp)
+
+    def close(self) -> None:
+        """Stop what the broker keeps running (upstream MCP servers)."""
+        if self.mcp is not None:
+            self.mcp.close()
 
     def reap_leftover_containers(self) -> list[dict[str, Any]]:
         """Blocking: remove the containers earlier instances of this engine left behind (a

@@ -138,6 +138,10 @@ async def op_intent_cancel(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     return {"withdrawn": withdrawn}
 
 
+async def op_mcp_tools(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"tools": await ctx.engine.mcp_tools()}
+
+
 # --------------------------------------------------------------------------- admin ops
 
 
@@ -304,6 +308,27 @@ async def op_secret_set(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+async def op_mcp_server_add(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    server = await ctx.engine.add_mcp_server(
+        field(f, "name", str), field(f, "command", list), field(f, "env", dict, None)
+    )
+    return {"server": server.model_dump()}
+
+
+async def op_mcp_server_list(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    return {"servers": [s.model_dump() for s in await ctx.engine.list_mcp_servers()]}
+
+
+async def op_mcp_server_remove(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    await ctx.engine.remove_mcp_server(field(f, "name", str))
+    return {}
+
+
+async def op_mcp_tool_approve(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    pin = await ctx.engine.approve_mcp_tool(field(f, "server", str), field(f, "tool", str))
+    return {"tool": pin.model_dump()}
+
+
 async def op_events_subscribe(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
     from_seq = field(f, "from_seq", int, None)
     if from_seq is not None and from_seq < 0:
@@ -327,6 +352,7 @@ AGENT_OPS: dict[str, Op] = {
     "intent.cancel": op_intent_cancel,
     "decide": op_decide,
     "tool.report": op_tool_report,
+    "mcp.tools": op_mcp_tools,
 }
 
 ADMIN_OPS: dict[str, Op] = {
@@ -355,6 +381,10 @@ ADMIN_OPS: dict[str, Op] = {
     "token.revoke": op_token_revoke,
     "secret.set": op_secret_set,
     "events.subscribe": op_events_subscribe,
+    "mcp.server.add": op_mcp_server_add,
+    "mcp.server.list": op_mcp_server_list,
+    "mcp.server.remove": op_mcp_server_remove,
+    "mcp.tool.approve": op_mcp_tool_approve,
 }
 
 COMMON_OPS: dict[str, Op] = {"hello": op_hello}

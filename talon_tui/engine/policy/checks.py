@@ -635,3 +635,61 @@ def command_allowed(argv0: str, commands: list[str]) -> bool:
 def argv_allowed(argv: list[str], exact_argv: list[list[str]] | None) -> bool:
     """Any argv when `exact_argv` is None, else only a vector listed there exactly."""
     return exact_argv is None or list(argv) in exact_argv
+
+
+# --------------------------------------------------------------------------- mcp.call
+
+#: words that make an upstream MCP tool's name sound destructive (matched per word of the name)
+DESTRUCTIVE_WORDS: frozenset[str] = frozenset(
+    {
+        "delete",
+        "del",
+        "remove",
+        "rm",
+        "drop",
+        "truncate",
+        "destroy",
+        "erase",
+        "purge",
+        "wipe",
+        "write",
+        "overwrite",
+        "update",
+        "put",
+        "post",
+        "create",
+        "move",
+        "rename",
+        "exec",
+        "execute",
+        "run",
+        "shell",
+        "eval",
+        "kill",
+        "terminate",
+        "shutdown",
+        "reset",
+        "send",
+        "push",
+        "merge",
+        "deploy",
+        "install",
+        "transfer",
+        "pay",
+    }
+)
+
+
+def mcp_tool_destructive(name: str) -> bool:
+    """True when an upstream tool's name has a destructive-sounding word (`delete_note`,
+    `runQuery`, `fs.write`); `"*"` counts, since it includes every such tool."""
+    if name == "*":
+        return True
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    words = re.split(r"[^A-Za-z0-9]+", spaced.lower())
+    return any(w in DESTRUCTIVE_WORDS for w in words if w)
+
+
+def mcp_name_allowed(name: str, allowed: list[str]) -> bool:
+    """Exact match against an allowlist of names; `"*"` in the list matches any name."""
+    return "*" in allowed or name in allowed

@@ -27,6 +27,8 @@ from ..errors import ConstraintViolation
 from . import checks
 from .models import (
     HTTP_METHODS,
+    MCP_SERVER_NAME_RE,
+    MCP_TOOL_NAME_RE,
     PARAM_MODELS,
     Decision,
     DockerConstraints,
@@ -36,6 +38,8 @@ from .models import (
     FileWriteParams,
     HttpConstraints,
     HttpFetchParams,
+    McpCallParams,
+    McpConstraints,
     Override,
     Policy,
     SecretRef,
@@ -190,6 +194,10 @@ def remember_override(
         c["roots"] = [_rel(target.path)]
         c["exact_argv"] = [list(p.argv)]
         what = f"{posixpath.basename(p.argv[0])} with exactly its argv in {_rel(target.path)}"
+    elif isinstance(p, McpCallParams):
+        c["servers"] = [p.server]  # never the override's "*"
+        c["tools"] = [p.tool]
+        what = f"{p.server} tool {p.tool}"
     else:  # pragma: no cover - every tool is handled above
         return None
     doc = {
@@ -252,6 +260,12 @@ def _prepare(intent: ToolIntent) -> _Target:
                     raise _Refused(f"argv[{i}] contains a NUL byte")
             cwd = checks.normalize_rel_path(params.cwd, what="cwd")
             return _Target(params=params, path=cwd)
+        if isinstance(params, McpCallParams):
+            if not MCP_SERVER_NAME_RE.match(params.server):
+                raise _Refused(f"server {params.server!r} is not a registered server name")
+            if not MCP_TOOL_NAME_RE.match(params.tool):
+                raise _Refused(f"tool {params.tool!r} is not an MCP tool name")
+            return _Target(params=params)
     except ConstraintViolation as exc:
         raise _Refused(f"{tool} refused: {exc.message}") from exc
     raise _Refused(f"unknown tool {tool!r}")  # pragma: no cover - Tool is a closed Literal
@@ -295,6 +309,8 @@ def _describe(intent: ToolIntent, t: _Target) -> str:
         return f"image {p.image}"
     if isinstance(p, ShellExecParams):
         return f"program {p.argv[0]} in {_rel(t.path)}"
+    if isinstance(p, McpCallParams):
+        return f"tool {p.tool} of server {p.server}"
     return intent.tool  # pragma: no cover
 
 
@@ -332,6 +348,12 @@ def _mismatch(
         if isinstance(c, DockerConstraints) and isinstance(p, DockerRunParams):
             if not checks.image_allowed(p.image, c.images):
                 return f"image {p.image} is not in images {c.images}"
+            return None
+        if isinstance(c, McpConstraints) and isinstance(p, McpCallParams):
+            if not checks.mcp_name_allowed(p.server, c.servers):
+                return f"server {p.server} is not in servers {c.servers}"
+            if not checks.mcp_name_allowed(p.tool, c.tools):
+                return f"tool {p.tool} is not in tools {c.tools}"
             return None
     except ConstraintViolation as exc:
         return exc.message
@@ -438,6 +460,13 @@ def _fix(intent: ToolIntent, t: _Target) -> dict[str, Any] | None:
         constraints = {"commands": [p.argv[0]], "roots": [_rel(t.path)]}
         approval = "always"
         note = f"suggested: {posixpath.basename(p.argv[0])} in {_rel(t.path)}, each run approved"
+    elif isinstance(p, McpCallParams):
+        constraints = {"servers": [p.server], "tools": [p.tool]}
+        if checks.mcp_tool_destructive(p.tool):
+            approval = "always"
+            note = f"suggested: {p.server} tool {p.tool}, each call approved"
+        else:
+            note = f"suggested: {p.server} tool {p.tool}"
     else:  # pragma: no cover - every tool is handled above
         return None
     doc = {

@@ -25,8 +25,15 @@ from pydantic import (
 from ..core.canon import loads_strict
 from ..errors import PolicyInvalid
 
-TOOLS: tuple[str, ...] = ("file.read", "file.write", "http.fetch", "docker.run", "shell.exec")
-Tool = Literal["file.read", "file.write", "http.fetch", "docker.run", "shell.exec"]
+TOOLS: tuple[str, ...] = (
+    "file.read",
+    "file.write",
+    "http.fetch",
+    "docker.run",
+    "shell.exec",
+    "mcp.call",
+)
+Tool = Literal["file.read", "file.write", "http.fetch", "docker.run", "shell.exec", "mcp.call"]
 ApprovalMode = Literal["never", "always", "untrusted"]
 DecisionKind = Literal["ALLOW", "DENY", "REQUIRE_APPROVAL"]
 Origin = Literal["agent", "skill", "operator"]
@@ -292,15 +299,50 @@ class ShellConstraints(BaseConstraints):
         return self
 
 
+#: a registered MCP server's name, and an upstream tool's name as an allowlist entry
+MCP_SERVER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+MCP_TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+class McpConstraints(BaseConstraints):
+    """mcp.call: registered server names and the upstream's own tool names (`echo`, not
+    `notes__echo`); `"*"` matches any and must be written on purpose (the advisor flags it)."""
+
+    servers: list[str]
+    tools: list[str]
+    max_bytes: int = Field(65_536, ge=0, le=64 << 20)
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "servers")
+        for s in v:
+            if s != "*" and not MCP_SERVER_NAME_RE.match(s):
+                raise ValueError(f"servers: {s!r} is not a server name")
+        return v
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, v: list[str]) -> list[str]:
+        v = _nonblank_list(v, "tools")
+        for t in v:
+            if t != "*" and not MCP_TOOL_NAME_RE.match(t):
+                raise ValueError(f"tools: {t!r} is not an MCP tool name")
+        return v
+
+
 CONSTRAINT_MODELS: dict[str, type[BaseConstraints]] = {
     "file.read": FileConstraints,
     "file.write": FileConstraints,
     "http.fetch": HttpConstraints,
     "docker.run": DockerConstraints,
     "shell.exec": ShellConstraints,
+    "mcp.call": McpConstraints,
 }
 
-Constraints = FileConstraints | HttpConstraints | DockerConstraints | ShellConstraints
+Constraints = (
+    FileConstraints | HttpConstraints | DockerConstraints | ShellConstraints | McpConstraints
+)
 
 
 # --------------------------------------------------------------------------- policy
@@ -448,12 +490,19 @@ class ShellExecParams(Strict):
     cwd: str = "."
 
 
+class McpCallParams(Strict):
+    server: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 PARAM_MODELS: dict[str, type[Strict]] = {
     "file.read": FileReadParams,
     "file.write": FileWriteParams,
     "http.fetch": HttpFetchParams,
     "docker.run": DockerRunParams,
     "shell.exec": ShellExecParams,
+    "mcp.call": McpCallParams,
 }
 
 
@@ -541,4 +590,11 @@ AUDIT_EVENT_TYPES: tuple[str, ...] = (
     "audit.checkpoint",
     "tool.reaped",
     "tool.reported",
+    "mcp.server.added",
+    "mcp.server.removed",
+    "mcp.server.started",
+    "mcp.server.crashed",
+    "mcp.tool_pinned",
+    "mcp.tool_changed",
+    "mcp.tool_approved",
 )

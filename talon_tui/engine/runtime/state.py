@@ -35,7 +35,16 @@ SCHEMA_VERSION = 1
 AGENT_KEY_PREFIX = "tln_ag_"
 MAX_LABEL_CHARS = 200
 
-_TABLES = ("meta", "sessions", "policies", "agent_keys", "skills", "secret_refs")
+_TABLES = (
+    "meta",
+    "sessions",
+    "policies",
+    "agent_keys",
+    "skills",
+    "secret_refs",
+    "mcp_servers",
+    "mcp_pins",
+)
 
 
 class StateCorrupt(TalonError):
@@ -403,6 +412,43 @@ class StateStore:
             raise NotFound(f"no skill {name!r} version {version!r} is registered")
 
     # ----------------------------------------------------------------------- secret names
+
+    # ----------------------------------------------------------------------- mcp servers
+
+    def put_mcp_server(self, doc: Mapping[str, Any]) -> None:
+        """Insert or replace a registered MCP server (`name`, `command`, `env`, ...)."""
+        with self._lock:
+            self._db.table("mcp_servers").upsert(dict(doc), Query().name == doc["name"])
+
+    def list_mcp_servers(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return sorted(
+                (dict(d) for d in self._db.table("mcp_servers").all()),
+                key=lambda d: str(d.get("name")),
+            )
+
+    def remove_mcp_server(self, name: str) -> bool:
+        """Forget the server and its pins; False when no such server."""
+        q = Query()
+        with self._lock:
+            removed = self._db.table("mcp_servers").remove(q.name == name)
+            self._db.table("mcp_pins").remove(q.server == name)
+        return bool(removed)
+
+    def mcp_pins(self, server: str | None = None) -> list[dict[str, Any]]:
+        q = Query()
+        with self._lock:
+            table = self._db.table("mcp_pins")
+            docs = table.all() if server is None else table.search(q.server == server)
+        return [dict(d) for d in docs]
+
+    def put_mcp_pin(self, doc: Mapping[str, Any]) -> None:
+        """Insert or replace the pin of (`server`, `tool`)."""
+        q = Query()
+        with self._lock:
+            self._db.table("mcp_pins").upsert(
+                dict(doc), (q.server == doc["server"]) & (q.tool == doc["tool"])
+            )
 
     def add_secret_ref(self, name: str) -> None:
         """Record that a secret called `name` exists (its value lives in SecretStore)."""

@@ -13,6 +13,7 @@ from ..models import (
     DockerConstraints,
     FileConstraints,
     HttpConstraints,
+    McpConstraints,
     Override,
     Policy,
     ShellConstraints,
@@ -33,6 +34,7 @@ from ._base import (
 from ._docker import advise_docker
 from ._file import advise_roots
 from ._http import READ_ONLY_METHODS, SHARED_SUFFIXES, advise_http
+from ._mcp import advise_mcp
 from ._shell import INTERPRETERS, advise_shell
 
 __all__ = [
@@ -108,6 +110,8 @@ def _override_advice(index: int, o: Override, workspace: str | None) -> list[Adv
         out.extend(advise_http(index, o, c))
     elif isinstance(c, DockerConstraints):
         out.extend(advise_docker(index, o, c, workspace))
+    elif isinstance(c, McpConstraints):
+        out.extend(advise_mcp(index, o, c))
     if c is not None and c.ttl_seconds > LONG_TTL_SECONDS:
         out.append(
             make_advice(
