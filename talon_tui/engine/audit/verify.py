@@ -447,26 +447,36 @@ def verify_log(
     ]
     done: list[Chunk] = []
     exp_seq, exp_prev = 0, ZERO_HASH
-    with _pool_context().Pool(nworkers) as pool:
-        # a few ranges in flight at a time, not all of them queued: terminating the pool on
-        # damage while its task thread is still feeding a long queue can hang (CPython's Pool)
+    # A few ranges in flight at a time, and the pool is never terminated: on damage nothing
+    # more is queued and the ranges in flight are let finish (close + join). Pool.terminate()
+    # while its task thread is feeding workers can hang for good (CPython's Pool).
+    pool = _pool_context().Pool(nworkers)
+    bad: Chunk | None = None
+    try:
         pending = deque(pool.apply_async(_scan, task) for task in tasks[: 2 * nworkers])
         queued = len(pending)
         while pending:
             chunk = pending.popleft().get()
-            if queued < len(tasks):
-                pending.append(pool.apply_async(_scan, tasks[queued]))
-                queued += 1
             linked = chunk.count == 0 or (
                 chunk.first_seq == exp_seq and chunk.first_prev == exp_prev
             )
             if chunk.error is not None or not linked:
-                pool.terminate()
-                return sequential(chunk.start, exp_seq, exp_prev, done)
+                bad = chunk
+                break
+            if queued < len(tasks):
+                pending.append(pool.apply_async(_scan, tasks[queued]))
+                queued += 1
             done.append(chunk)
             if chunk.count:
                 assert chunk.last_seq is not None and chunk.last_hash is not None  # count > 0
                 exp_seq, exp_prev = chunk.last_seq + 1, chunk.last_hash
             if progress is not None:
                 progress(chunk.end, size)
+        for rest in pending:
+            rest.wait()
+    finally:
+        pool.close()
+        pool.join()
+    if bad is not None:
+        return sequential(bad.start, exp_seq, exp_prev, done)
     return report(done, None)
