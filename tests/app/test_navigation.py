@@ -120,6 +120,7 @@ def test_the_registry_lists_what_jump_and_the_palette_show():
         "audit",
         "replay",
         "skills",
+        "servers",
         "session",
         "policy",
         "quit",

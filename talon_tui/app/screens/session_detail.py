@@ -21,6 +21,7 @@ from ..widgets.safe_text import labelled, safe_text
 from ..widgets.summaries import short_ts
 from .audit import EventDetailScreen
 from .base import TalonScreen, fill_table
+from .run_compare import RunCompareScreen
 
 TABS = ("runs", "policy", "audit", "agents")
 
@@ -238,8 +239,6 @@ class SessionDetailScreen(TalonScreen):
             self.compare_from = run_id
             self.notify(f"compare {run_id} with…: select another run and press c", markup=False)
             return
-        from .run_compare import RunCompareScreen
-
         first, self.compare_from = self.compare_from, None
         self.app.push_screen(RunCompareScreen(self.engine, first, run_id))
 

@@ -28,6 +28,7 @@ from talon_tui.engine.errors import TalonError
 
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen
+from .replay import WhatIfScreen
 
 WINDOW = 1500  # steps read per window
 ZOOMS = ("session", "run", "minute")
@@ -346,8 +347,6 @@ class SessionReplayScreen(TalonScreen):
         await self._go_to_seq(target)
 
     def action_what_if(self) -> None:
-        from .replay import WhatIfScreen
-
         self.app.push_screen(WhatIfScreen(self.engine, self.session_id), self.apply_what_if)
 
     def apply_what_if(self, choice: dict[str, Any] | None) -> None:
