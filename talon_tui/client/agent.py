@@ -111,6 +111,11 @@ class InternalError(ClientError):
     code = ErrorCode.INTERNAL
 
 
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class ConnectionClosedError(InternalError, EngineUnreachable):
     """The engine closed the connection (or was never reachable)."""
 
@@ -396,6 +401,10 @@ class AsyncConnection:
             raise self.error or ConnectionClosedError("the connection is closed")
         req_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
+        # A lost connection fails every waiting future; the caller that stopped waiting (its
+        # send broke, or it was cancelled) must not leave asyncio's "Future exception was
+        # never retrieved" on the operator's terminal: the loss is reported via `error`.
+        fut.add_done_callback(_retrieve)
         self._waiting[req_id] = fut
         try:
             self._writer.write(_encode({"id": req_id, "op": op, **fields}))
