@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 _TAIL_BLOCK = 1 << 16
 _KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
+#: the longest a caller of `sync()` waits for the other writers of the last fsync (gather)
+GATHER_WAIT_S = 0.002
 
 
 class AuditHead(NamedTuple):
@@ -96,6 +98,14 @@ def encode_event(event: dict[str, Any]) -> tuple[bytes, str]:
 
 #: one event to write: (type, session_id, run_id, data)
 EventSpec = tuple[str, "str | None", "str | None", "dict[str, Any] | None"]
+
+
+class EventFields(TypedDict, total=False):
+    """`append`'s keyword arguments, for `append_durable` (which passes them on)."""
+
+    session_id: str | None
+    run_id: str | None
+    data: dict[str, Any] | None
 
 
 def _check_event(type: str, session_id: Any, run_id: Any, data: Any) -> None:
@@ -132,6 +142,7 @@ class AuditLog:
         *,
         checkpoint_every: int = MAX_UNSIGNED_EVENTS,
         max_fsyncs: int = 1,
+        gather_wait: float = GATHER_WAIT_S,
         clock: Clock | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
         timer_tick: float = 1.0,
@@ -148,9 +159,17 @@ class AuditLog:
         self._key_id = key_id(signing_key.public_key())
         self._fd: int | None = None
         self._lock = threading.RLock()
-        self._sync_cond = threading.Condition()
+        sync_lock = threading.Lock()
+        self._sync_cond = threading.Condition(sync_lock)  # the end of an fsync
+        self._gather_cond = threading.Condition(sync_lock)  # a caller entered sync()
         self._inflight: list[int] = []  # `upto` of each running fsync, in start order
         self.max_fsyncs = max_fsyncs
+        self.gather_wait = gather_wait
+        self.gather_waits = 0  # times a caller of sync() waited for the others (gather)
+        self._syncing = 0  # callers inside sync()
+        self._gathering = False  # a caller is waiting for the others before it fsyncs
+        self._round_callers = 1  # callers inside sync() when the last fsync started
+        self._fsync_s = 0.0  # how long the last fsync took
         self._written = 0  # events appended (next seq)
         self._durable = 0  # events known to be on disk
         self.fsyncs = 0  # fsyncs done by sync(), and the events they made durable
@@ -198,7 +217,7 @@ class AuditLog:
                 os.fsync(fd)
                 self.recovered = {"side_file": side.name, "bytes": len(torn), "reason": reason}
                 self.append("audit.recovered", data=self.recovered)
-                self.sync()
+                self._sync(False)
             if self._written and self._last_type != CHECKPOINT_TYPE:
                 # a previous run died with its tail unsigned: sign it now, so the tail of a
                 # log this engine writes never spans more than one run
@@ -331,7 +350,7 @@ class AuditLog:
             if self._failed is None and self._written > 0 and self._last_type != CHECKPOINT_TYPE:
                 self._write_checkpoint()
             else:
-                self.sync()
+                self._sync(False)
             os.close(self._fd)
             self._fd = None
 
@@ -387,15 +406,9 @@ class AuditLog:
         with self._lock:
             return self._emit(items)
 
-    def append_durable(
-        self,
-        type: str,
-        *,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        event = self.append(type, session_id=session_id, run_id=run_id, data=data)
+    def append_durable(self, type: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
+        """`append`, then `sync()`: the event is on disk when this returns."""
+        event = self.append(type, **fields)
         self.sync()
         return event
 
@@ -494,7 +507,7 @@ class AuditLog:
                     except Exception:  # a broken listener must never stop auditing
                         log.exception("audit listener %r failed on event %d", fn, event["seq"])
         if last_cp is not None:
-            self.sync()  # HEAD must never name an event that is not on disk
+            self._sync(False)  # HEAD must never name an event that is not on disk
             write_private(
                 self.head_path, orjson.dumps(last_cp, option=orjson.OPT_SORT_KEYS) + b"\n"
             )
@@ -534,33 +547,61 @@ class AuditLog:
         finding that many running waits for one to end. Lines written while fsyncs run are
         all covered by the next one, so concurrent writers share fsyncs; and since each fsync
         makes durable everything written before it started, finishing out of order is fine.
+
+        Gather: a caller about to start an fsync while fewer callers wait than the previous
+        fsync covered first waits for the others (they are appending their next event), for
+        at most as long as that fsync took and `gather_wait` (0: never). Without it, the
+        callers an fsync wakes append while the next one runs and wait for the one after, so
+        they split into two cohorts that each get half the fsyncs. One caller at a time (the
+        engine's flusher thread) never waits.
         """
+        self._sync(self.gather_wait > 0)
+
+    def _sync(self, gather: bool) -> None:
+        """`sync()`; `gather` False where the caller holds the write lock (a checkpoint, open,
+        close): nobody else can append then, so there is nothing to wait for."""
         target = self._written
         cond = self._sync_cond
         with cond:
-            while self._durable < target:
-                if self._failed is not None:
-                    raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
-                if self._inflight and self._inflight[-1] >= target:
-                    cond.wait()  # a running fsync covers this caller's events
-                elif len(self._inflight) < self.max_fsyncs:
-                    upto = self._written  # every line counted here is already written
-                    self._inflight.append(upto)
-                    break
+            self._syncing += 1
+            if self._syncing >= self._round_callers:
+                self._gather_cond.notify()
+            try:
+                while self._durable < target:
+                    if self._failed is not None:
+                        raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
+                    if self._inflight and self._inflight[-1] >= target:
+                        cond.wait()  # a running fsync covers this caller's events
+                    elif len(self._inflight) < self.max_fsyncs:
+                        if gather and not self._inflight and self._syncing < self._round_callers:
+                            if self._gathering:
+                                cond.wait()  # the caller gathering will cover this one
+                            else:
+                                self._gather()
+                            continue
+                        upto = self._written  # every line counted here is already written
+                        self._inflight.append(upto)
+                        if gather:
+                            self._round_callers = self._syncing
+                        break
+                    else:
+                        cond.wait()
                 else:
-                    cond.wait()
-            else:
-                return
+                    return
+            finally:
+                self._syncing -= 1
         try:
             fd = self._fd
             if fd is None:
                 raise AuditClosed(f"audit log {self.path} is not open")
+            t0 = time.perf_counter()
             try:
                 os.fdatasync(fd)
             except OSError as exc:
                 self._failed = f"{exc.strerror} syncing {self.path}"
                 raise AuditWriteError(f"cannot sync the audit log: {self._failed}") from exc
             with cond:
+                self._fsync_s = time.perf_counter() - t0
                 self.fsyncs += 1
                 if upto > self._durable:
                     self.fsynced_events += upto - self._durable
@@ -569,3 +610,19 @@ class AuditLog:
             with cond:
                 self._inflight.remove(upto)
                 cond.notify_all()
+
+    def _gather(self) -> None:
+        """Under the sync lock: wait until as many callers wait as the last fsync covered,
+        an fsync starts, or as long as the last fsync took (at most `gather_wait`)."""
+        deadline = time.monotonic() + min(self._fsync_s, self.gather_wait)
+        self._gathering = True
+        self.gather_waits += 1
+        try:
+            while self._syncing < self._round_callers and not self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._gather_cond.wait(left):
+                    # nobody more came: expect as many as are here from now on
+                    self._round_callers = self._syncing
+                    return
+        finally:
+            self._gathering = False
