@@ -75,8 +75,6 @@ log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 _TAIL_BLOCK = 1 << 16
 _KNOWN_TYPES = frozenset(AUDIT_EVENT_TYPES)
-#: the longest a caller of `sync()` waits for the other writers of the last fsync (gather)
-GATHER_WAIT_S = 0.002
 
 
 class AuditHead(NamedTuple):
@@ -141,8 +139,6 @@ class AuditLog:
         signing_key: Ed25519PrivateKey,
         *,
         checkpoint_every: int = MAX_UNSIGNED_EVENTS,
-        max_fsyncs: int = 1,
-        gather_wait: float = GATHER_WAIT_S,
         clock: Clock | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
         timer_tick: float = 1.0,
@@ -159,17 +155,10 @@ class AuditLog:
         self._key_id = key_id(signing_key.public_key())
         self._fd: int | None = None
         self._lock = threading.RLock()
-        sync_lock = threading.Lock()
-        self._sync_cond = threading.Condition(sync_lock)  # the end of an fsync
-        self._gather_cond = threading.Condition(sync_lock)  # a caller entered sync()
-        self._inflight: list[int] = []  # `upto` of each running fsync, in start order
-        self.max_fsyncs = max_fsyncs
-        self.gather_wait = gather_wait
-        self.gather_waits = 0  # times a caller of sync() waited for the others (gather)
-        self._syncing = 0  # callers inside sync()
-        self._gathering = False  # a caller is waiting for the others before it fsyncs
-        self._round_callers = 1  # callers inside sync() when the last fsync started
-        self._fsync_s = 0.0  # how long the last fsync took
+        self._sync_lock = threading.Lock()  # guards the group commit's state below
+        self._running: _Fsync | None = None
+        self._heir: threading.Lock | None = None  # the caller that leads the next fsync waits here
+        self._next_latch = _closed_latch()  # the callers the next fsync covers wait here
         self._written = 0  # events appended (next seq)
         self._durable = 0  # events known to be on disk
         self.fsyncs = 0  # fsyncs done by sync(), and the events they made durable
@@ -217,7 +206,7 @@ class AuditLog:
                 os.fsync(fd)
                 self.recovered = {"side_file": side.name, "bytes": len(torn), "reason": reason}
                 self.append("audit.recovered", data=self.recovered)
-                self._sync(False)
+                self.sync()
             if self._written and self._last_type != CHECKPOINT_TYPE:
                 # a previous run died with its tail unsigned: sign it now, so the tail of a
                 # log this engine writes never spans more than one run
@@ -350,7 +339,7 @@ class AuditLog:
             if self._failed is None and self._written > 0 and self._last_type != CHECKPOINT_TYPE:
                 self._write_checkpoint()
             else:
-                self._sync(False)
+                self.sync()
             os.close(self._fd)
             self._fd = None
 
@@ -507,7 +496,7 @@ class AuditLog:
                     except Exception:  # a broken listener must never stop auditing
                         log.exception("audit listener %r failed on event %d", fn, event["seq"])
         if last_cp is not None:
-            self._sync(False)  # HEAD must never name an event that is not on disk
+            self.sync()  # HEAD must never name an event that is not on disk
             write_private(
                 self.head_path, orjson.dumps(last_cp, option=orjson.OPT_SORT_KEYS) + b"\n"
             )
@@ -541,88 +530,88 @@ class AuditLog:
     def sync(self) -> None:
         """Return once every event appended before this call is on disk (group commit).
 
-        A caller waits for an fsync already running when that fsync started after its event
-        was written (it covers it); otherwise it starts one that covers every line written
-        so far. At most `max_fsyncs` run at once (one = plain leader/follower); a caller
-        finding that many running waits for one to end. Lines written while fsyncs run are
-        all covered by the next one, so concurrent writers share fsyncs; and since each fsync
-        makes durable everything written before it started, finishing out of order is fine.
+        One fsync runs at a time, started by a caller (the leader) and covering every line
+        written when it starts. A caller whose events the running fsync covers waits for it
+        to end; the first caller it does not cover waits to lead the next one (the heir);
+        later callers wait for that one. So concurrent writers share fsyncs, a lone caller
+        fsyncs at once with no other thread involved, and every wait is a plain lock (a
+        latch per fsync, opened once; each waiter it wakes wakes the next), which costs
+        about half the context switches of a condition variable's wake-all.
 
-        Gather: a caller about to start an fsync while fewer callers wait than the previous
-        fsync covered first waits for the others (they are appending their next event), for
-        at most as long as that fsync took and `gather_wait` (0: never). Without it, the
-        callers an fsync wakes append while the next one runs and wait for the one after, so
-        they split into two cohorts that each get half the fsyncs. One caller at a time (the
-        engine's flusher thread) never waits.
+        Fails closed: after a failed (or interrupted) fsync every caller not yet durable,
+        and every later append, raises `AuditWriteError`.
         """
-        self._sync(self.gather_wait > 0)
-
-    def _sync(self, gather: bool) -> None:
-        """`sync()`; `gather` False where the caller holds the write lock (a checkpoint, open,
-        close): nobody else can append then, so there is nothing to wait for."""
         target = self._written
-        cond = self._sync_cond
-        with cond:
-            self._syncing += 1
-            if self._syncing >= self._round_callers:
-                self._gather_cond.notify()
-            try:
-                while self._durable < target:
-                    if self._failed is not None:
-                        raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
-                    if self._inflight and self._inflight[-1] >= target:
-                        cond.wait()  # a running fsync covers this caller's events
-                    elif len(self._inflight) < self.max_fsyncs:
-                        if gather and not self._inflight and self._syncing < self._round_callers:
-                            if self._gathering:
-                                cond.wait()  # the caller gathering will cover this one
-                            else:
-                                self._gather()
-                            continue
-                        upto = self._written  # every line counted here is already written
-                        self._inflight.append(upto)
-                        if gather:
-                            self._round_callers = self._syncing
-                        break
-                    else:
-                        cond.wait()
+        lock = self._sync_lock
+        lock.acquire()
+        while True:
+            if self._durable >= target:
+                lock.release()
+                return
+            if self._failed is not None:
+                lock.release()
+                raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
+            running = self._running
+            if running is None:
+                break  # lead: start the fsync
+            if running.upto >= target:
+                latch = running.latch  # the running fsync covers this caller's events
+            elif self._heir is None:
+                heir = self._heir = _closed_latch()
+                lock.release()
+                heir.acquire()  # opened when the running fsync ends: look again, lead
+                lock.acquire()
+                continue
+            else:
+                latch = self._next_latch  # the heir's fsync will cover this caller
+            lock.release()
+            latch.acquire()  # opened when that fsync ends; pass the wake on
+            latch.release()
+            lock.acquire()
+        fd = self._fd
+        if fd is None:
+            waiting, self._next_latch = self._next_latch, _closed_latch()
+            lock.release()
+            waiting.release()  # those who waited for this caller's fsync find out themselves
+            raise AuditClosed(f"audit log {self.path} is not open")
+        # every line counted here is already written; whoever waits on the next latch read
+        # its target before this, so this fsync covers them all
+        running = self._running = _Fsync(self._next_latch, self._written)
+        self._next_latch = _closed_latch()
+        lock.release()
+        error: str | None = "the fsync was interrupted"
+        try:
+            os.fdatasync(fd)
+            error = None
+        except OSError as exc:
+            error = f"{exc.strerror} syncing {self.path}"
+            raise AuditWriteError(f"cannot sync the audit log: {error}") from exc
+        finally:
+            with lock:
+                if error is None:
+                    self.fsyncs += 1
+                    self.fsynced_events += running.upto - self._durable
+                    self._durable = running.upto
                 else:
-                    return
-            finally:
-                self._syncing -= 1
-        try:
-            fd = self._fd
-            if fd is None:
-                raise AuditClosed(f"audit log {self.path} is not open")
-            t0 = time.perf_counter()
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                self._failed = f"{exc.strerror} syncing {self.path}"
-                raise AuditWriteError(f"cannot sync the audit log: {self._failed}") from exc
-            with cond:
-                self._fsync_s = time.perf_counter() - t0
-                self.fsyncs += 1
-                if upto > self._durable:
-                    self.fsynced_events += upto - self._durable
-                    self._durable = upto
-        finally:
-            with cond:
-                self._inflight.remove(upto)
-                cond.notify_all()
+                    if self._failed is None:
+                        self._failed = error
+                    self._next_latch.release()  # no next fsync: its waiters find the failure
+                    self._next_latch = _closed_latch()
+                self._running = None
+                next_leader, self._heir = self._heir, None
+            running.latch.release()
+            if next_leader is not None:
+                next_leader.release()
 
-    def _gather(self) -> None:
-        """Under the sync lock: wait until as many callers wait as the last fsync covered,
-        an fsync starts, or as long as the last fsync took (at most `gather_wait`)."""
-        deadline = time.monotonic() + min(self._fsync_s, self.gather_wait)
-        self._gathering = True
-        self.gather_waits += 1
-        try:
-            while self._syncing < self._round_callers and not self._inflight:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._gather_cond.wait(left):
-                    # nobody more came: expect as many as are here from now on
-                    self._round_callers = self._syncing
-                    return
-        finally:
-            self._gathering = False
+
+class _Fsync(NamedTuple):
+    """The running fsync: its waiters' latch and the count of events it makes durable."""
+
+    latch: threading.Lock
+    upto: int
+
+
+def _closed_latch() -> threading.Lock:
+    latch = threading.Lock()
+    latch.acquire()
+    return latch
