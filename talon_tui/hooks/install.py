@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse")
-MODULE = "talon_tui.cli"
+#: the hook's launcher, run by path: `python -I -S` puts neither `site` nor PYTHONPATH to work
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "script.py")
 BACKUP_SUFFIX = ".talon-backup"
 CREATED_SUFFIX = ".talon-created"
 
@@ -40,13 +41,15 @@ def settings_path(agent: str, scope: str, home: Path, project: Path) -> Path:
 
 
 def hook_command(agent: str, key_file: Path, data_dir: Path, wait_seconds: int) -> str:
-    """The command line the agent runs per tool call: the `talon` script beside this Python
-    when there is one (no runpy at start-up), else `python -m talon_tui.cli`."""
-    script = Path(sys.executable).with_name("talon")
-    program = [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", MODULE]
+    """The command line the agent runs per tool call: this Python, isolated (`-I`) and without
+    `site` (`-S`), running `script.py` beside this file by its absolute path (see there: it
+    saves most of Python's start-up and fails closed)."""
     return shlex.join(
         [
-            *program,
+            sys.executable,
+            "-I",
+            "-S",
+            SCRIPT,
             "hook",
             agent,
             "--key-file",

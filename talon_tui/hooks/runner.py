@@ -31,7 +31,6 @@ nothing: the tool has already run.
 from __future__ import annotations
 
 import _socket
-import contextlib
 import json
 import os
 import sys
@@ -430,6 +429,8 @@ def emit(answer: Answer) -> int:
         sys.stderr.write(answer.stderr or "Talon: could not write the hook answer\n")
         return 2
     if answer.stderr:
-        with contextlib.suppress(OSError):
+        try:
             sys.stderr.write(answer.stderr)
+        except OSError:
+            pass  # the answer is out; a note the agent cannot show changes nothing
     return answer.exit_code
