@@ -31,11 +31,11 @@ nothing: the tool has already run.
 from __future__ import annotations
 
 import _socket
-import json
 import os
 import sys
 
 from ..engine.core.peer import PeerRefused, check_engine_peer
+from .jsonio import dumps, loads
 from .mapping import BadToolInput, Plan, Protected, plan_call
 
 TYPE_CHECKING = False  # typing is not imported at run time: the hook's start-up is its cost
@@ -148,7 +148,7 @@ class Pipe:
 
     def _frame(self, op: str, **fields: Any) -> bytes:
         self._ids += 1
-        line = json.dumps({"id": self._ids, "op": op, **fields}, ensure_ascii=False) + "\n"
+        line = dumps({"id": self._ids, "op": op, **fields}, ensure_ascii=False) + "\n"
         return line.encode("utf-8")
 
     def _reply(self, req_id: int) -> dict[str, Any]:
@@ -156,7 +156,7 @@ class Pipe:
             raw = self._readline()
             if not raw:
                 raise HookError("Talon's engine closed the connection")
-            reply = json.loads(raw)
+            reply = loads(raw)
             if not isinstance(reply, dict):
                 raise HookError("Talon's engine sent a reply that is not an object")
             if "event" in reply or reply.get("id") not in (req_id, None):
@@ -211,7 +211,7 @@ def _deny(agent: str, event: str, reason: str) -> Answer:
             "permissionDecision": "deny",
             "permissionDecisionReason": reason,
         }
-    return Answer(stdout=json.dumps({"hookSpecificOutput": out}), stderr=reason + "\n")
+    return Answer(stdout=dumps({"hookSpecificOutput": out}), stderr=reason + "\n")
 
 
 def _allow(agent: str, event: str, reason: str) -> Answer:
@@ -225,7 +225,7 @@ def _allow(agent: str, event: str, reason: str) -> Answer:
             "permissionDecision": "allow",
             "permissionDecisionReason": f"Talon: {reason}",
         }
-    return Answer(stdout=json.dumps({"hookSpecificOutput": out}))
+    return Answer(stdout=dumps({"hookSpecificOutput": out}))
 
 
 def last_resort(reason: str) -> Answer:
@@ -248,6 +248,8 @@ def output_digest(value: Any) -> tuple[str, int]:
     try:
         data = canonical(value)
     except NotCanonical:
+        import json  # off the decision path (see jsonio)
+
         data = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
         ).encode("utf-8", "surrogatepass")
@@ -261,6 +263,7 @@ def call_ref(payload: dict[str, Any]) -> str:
     if isinstance(ref, str) and 0 < len(ref) <= 200:
         return ref
     import hashlib  # only for agents that send no call id
+    import json
 
     body = json.dumps(
         [payload.get("tool_name"), payload.get("tool_input")],
@@ -366,6 +369,8 @@ def _summary(payload: dict[str, Any]) -> str:
     tool_input = payload.get("tool_input")
     if isinstance(tool_input, dict) and isinstance(tool_input.get("command"), str):
         return tool_input["command"]
+    import json  # only for a multi-intent call that is not a command line (see jsonio)
+
     return json.dumps(tool_input, ensure_ascii=False, default=str)
 
 
@@ -396,7 +401,7 @@ def _report(
 
 def _event_of(raw: bytes) -> str | None:
     try:
-        payload = json.loads(raw)
+        payload = loads(raw)
     except ValueError:
         return None
     event = payload.get("hook_event_name") if isinstance(payload, dict) else None
@@ -425,7 +430,7 @@ def run(opts: HookOptions, raw: bytes, **kw: Any) -> Answer:
         if len(raw) > MAX_STDIN_BYTES:
             raise HookError("the hook input is larger than 4 MiB")
         try:
-            payload = json.loads(raw)
+            payload = loads(raw)
         except ValueError as exc:
             raise HookError(f"the hook input is not JSON ({exc})") from None
         event = _event_of(raw)

@@ -212,6 +212,9 @@ def test_the_hook_imports_no_site_and_nothing_heavy(tmp_path):
     assert "talon_tui.hooks.runner" in imported
     for heavy in (
         "site",
+        "json",  # talon_tui.hooks.jsonio: the C codec without `json`'s `re`
+        "re",
+        "enum",
         "pathlib",
         "argparse",
         "typing",
