@@ -4,9 +4,11 @@
 per tool call, so Python's own start-up is most of the hook's cost. `-I` (isolated: no
 `PYTHON*` variables, no user site-packages, neither the current nor this file's directory on
 `sys.path`) and `-S` (no `site`: no `.pth` files, among them an editable install's import
-finder) take about two thirds of that start-up away. The hook needs only the standard library
-and `talon_tui`, so this file puts the directory that holds `talon_tui` on `sys.path`, after
-the standard library, and runs the hook verb.
+finder) take about two thirds of that start-up away. This file then puts the directory that
+holds `talon_tui` on `sys.path`, after the standard library, and after it each `--path DIR`
+that `talon hook install` wrote: the environment's site-packages, where `site` would have
+found Talon's dependencies (a PostToolUse report hashes with `engine.core.canon`, which
+imports orjson). Then it runs the hook verb.
 
 Fails closed: anything that goes wrong before the hook runs exits 2 with the reason on stderr,
 which blocks the call in Claude Code and Codex (any other non-zero exit lets it through). A
@@ -28,11 +30,18 @@ def _refuse(reason: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    while argv[:1] == ["--path"] and len(argv) > 1:  # where the environment's packages live
+        extra.append(argv[1])
+        argv = argv[2:]
     if argv[:1] != ["hook"] or argv[1:2] == [] or argv[1] not in AGENTS:
-        return _refuse(f"usage: {os.path.basename(__file__)} hook claude-code|codex [options]")
+        return _refuse(
+            f"usage: {os.path.basename(__file__)} [--path DIR]… hook claude-code|codex [options]"
+        )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if root not in sys.path:
-        sys.path.append(root)
+    for path in (root, *extra):
+        if path not in sys.path:
+            sys.path.append(path)
     try:
         from talon_tui.hooks.command import run_hook_verb
 

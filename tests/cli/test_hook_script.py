@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,11 @@ def test_the_installed_command_is_isolated_python_running_the_script_by_path(tmp
         hook_install.hook_command("claude-code", tmp_path / "k", tmp_path / "d", 150)
     )
     assert words[:4] == [sys.executable, "-I", "-S", str(SCRIPT)]
-    assert words[4:6] == ["hook", "claude-code"]
+    hook = words.index("hook")
+    assert words[hook + 1] == "claude-code"
+    paths = words[4:hook]
+    assert paths[0::2] == ["--path"] * (len(paths) // 2)
+    assert sysconfig.get_paths()["purelib"] in paths[1::2]  # where orjson & co. live
     assert words[words.index("--key-file") + 1] == str(tmp_path / "k")
 
 
@@ -73,6 +78,32 @@ def test_the_installed_command_decides_against_a_real_engine(served, tmp_path):
     )
     assert answer_of(allowed) == "allow"
     assert answer_of(denied) == "deny"
+
+
+def test_the_installed_command_reports_a_tool_outcome(served, tmp_path):
+    """PostToolUse hashes the output with engine.core.canon, which needs orjson from the
+    environment's site-packages: `python -S` finds it through the `--path` install wrote."""
+    serve, sid, ws, key_file = served
+    argv = shlex.split(hook_install.hook_command("codex", key_file, serve.data, 30))
+    call = {
+        "hook_event_name": "PreToolUse",
+        "cwd": str(ws),
+        "tool_name": "Read",
+        "tool_input": {"file_path": f"{ws}/work/a.txt"},
+        "tool_use_id": "toolu_report",
+    }
+    decided = subprocess.run(argv, input=json.dumps(call).encode(), capture_output=True, timeout=60)
+    assert decided.returncode == 0 and decided.stdout == b"", decided.stderr
+    report = {**call, "hook_event_name": "PostToolUse", "tool_response": {"content": "hello"}}
+    done = subprocess.run(argv, input=json.dumps(report).encode(), capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    events = [
+        json.loads(line)
+        for line in (serve.data / "audit" / "audit.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    reported = [e for e in events if e["type"] == "tool.reported" and e.get("session_id") == sid]
+    assert reported, "no tool.reported event"
 
 
 def test_the_environment_cannot_swap_the_hook(served, tmp_path):
@@ -137,7 +168,15 @@ def test_the_script_fails_closed_when_talon_cannot_start(tmp_path, broken):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["hook"], ["hook", "cursor"], ["serve"], ["hook", "install", "codex"]],
+    [
+        [],
+        ["hook"],
+        ["hook", "cursor"],
+        ["serve"],
+        ["hook", "install", "codex"],
+        ["--path", "/tmp"],
+        ["--path", "/tmp", "serve"],
+    ],
 )
 def test_the_script_runs_only_the_hook_verb(argv):
     done = subprocess.run(
