@@ -119,7 +119,7 @@ def main() -> int:
                 "hook_allowed_read_ms": hook,
                 "hook_via_talon_script_ms": [
                     str(Path(sys.executable).with_name("talon")),
-                    *hook[4:],
+                    *hook[hook.index("hook") :],
                 ],
                 "python_c_pass_ms": [sys.executable, "-c", "pass"],
                 "python_isolated_no_site_c_pass_ms": [sys.executable, "-I", "-S", "-c", "pass"],
@@ -140,7 +140,7 @@ def main() -> int:
             serve.send_signal(signal.SIGTERM)
             serve.wait(30)
     figures: dict[str, object] = {
-        "command": shlex.join(hook[:6]) + " …",
+        "command": shlex.join(hook[: hook.index("hook") + 2]) + " …",
         "n": args.n,
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
