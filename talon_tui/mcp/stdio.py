@@ -95,10 +95,13 @@ async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | No
     wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
     saved_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
     saved_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         os.dup2(null, 0)
-        os.dup2(2, 1)
+        try:
+            os.dup2(2, 1)
+        except OSError:  # no stderr: stray output goes nowhere rather than onto the wire
+            os.dup2(null, 1)
     finally:
         os.close(null)
     write_transport: asyncio.BaseTransport | None = None
