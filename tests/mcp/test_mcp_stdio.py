@@ -144,4 +144,3 @@ def test_the_gateway_serves_the_sdk_client_without_worker_threads(talon: Talon) 
 
     threads = run(body())
     assert len(threads) == 1, threads
-
