@@ -3,8 +3,8 @@
 Both ways in land here: the `talon` script (`talon_tui.cli.main` sends the hook verb here before
 anything else is imported) and `script.py`, the file the command that `talon hook install`
 writes runs. It imports only the standard library and `talon_tui.hooks` (no pathlib, no
-argparse but for `--help`), checked with `python -X importtime` in
-tests/cli/test_hook_imports.py.
+argparse but for `--help`, no `json`: see jsonio), checked with `python -X importtime` in
+tests/cli/test_hook_script.py and tests/cli/test_hook_install.py.
 """
 
 from __future__ import annotations
