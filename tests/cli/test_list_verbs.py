@@ -1,4 +1,4 @@
-"""The listing verbs (`session list`, `approvals list`) print through one helper
+"""The listing verbs (`session list`, `approvals list`, `mcp list`) print through one helper
 (`commands.common.print_rows`): a JSON list with --json, else one line per row, else one line
 saying there is nothing. Pinned here against a real `talon serve`."""
 
@@ -39,6 +39,10 @@ def test_empty_lists_say_so_and_rows_keep_their_columns(served):
     assert json.loads(talon(serve, "session", "list", "--json")) == []
     assert talon(serve, "approvals", "list") == "no approvals waiting\n"
     assert json.loads(talon(serve, "approvals", "list", "--json")) == []
+    assert talon(serve, "mcp", "list") == (
+        "no MCP servers registered (talon mcp add NAME -- CMD ARGS…)\n"
+    )
+    assert json.loads(talon(serve, "mcp", "list", "--json")) == []
 
     made = json.loads(talon(serve, "session", "create", "lists", "--workspace", str(ws), "--json"))
     sid = made["session"]["id"]
