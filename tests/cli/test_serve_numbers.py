@@ -79,3 +79,23 @@ def test_serve_refuses_a_bad_environment_number(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "talon: TALON_APPROVAL_TIMEOUT must be positive"
+
+
+@pytest.mark.parametrize("name", ["TALON_PIPE_IDLE_TIMEOUT", "TALON_PIPE_RATE", "TALON_PIPE_BURST"])
+def test_a_bad_pipe_number_exits_before_the_engine_starts(tmp_path, name):
+    """The pipe's numbers used to be read after `engine.start()`: a bad one exited 2 with the
+    engine never stopped (an `engine.started` with no `engine.stopped` and no final checkpoint).
+    Now every number is read first, so nothing is started at all."""
+    data = tmp_path / "d"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), name: "fast"}
+    proc = subprocess.run(
+        [*TALON, "serve", "--data-dir", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"talon: {name}='fast' is not a number"
+    log = data / "audit" / "audit.jsonl"
+    assert not log.exists() or b"engine.started" not in log.read_bytes()

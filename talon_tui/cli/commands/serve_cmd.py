@@ -137,6 +137,10 @@ async def _serve(
     exports = exports or ExportConfig()
     pipe.check_socket_dir(data.run_dir)  # before anything creates or fixes the directory
     aggregate = limit(args, "aggregate-seconds")
+    # every number is read before the engine starts: a bad one exits 2 with nothing running
+    idle_timeout = env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT)
+    rate = env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE)
+    burst = env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST)
     engine = Engine(
         data.root,
         docker_runtime=args.docker_runtime,
@@ -157,9 +161,9 @@ async def _serve(
         data.socket_path,
         max_connections=int(limit(args, "max-connections")),
         max_connections_per_agent=int(limit(args, "max-connections-per-agent")),
-        idle_timeout=env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT),
-        rate=env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE),
-        burst=env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST),
+        idle_timeout=idle_timeout,
+        rate=rate,
+        burst=burst,
         socket_group=socket_gid,
         agent_uids=agent_uids,
         hello_timeout=limit(args, "hello-timeout"),
