@@ -262,10 +262,16 @@ async def op_audit_verify(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
 
 
 async def op_replay(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    offset = field(f, "offset", int, 0)
+    if offset < 0:
+        raise BadRequest("offset must be 0 or more")
     result = await ctx.engine.replay(field(f, "run_id", str), field(f, "policy", dict, None))
     doc = result.model_dump()
-    doc["steps"] = [frames.shape(s, frames.STEP_FIELDS) for s in doc["steps"]]
-    return {"replay": doc}
+    steps = [frames.shape(s, frames.STEP_FIELDS) for s in doc["steps"][offset:]]
+    doc["steps"] = []
+    budget = frames.LIST_BUDGET_BYTES - len(frames.dumps(doc))
+    doc["steps"], more = frames.fit_list(steps, budget) if steps else ([], False)
+    return {"replay": doc, "offset": offset, "more": more}
 
 
 async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +288,55 @@ async def op_session_timeline(ctx: OpContext, f: dict[str, Any]) -> dict[str, An
         field(f, "max_markers", int, 2000),
         field(f, "summary", bool, True),
     )
-    return {"timeline": timeline.model_dump()}
+    return {"timeline": fit_timeline(timeline.model_dump())}
+
+
+def fit_timeline(doc: dict[str, Any], budget: int = frames.LIST_BUDGET_BYTES) -> dict[str, Any]:
+    """A session timeline that fits one frame, paged rather than refused: the markers (and
+    the diffs of the policy changes among them) are kept while they fit and `next_seq` then
+    names the first marker left for the next window; what-if changes are previews, listed
+    while they fit (each group's `total` counts them all)."""
+    policies = {p["seq"]: p for p in doc["policies"]}
+    diffs = {seq: p["diff"] for seq, p in policies.items()}
+    for p in doc["policies"]:
+        p["diff"] = []
+    markers, groups = doc["markers"], doc["what_if"] or []
+    doc["markers"] = []
+    for g in groups:
+        g["changes"] = [frames.shape(c, frames.CHANGE_FIELDS) for c in g["changes"]]
+    changes = [g.pop("changes") for g in groups]
+    for g in groups:
+        g["changes"] = []
+    left = budget - len(frames.dumps(doc))
+    for i, m in enumerate(markers):
+        size = len(frames.dumps(m)) + 1
+        diff = diffs.get(m["seq"]) if m["kind"] == "policy" else None
+        size += len(frames.dumps(diff)) if diff else 0
+        if size > left and i > 0:
+            doc["next_seq"] = m["seq"]
+            break
+        left -= size
+        doc["markers"].append(m)
+        if diff:
+            policies[m["seq"]]["diff"] = diff
+    for g, listed in zip(groups, changes, strict=True):
+        for c in listed:
+            size = len(frames.dumps(c)) + 1
+            if size > left:
+                break
+            left -= size
+            g["changes"].append(c)
+    return doc
+
+
+async def op_session_jump(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    seq = await ctx.engine.session_jump(
+        field(f, "session_id", str),
+        field(f, "kind", str),
+        field(f, "seq", int),
+        field(f, "direction", int, 1),
+    )
+    return {"seq": seq}
 
 
 async def op_run_compare(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +429,7 @@ ADMIN_OPS: dict[str, Op] = {
     "replay": op_replay,
     "simulate": op_simulate,
     "session.timeline": op_session_timeline,
+    "session.jump": op_session_jump,
     "run.compare": op_run_compare,
     "skill.register": op_skill_register,
     "skill.list": op_skill_list,
