@@ -47,6 +47,10 @@ POLICIES_MAX = 200
 #: the longest agent or operator string in a marker or a policy change, and a diff's size
 TEXT_MAX = 1000
 DIFF_CHARS_MAX = 200_000
+#: how far back (events of the step's run) and for how many of a window's first steps the
+#: intent or approval request that began them is looked for before the window
+LOOK_BACK = 64
+LOOK_BACK_MARKERS = 32
 #: what a jump goes to
 JUMP_KINDS = ("denial", "approval", "policy")
 
@@ -194,6 +198,27 @@ def _workspace(index: AuditIndex, session_id: str) -> str | None:
         ws = (ev.get("data") or {}).get("workspace")
         return ws if isinstance(ws, str) else None
     return None
+
+
+def _look_back(index: AuditIndex, marker: TimelineMarker, key: str) -> None:
+    """Fill in what a window's step owes to an event before the window: a decision's or an
+    execution's target (its intent), an approval's wait (its request). Reads back at most
+    LOOK_BACK events of the step's run, each checked."""
+    seqs = index.runs.get(marker.run_id) if marker.run_id else None
+    if not seqs:
+        return
+    i = bisect.bisect_left(seqs, marker.seq)
+    kind, _, wanted = key.partition(":")
+    for ev in reversed(list(index.events(seqs[max(0, i - LOOK_BACK) : i], run_id=marker.run_id))):
+        data = ev.get("data") or {}
+        if kind == "intent" and ev.get("type") == "policy.intent.received":
+            if str(data.get("intent_id")) == wanted:
+                marker.target = _short(target_of(data.get("params")))
+                return
+        elif kind == "approval" and ev.get("type") == "approval.requested":
+            if str(data.get("approval_id")) == wanted:
+                marker.wait_ms = ms_between(str(ev.get("ts", "")), marker.ts)
+                return
 
 
 def session_marks(
@@ -386,16 +411,26 @@ def session_timeline(
         start = bisect.bisect_left(seqs, from_seq)
         stop = len(seqs) if to_seq is None else bisect.bisect_left(seqs, to_seq)
         waiting: dict[str, str] = {}
+        before: list[tuple[TimelineMarker, str]] = []  # steps that began before the window
         for ev in index.events(seqs[start:stop], session_id=session_id):
             marker = _marker(ev, waiting)
             if marker is None:
                 continue
+            data = ev.get("data") or {}
             if marker.kind in ("decision", "denial", "execution"):
-                marker.target = waiting.get(f"intent:{(ev.get('data') or {}).get('intent_id')}")
+                key = f"intent:{data.get('intent_id')}"
+                marker.target = waiting.get(key)
+                if key not in waiting and len(before) < LOOK_BACK_MARKERS:
+                    before.append((marker, key))
+            elif marker.kind == "approval" and marker.wait_ms is None:
+                if len(before) < LOOK_BACK_MARKERS:
+                    before.append((marker, f"approval:{data.get('approval_id')}"))
             if len(out.markers) == max_markers:
                 out.next_seq = marker.seq
                 break
             out.markers.append(marker)
+        for marker, key in before:
+            _look_back(index, marker, key)
         lo = seqs[start] if start < len(seqs) else seqs[-1]
         hi = out.markers[-1].seq if out.next_seq is not None else seqs[max(start, stop - 1)]
         out.runs = _lanes(index, session_id, lo, hi, {m.run_id for m in out.markers})
