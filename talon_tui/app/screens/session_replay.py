@@ -328,11 +328,27 @@ class SessionReplayScreen(TalonScreen):
             await self._go_to_seq(hi)
             return
         if nxt < 0 and lo > 0:
-            await self._read(max(0, lo - WINDOW * 4), summary=False)
-            self._select_seq(lo - 1)
+            first = self.markers[0].seq
+            await self._read_back(first)
+            seqs = [m.seq for m in self.markers]  # the step just before `first`
+            self.pos = max(0, bisect.bisect_left(seqs, first) - 1)
+            self._show()
             return
         self.pos = max(0, min(len(self.markers) - 1, nxt))
         self._show()
+
+    async def _read_back(self, seq: int) -> None:
+        """Read the window that holds the step just before `seq`: from WINDOW seqs back (at
+        most WINDOW steps, so the window reaches `seq`), further back while that part of the
+        log holds none of this session's steps, and on from a window that ended short."""
+        back = WINDOW
+        while True:
+            await self._read(max(0, seq - back), summary=False)
+            while self.window[1] is not None and self.window[1] < seq:
+                await self._read(self.window[1], summary=False)
+            if seq - back <= 0 or (self.markers and self.markers[0].seq < seq):
+                return
+            back *= 4
 
     def action_zoom(self, delta: int) -> None:
         self.zoom = max(0, min(len(ZOOMS) - 1, self.zoom + delta))
