@@ -100,3 +100,22 @@ def test_replay_pages_its_steps(big):
     assert len(intents) == INTENTS
     assert all(s.params["path"].startswith(PATH) for s in intents)
     assert whole.steps[-1].type == "run.finished"
+
+
+def test_session_what_if_lists_what_fits_and_counts_all(big):
+    """Every denied write would be allowed by this policy: more changes than one frame holds.
+    The reply lists those that fit (previews) and counts them all."""
+    serve, sid, _run_id = big
+    allow = {
+        "version": 1,
+        "overrides": [{"tool": "file.write", "allow": True, "constraints": {"roots": ["work"]}}],
+    }
+
+    async def read():
+        async with await AdminClient.connect(serve.data) as admin:
+            return await admin.session_timeline(sid, allow, max_markers=1)
+
+    remote = asyncio.run(read())
+    (group,) = remote.what_if
+    assert group.total == INTENTS and 0 < len(group.changes) < INTENTS
+    assert all(c.after == "ALLOW" and c.before == "DENY" for c in group.changes)
