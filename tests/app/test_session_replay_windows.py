@@ -77,3 +77,40 @@ async def test_steps_cross_windows_both_ways_and_jumps_land(tmp_path, monkeypatc
         assert screen.current.seq == policies[-1]
         assert screen.policies[policies[-1]].diff  # read with the window it is in
         assert '+          "secret"' in screen._detail().plain
+
+
+async def test_a_long_what_if_says_how_many_it_does_not_list(tmp_path):
+    async def setup(h):
+        sid = await h.session("writer", {"version": 1, "overrides": []}, {})
+        run_id = await h.engine.begin_run(sid, "agent:a", "many writes")
+        for i in range(230):
+            intent = ToolIntent(
+                tool="file.write", params={"path": f"work/{i}.txt", "content": "x"}, origin="agent"
+            )
+            try:
+                await h.engine.submit(sid, "agent:a", intent, run_id=run_id)
+            except TalonError:
+                pass  # denied by default
+        await h.engine.end_run(sid, "agent:a", run_id, "ok")
+        h.sessions["w"] = sid
+
+    app, hosted = talon_app(tmp_path / "data", setup)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await app.go("session-replay", hosted.sessions["w"])
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, SessionReplayScreen)
+        await wait_until(pilot, lambda: screen.timeline is not None)
+        allow = {
+            "version": 1,
+            "overrides": [
+                {"tool": "file.write", "allow": True, "constraints": {"roots": ["work"]}}
+            ],
+        }
+        screen.apply_what_if({"label": "writes", "policy": allow})
+        await settle(pilot)
+        await wait_until(pilot, lambda: screen.what_if is not None)
+        text = screen._detail().plain
+        assert "what if writes: 230 decision(s) would change" in text
+        assert "… 30 more (talon replay --session lists all)" in text

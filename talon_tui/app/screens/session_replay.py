@@ -260,6 +260,10 @@ class SessionReplayScreen(TalonScreen):
                     text.append(f"    seq {c.seq} {c.tool} ")
                     text.append_text(safe_text(c.params.get("path") or c.params, 60))
                     text.append(f"  {c.before} → {c.after}\n", "yellow")
+                shown = min(200, len(g.changes))
+                if (g.total or len(g.changes)) > shown:
+                    more = (g.total or len(g.changes)) - shown
+                    text.append(f"    … {more} more (talon replay --session lists all)\n", "dim")
             text.append("\n")
         if cur is None:
             text.append("no steps in this session", "italic")
