@@ -421,8 +421,11 @@ class EngineStore:
             to_seq=to_seq,
             max_markers=max_markers,
             summary=summary,
+            index_key=self.index_key,
             on_index_rebuild=self.index_rebuilt,
-            cache=self.replay_index,
+            # a what-if reads the whole session: through an index of its own, so that the
+            # windows and jumps of the replay on screen do not wait for it
+            cache=self.replay_index if policy is None else None,
         )
 
     def session_jump(self, session_id: str, kind: str, seq: int, direction: int) -> int | None:
