@@ -117,9 +117,7 @@ def test_a_mac_valid_index_with_wrong_marks_shows_the_log(recorded):
     idx = stored(data)
     events = [json.loads(x) for x in (audit / "audit.jsonl").read_bytes().splitlines()]
     allowed = next(  # this session's ALLOW decision before its first denial
-        e["seq"]
-        for e in events
-        if e["session_id"] == SID and e["data"].get("decision") == "ALLOW"
+        e["seq"] for e in events if e["session_id"] == SID and e["data"].get("decision") == "ALLOW"
     )
     idx.marks[SID]["denial"] = array("I", [allowed, *want["denial"][1:]])
     idx.marks[SID]["policy"] = array("I", want["policy"][1:])
