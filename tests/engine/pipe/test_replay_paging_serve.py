@@ -119,3 +119,45 @@ def test_session_what_if_lists_what_fits_and_counts_all(big):
     (group,) = remote.what_if
     assert group.total == INTENTS and 0 < len(group.changes) < INTENTS
     assert all(c.after == "ALLOW" and c.before == "DENY" for c in group.changes)
+
+
+async def test_replay_pages_come_from_one_replay(tmp_path, monkeypatch):
+    """The pages of one replay are cut from the replay made for the first page (a replay
+    verifies the whole log): one replay per paged read, and a fresh one for the next read."""
+    from talon_tui.engine.core.paths import DataDir
+    from talon_tui.engine.engine import Engine
+    from talon_tui.engine.pipe.server import PipeServer
+    from talon_tui.engine.policy.models import ToolIntent
+
+    data = tmp_path / "data"
+    engine = Engine(data)
+    await engine.start()
+    pipe = PipeServer(engine, DataDir(data).socket_path)
+    await pipe.start()
+    try:
+        session, _key = await engine.create_session("big", str(tmp_path), None)
+        run_id = await engine.begin_run(session.id, "agent:a", "big")
+        for i in range(INTENTS):
+            params = {"path": f"{PATH}/{i}.txt", "content": CONTENT}
+            intent = ToolIntent(tool="file.write", params=params)
+            with pytest.raises(TalonError):
+                await engine.submit(session.id, "agent:a", intent, run_id=run_id)
+        await engine.end_run(session.id, "agent:a", run_id, "ok")
+        calls = []
+        real = engine.replay
+
+        async def counted(*args, **kwargs):
+            calls.append(args)
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "replay", counted)
+        async with await AdminClient.connect(data) as admin:
+            raw = await admin.call("replay", run_id=run_id)
+            assert raw["more"] is True and len(calls) == 1  # more than one page
+            first = await admin.replay(run_id)
+            assert len(calls) == 2 and len(first.steps) == INTENTS * 2 + 2
+            assert (await admin.replay(run_id)) == first
+            assert len(calls) == 3  # each read replays once, whatever its pages
+    finally:
+        await pipe.stop(grace=1.0)
+        await engine.stop()
