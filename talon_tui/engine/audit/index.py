@@ -539,25 +539,28 @@ class AuditIndex:
             return f"unreadable ({exc.strerror})"
         if not blob.startswith(INDEX_MAGIC):
             return "not in this version's format (an older Talon wrote it, or it was edited)"
-        body, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
+        # views, not copies: the index of a large log is tens of MB
+        body, mac = memoryview(blob)[:-_MAC_BYTES], blob[-_MAC_BYTES:]
         if len(blob) < len(INDEX_MAGIC) + 8 + _MAC_BYTES or not hmac.compare_digest(
             mac, hmac.new(self.key, body, hashlib.sha256).digest()
         ):
             return "modified (index.bin does not match its MAC)"
-        blob = body
+        view = body
         pos = len(INDEX_MAGIC)
-        (hlen,) = struct.unpack_from("<Q", blob, pos)
+        (hlen,) = struct.unpack_from("<Q", view, pos)
         pos += 8
         try:
-            meta = orjson.loads(blob[pos : pos + hlen])
+            meta = orjson.loads(view[pos : pos + hlen])
             if meta.get("version") != INDEX_VERSION:
                 return "unreadable (another version)"
             pos += hlen
             count = int(meta["count"])
             offsets = array("Q")
-            offsets.frombytes(blob[pos : pos + 8 * count])
+            offsets.frombytes(view[pos : pos + 8 * count])
             seqs = array("I")
-            seqs.frombytes(blob[pos + 8 * count :])
+            seqs.frombytes(view[pos + 8 * count :])
+            view.release()
+            del blob  # the file's bytes are in the arrays now: not held while they are split
             tables: list[dict[str, array[int]]] = [{}, {}]
             at = 0
             for table, name in zip(tables, ("runs", "sessions"), strict=True):
