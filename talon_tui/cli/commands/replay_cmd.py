@@ -83,15 +83,16 @@ def _session(args: argparse.Namespace) -> int:
 
     audit_dir, policy = _audit_dir(args), _policy(args)
     cache = IndexCache(audit_dir)  # one index for every window
+    every_lane: Any = {"cache": cache, "max_lanes": 1 << 30}  # a lane for every run printed
     try:
         tl = session_timeline(
-            audit_dir, args.session, policy=policy, max_markers=50_000, cache=cache
+            audit_dir, args.session, policy=policy, max_markers=50_000, **every_lane
         )
         markers, lanes = list(tl.markers), {r.run_id: r for r in tl.runs}
         changes = {p.seq: p for p in tl.policies}
         while tl.next_seq is not None:
             page = session_timeline(
-                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000, cache=cache
+                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000, **every_lane
             )
             markers.extend(page.markers)
             lanes.update((r.run_id, r) for r in page.runs)

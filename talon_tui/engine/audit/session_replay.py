@@ -99,11 +99,16 @@ def _lane(index: AuditIndex, session_id: str, run_id: str, number: int) -> RunLa
 
 
 def _lanes(
-    index: AuditIndex, session_id: str, lo: int, hi: int, window_runs: set[str | None]
+    index: AuditIndex,
+    session_id: str,
+    lo: int,
+    hi: int,
+    window_runs: set[str | None],
+    max_lanes: int = LANES_MAX,
 ) -> list[RunLane]:
     """The lanes of the runs that start in seqs [lo, hi] or have a step among the window's
     markers (`window_runs`), with LANE_CONTEXT runs either side in the order of their start,
-    at most LANES_MAX: found by bisection in the session's run list, and only these runs'
+    at most `max_lanes`: found by bisection in the session's run list, and only these runs'
     first and last events are read."""
     run_ids = index.runs_of(session_id)
 
@@ -120,8 +125,8 @@ def _lanes(
             if i < len(run_ids) and run_ids[i] == run_id:
                 hits.add(i)
     context = set(range(max(0, a - LANE_CONTEXT), min(len(run_ids), b + LANE_CONTEXT)))
-    chosen = sorted(hits)[:LANES_MAX]
-    chosen = sorted(set(chosen) | set(sorted(context - hits)[: LANES_MAX - len(chosen)]))
+    chosen = sorted(hits)[:max_lanes]
+    chosen = sorted(set(chosen) | set(sorted(context - hits)[: max_lanes - len(chosen)]))
     return [_lane(index, session_id, run_ids[i], i + 1) for i in chosen]
 
 
@@ -386,6 +391,7 @@ def session_timeline(
     to_seq: int | None = None,
     max_markers: int = 2000,
     summary: bool = True,
+    max_lanes: int = LANES_MAX,
     index_key: Any = KEY_FROM_DATA_DIR,
     on_index_rebuild: Callable[[str], None] | None = None,
     cache: IndexCache | None = None,
@@ -393,7 +399,8 @@ def session_timeline(
     """The markers of the window [from_seq, to_seq) (at most `max_markers`), the lanes of the
     runs around it, the session's policy changes (the window's with their diffs) and its
     counts; with `policy`, every decision it would change. `summary=False` leaves out the
-    policy changes outside the window (a further window of a timeline the caller has)."""
+    policy changes outside the window (a further window of a timeline the caller has);
+    `max_lanes` caps the lanes (a caller in process that prints every run asks for more)."""
     max_markers = max(1, min(int(max_markers), MARKERS_MAX))
 
     def read(index: AuditIndex) -> SessionTimeline:
@@ -433,7 +440,8 @@ def session_timeline(
             _look_back(index, marker, key)
         lo = seqs[start] if start < len(seqs) else seqs[-1]
         hi = out.markers[-1].seq if out.next_seq is not None else seqs[max(start, stop - 1)]
-        out.runs = _lanes(index, session_id, lo, hi, {m.run_id for m in out.markers})
+        window_runs = {m.run_id for m in out.markers}
+        out.runs = _lanes(index, session_id, lo, hi, window_runs, max(1, max_lanes))
         out.policies = _policy_changes(index, session_id, lo, hi, window_only=not summary)
         if policy is not None:
             workspace = _workspace(index, session_id)
