@@ -247,8 +247,14 @@ class AdminClient:
         return VerifyReport.model_validate((await self.call("audit.verify"))["report"])
 
     async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult:
+        """The whole replay, however many frames its steps take (`more`: ask from `offset`)."""
         reply = await self.call("replay", run_id=run_id, policy=policy)
-        return ReplayResult.model_validate(reply["replay"])
+        doc = reply["replay"]
+        while reply.get("more") and reply["replay"]["steps"]:
+            offset = reply.get("offset", 0) + len(reply["replay"]["steps"])
+            reply = await self.call("replay", run_id=run_id, policy=policy, offset=offset)
+            doc["steps"].extend(reply["replay"]["steps"])
+        return ReplayResult.model_validate(doc)
 
     async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]:
         reply = await self.call("simulate", session_id=session_id, policy=policy)
@@ -273,6 +279,15 @@ class AdminClient:
             summary=summary,
         )
         return SessionTimeline.model_validate(reply["timeline"])
+
+    async def session_jump(
+        self, session_id: str, kind: str, seq: int, direction: int = 1
+    ) -> int | None:
+        reply = await self.call(
+            "session.jump", session_id=session_id, kind=kind, seq=seq, direction=direction
+        )
+        found = reply["seq"]
+        return found if isinstance(found, int) else None
 
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
         reply = await self.call("run.compare", run_a=run_a, run_b=run_b)
