@@ -22,16 +22,14 @@ import asyncio
 import contextlib
 import json
 import os
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import REPO, start_serve, stop_serve
+
 SERVER = REPO / "tests" / "support" / "mcp_notes_server.py"
 POLICY = {
     "version": 1,
@@ -48,22 +46,6 @@ POLICY = {
 def pct(samples: list[float], q: float) -> float:
     s = sorted(samples)
     return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)
-
-
-def start_serve(data: Path) -> subprocess.Popen:
-    env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "talon_tui.cli", "serve", "--data-dir", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or b"listening" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit(f"talon serve did not start: {proc.stderr.read().decode()}")
-    return proc
 
 
 @contextlib.asynccontextmanager
@@ -163,8 +145,7 @@ def main() -> None:
         try:
             figures = asyncio.run(bench(root, args.n))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_serve(proc)
     print(json.dumps(figures, indent=1))
 
 
