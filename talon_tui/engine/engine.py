@@ -692,6 +692,16 @@ class Engine(DelegatedFlow, McpFlow):
             bool(summary),
         )
 
+    async def session_jump(
+        self, session_id: str, kind: str, seq: int, direction: int = 1
+    ) -> int | None:
+        """The seq of the session's next (direction > 0) or previous denial, approval or
+        policy change from `seq`, or None."""
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.store.session_jump, session_id, kind, int(seq), int(direction)
+        )
+
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
         await self.durable()
         return await asyncio.get_running_loop().run_in_executor(

@@ -148,6 +148,8 @@ class EngineStore:
             self.data.audit_dir, key=self.index_key
         ).status
         self.index_rebuilt(self.index_status)
+        #: the index the session replay reads through, kept between its windows and jumps
+        self.replay_index = audit_index.IndexCache(self.data.audit_dir, key=self.index_key)
         self.audit.sync()
 
     def index_rebuilt(self, status: str) -> None:
@@ -421,6 +423,22 @@ class EngineStore:
             summary=summary,
             index_key=self.index_key,
             on_index_rebuild=self.index_rebuilt,
+            # a what-if reads the whole session: through an index of its own, so that the
+            # windows and jumps of the replay on screen do not wait for it
+            cache=self.replay_index if policy is None else None,
+        )
+
+    def session_jump(self, session_id: str, kind: str, seq: int, direction: int) -> int | None:
+        from .audit import session_replay
+
+        return session_replay.session_jump(
+            self.data.audit_dir,
+            session_id,
+            kind,
+            seq,
+            direction,
+            on_index_rebuild=self.index_rebuilt,
+            cache=self.replay_index,
         )
 
     def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
