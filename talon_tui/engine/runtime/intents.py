@@ -28,8 +28,9 @@ from ..errors import (
 )
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
-from ..store import INLINE_TOOLS, EngineStore
+from ..store import INLINE_TOOLS
 from .approvals import AGENT_CANCEL, ApprovalOutcome
+from .host import EngineHost
 from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
 
@@ -123,18 +124,16 @@ class _IntentRun:
             flow._idle.set()
 
 
-class IntentFlow:
+class IntentFlow(EngineHost):
     """Mixed into `Engine`: runs and intents from agents (and from skills' answers).
 
-    What the flow uses of its host is declared here, so this module needs no import of
-    `engine.py` (the Engine sets these attributes and defines these methods)."""
+    What the flow uses of its host is declared here and in `EngineHost`, so this module needs
+    no import of `engine.py` (the Engine sets these attributes and defines these methods)."""
 
-    store: EngineStore
     audit: AuditLog
     bus: EventBus
     approvals: ApprovalQueue
     runs: RunProjection
-    started: bool
     max_output_bytes: int
     _active: int
     _idle: asyncio.Event
@@ -146,17 +145,6 @@ class IntentFlow:
     if TYPE_CHECKING:
 
         def _session(self, session_id: str, *, open_only: bool = False) -> Session: ...
-
-        def _record(
-            self,
-            etype: str,
-            data: dict[str, Any],
-            *,
-            session_id: str | None = None,
-            run_id: str | None = None,
-        ) -> dict[str, Any]: ...
-
-        async def durable(self) -> None: ...
 
     async def begin_run(self, session_id: str, subject: str, content: str = "") -> str:
         """Open a run in the session; returns its id."""
@@ -751,8 +739,8 @@ class IntentFlow:
             try:
                 if not isinstance(raw, dict) or set(raw) - {"tool", "params"}:
                     raise BadRequest("a skill intent must be an object {tool, params}")
-                intent = ToolIntent(
-                    tool=raw.get("tool"), params=raw.get("params") or {}, origin="skill"
+                intent = ToolIntent.model_validate(
+                    {"tool": raw.get("tool"), "params": raw.get("params") or {}, "origin": "skill"}
                 )
             except (BadRequest, ValueError) as exc:
                 outcomes.append({"ok": False, "error": BadRequest(str(exc)).to_wire()})

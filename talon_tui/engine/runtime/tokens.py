@@ -405,13 +405,15 @@ class CapabilityVerifier:
         A TokenMacKey pins HS256 (and the one header the issuer writes); an Ed25519 public key
         pins EdDSA. A private key is refused: a verifier never holds one."""
         self._mac: TokenMacKey | None = None
+        self._key: Ed25519PublicKey | None = None
         if isinstance(public_key, TokenMacKey):
             self._mac = public_key
-        elif not isinstance(public_key, Ed25519PublicKey):
+        elif isinstance(public_key, Ed25519PublicKey):
+            self._key = public_key
+        else:
             raise TypeError("CapabilityVerifier needs an Ed25519 public key or a TokenMacKey")
         if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
             raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
-        self._key = public_key
         self.replay_cache = replay_cache if replay_cache is not None else JtiCache()
         self.revocations = revocations if revocations is not None else RevocationList()
         self._leeway = leeway
@@ -472,6 +474,7 @@ class CapabilityVerifier:
             raise _reject("malformed", f"token longer than {MAX_TOKEN_CHARS} characters")
         if self._mac is not None:
             return self._decode_mac(self._mac, token)
+        assert self._key is not None  # one of the two, from __init__
         header = _unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise _reject(
