@@ -5,7 +5,6 @@ the process) and the engine really using it."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -17,20 +16,25 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.tokens import (
+    CONS,
+    IH,
+    b64u,
+    good_payload,
+    issue,
+    reason_of,
+    unb64u,
+    verify,
+)
 
 from talon_tui.engine.core.canon import intent_hash
-from talon_tui.engine.errors import ErrorCode, TokenInvalid
+from talon_tui.engine.errors import TokenInvalid
 from talon_tui.engine.runtime.tokens import (
     TOKEN_TYPE,
     CapabilityIssuer,
     CapabilityVerifier,
-    Claims,
     TokenMacKey,
 )
-
-PARAMS = {"path": "work/a.txt"}
-IH = intent_hash("file.read", PARAMS)
-CONS = {"roots": ["work"], "max_bytes": 1024, "cpus": 1.5}
 
 
 @pytest.fixture
@@ -53,41 +57,6 @@ def verifier(key) -> CapabilityVerifier:
     return CapabilityVerifier(key)
 
 
-def issue(issuer: CapabilityIssuer, **kw):
-    args = dict(
-        session_id="sess_1",
-        subject="agent:a",
-        tool="file.read",
-        constraints=CONS,
-        intent_hash=IH,
-        ttl_seconds=60,
-    )
-    args.update(kw)
-    return issuer.issue(**args)
-
-
-def verify(verifier: CapabilityVerifier, token: str, **kw) -> Claims:
-    args = dict(tool="file.read", intent_hash=IH, session_id="sess_1")
-    args.update(kw)
-    return verifier.verify(token, **args)
-
-
-def reason_of(verifier: CapabilityVerifier, token: str, **kw) -> str:
-    with pytest.raises(TokenInvalid) as info:
-        verify(verifier, token, **kw)
-    assert info.value.code == ErrorCode.TOKEN_INVALID
-    assert info.value.message.startswith("capability token refused: ")
-    return info.value.details["reason"]
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64u(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
 def compact(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
@@ -99,25 +68,6 @@ def raw_jwt(header: dict, payload: dict, sign, *, header_bytes: bytes | None = N
 
 
 HS = {"alg": "HS256", "typ": TOKEN_TYPE}
-
-
-def good_payload(**over) -> dict:
-    now = int(time.time())
-    p = {
-        "iss": "talon.policy",
-        "aud": "talon.broker",
-        "sub": "agent:a",
-        "sid": "sess_1",
-        "tool": "file.read",
-        "cons": CONS,
-        "ih": IH,
-        "jti": "j" * 32,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-    }
-    p.update(over)
-    return p
 
 
 # --------------------------------------------------------------------------- happy path
