@@ -21,11 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..core.canon import NotCanonical, canonical_sha256
 from ..errors import BadRequest, ErrorCode, TalonError
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Policy, Session, ToolIntent
-from .intents import IntentFlow
+from .intents import IntentFlow, canonical_intent_hash
 
 #: the pseudo-tool for an agent tool Talon has no mapping for: `{name, input}`; allowed only
 #: when the session's `agent_hooks.native_tools` names it
@@ -154,10 +153,7 @@ class DelegatedFlow(IntentFlow):
         if native is not None and (not isinstance(native, str) or len(native) > MAX_REF_CHARS):
             raise BadRequest("decide: native must be a short string")
         intent, params, early = self._prepare(session, tool, params)
-        try:
-            ih = canonical_sha256({"tool": tool, "params": params})
-        except NotCanonical as exc:
-            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+        ih = canonical_intent_hash(tool, params)
         async with self._intent_run(session_id, subject, run_id) as step:
             decision = await self._judge(
                 step,

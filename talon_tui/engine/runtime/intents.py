@@ -35,7 +35,6 @@ from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, park
 from .skills import parse_skill_answer
 
 if TYPE_CHECKING:
-    from ..audit.log import AuditLog
     from ..audit.runs import RunProjection
     from .approvals import ApprovalQueue
     from .bus import EventBus
@@ -44,6 +43,15 @@ if TYPE_CHECKING:
 MAX_SKILL_INTENTS = 16
 MAX_CONTENT_CHARS = 4096
 RUN_STATUS_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+
+
+def canonical_intent_hash(tool: str, params: dict[str, Any]) -> str:
+    """The sha256 of the canonical `{tool, params}` a token is bound to; BadRequest when the
+    params are not canonical JSON."""
+    try:
+        return canonical_sha256({"tool": tool, "params": params})
+    except NotCanonical as exc:
+        raise BadRequest(f"params are not canonical JSON: {exc}") from exc
 
 
 class _Step:
@@ -130,7 +138,6 @@ class IntentFlow(EngineHost):
     What the flow uses of its host is declared here and in `EngineHost`, so this module needs
     no import of `engine.py` (the Engine sets these attributes and defines these methods)."""
 
-    audit: AuditLog
     bus: EventBus
     approvals: ApprovalQueue
     runs: RunProjection
@@ -204,10 +211,7 @@ class IntentFlow(EngineHost):
         if not self.started:
             raise TalonError("the engine is not running", code=ErrorCode.INTERNAL)
         session = self._session(session_id, open_only=True)
-        try:
-            ih = canonical_sha256({"tool": intent.tool, "params": intent.params})
-        except NotCanonical as exc:
-            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+        ih = canonical_intent_hash(intent.tool, intent.params)
         async with self._intent_run(session_id, subject, run_id) as step:
             decision = await self._judge(
                 step,

@@ -6,26 +6,15 @@ audit seq either way."""
 from __future__ import annotations
 
 import pytest
+from support.pipe import READ_POLICY
 
 from talon_tui.engine.audit.log import iter_events
 from talon_tui.engine.errors import ErrorCode, PolicyDenied, TalonError
 from talon_tui.engine.policy.models import ToolIntent
 
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1024},
-        }
-    ],
-}
-
 
 async def _agent(engine, workspace) -> tuple[str, str]:
-    _s, key = await engine.create_session("w", str(workspace), POLICY)
+    _s, key = await engine.create_session("w", str(workspace), READ_POLICY)
     return engine.authenticate_agent(key)
 
 
