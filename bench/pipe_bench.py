@@ -261,9 +261,10 @@ def thread_cpu(pid: int) -> dict[int, float]:
 
 
 def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
-    """One sequential agent against a profiled `talon serve`: server CPU per intent, split
-    into the event loop thread (by area, from the profile) and the other threads (the fsync
-    flusher and the checkpoint timer)."""
+    """One sequential agent against a `talon serve` that can profile itself: first unprofiled,
+    for the server CPU per intent split into the event loop thread and the other threads (the
+    fsync flusher, the checkpoint timer); then profiled, for how the loop thread's share
+    divides into areas."""
     pdata = root / "pdata"
     prof = root / "serve.prof"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(prof)]
@@ -271,12 +272,13 @@ def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
     try:
         key = make_session(pdata, ws)
         sock = str(pdata / "run" / "agent.sock")
-        measure(sock, [key], 200)  # warm up, unprofiled
-        serve.send_signal(signal.SIGUSR1)
-        time.sleep(0.2)
+        measure(sock, [key], 200)  # warm up
         before = thread_cpu(serve.pid)
         row = measure(sock, [key], n)
         after = thread_cpu(serve.pid)
+        serve.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        profiled = measure(sock, [key], n)
         serve.send_signal(signal.SIGUSR2)
         for _ in range(100):
             if prof.exists():
@@ -286,7 +288,29 @@ def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
         stop_serve(serve)
     loop_cpu = after.get(serve.pid, 0.0) - before.get(serve.pid, 0.0)
     other_cpu = sum(v - before.get(t, 0.0) for t, v in after.items() if t != serve.pid)
-    summarize_profile(prof, row["requests"], loop_cpu, other_cpu)
+    summarize_profile(prof, row["requests"], profiled["requests"], loop_cpu, other_cpu)
+
+
+def profiler_cost_per_call() -> float:
+    """CPU seconds one profiled call costs the profiler itself (two clock reads and its
+    bookkeeping), measured here on an empty function: subtracted per call from the profile."""
+    import cProfile
+
+    def empty() -> None:
+        return None
+
+    rounds = 20_000
+    t0 = time.thread_time()
+    for _ in range(rounds):
+        empty()
+    bare = time.thread_time() - t0
+    profiler = cProfile.Profile(time.thread_time)
+    t0 = time.thread_time()
+    profiler.enable()
+    for _ in range(rounds):
+        empty()
+    profiler.disable()
+    return max(0.0, (time.thread_time() - t0 - bare) / rounds)
 
 
 def area_of(key: str) -> str | None:
@@ -296,10 +320,11 @@ def area_of(key: str) -> str | None:
     return None
 
 
-def profile_areas(stats: pstats.Stats) -> dict[str, float]:
-    """Self CPU time by area. A builtin (`isinstance`, `dict.get`, a C method) that matches no
-    area is charged to the areas of its callers, in proportion to the time spent in it from
-    each (so `other` holds only what truly has no owner)."""
+def profile_areas(stats: pstats.Stats, per_call: float = 0.0) -> dict[str, float]:
+    """Self CPU time by area, less `per_call` for each call (the profiler's own cost). A
+    builtin (`isinstance`, `dict.get`, a C method) that matches no area is charged to the
+    areas of its callers, in proportion to the time spent in it from each (so `other` holds
+    only what truly has no owner)."""
     raw = stats.stats  # type: ignore[attr-defined]
     keys = {fn: f"{fn[0]}:{fn[1]} {fn[2]}" for fn in raw}
     areas: dict[str, float] = {}
@@ -316,35 +341,39 @@ def profile_areas(stats: pstats.Stats) -> dict[str, float]:
         label = label or "other"
         areas[label] = areas.get(label, 0.0) + seconds
 
-    for fn, (_cc, _nc, tt, _ct, _callers) in raw.items():
-        charge(fn, tt)
+    for fn, (_cc, nc, tt, _ct, _callers) in raw.items():
+        charge(fn, max(0.0, tt - nc * per_call))
     return areas
 
 
-def summarize_profile(path: Path, requests: int, loop_cpu: float, other_cpu: float) -> None:
+def summarize_profile(
+    path: Path, requests: int, profiled: int, loop_cpu: float, other_cpu: float
+) -> None:
     stats = pstats.Stats(str(path))
-    rows = []
-    for (file, line, func), (_cc, nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append((tt, nc, f"{Path(file).name}:{line}({func})"))
-    rows.sort(reverse=True)
-    areas = profile_areas(stats)
+    per_call = profiler_cost_per_call()
+    areas = profile_areas(stats, per_call)
     total = sum(areas.values())
-    per = 1e6 / requests
+    loop_us = loop_cpu * 1e6 / requests
     print(
-        f"\nserver CPU per intent (one sequential agent, {requests} intents, profiler on): "
-        f"{(loop_cpu + other_cpu) * per:.0f} us = event loop thread {loop_cpu * per:.0f} us "
-        f"+ other threads (fsync flusher, timers) {other_cpu * per:.0f} us"
+        f"\nserver CPU per intent (one sequential agent, {requests} intents, no profiler): "
+        f"{(loop_cpu + other_cpu) * 1e6 / requests:.0f} us = event loop thread {loop_us:.0f} us "
+        f"+ other threads (fsync flusher, checkpoint timer) {other_cpu * 1e6 / requests:.0f} us"
     )
     print(
-        f"event loop thread by area (profiled CPU time, {total * per:.0f} us per intent; the "
-        "profiler's own cost inflates areas with many small calls):"
+        f"event loop thread by area: shares of a CPU-time profile of {profiled} more intents "
+        f"(less the profiler's own {per_call * 1e6:.2f} us per call), applied to its "
+        f"{loop_us:.0f} us:"
     )
     for label in [a for a, _ in AREAS] + ["other"]:
-        t = areas.get(label, 0.0)
-        print(f"  {label:<62} {t * per:7.1f} us  {100 * t / total:5.1f}%")
-    print("top functions (CPU time, self):")
+        share = areas.get(label, 0.0) / total if total else 0.0
+        print(f"  {label:<62} {share * loop_us:7.1f} us  {100 * share:5.1f}%")
+    rows = []
+    for (file, line, func), (_cc, nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((max(0.0, tt - nc * per_call), nc, f"{Path(file).name}:{line}({func})"))
+    rows.sort(reverse=True)
+    print("top functions (profiled CPU time, self, less the profiler's cost):")
     for tt, nc, name in rows[:12]:
-        print(f"  {tt * per:7.1f} us  {nc / requests:6.1f} calls  {name}")
+        print(f"  {tt * 1e6 / profiled:7.1f} us  {nc / profiled:6.1f} calls  {name}")
 
 
 # --------------------------------------------------------------------------- main

@@ -87,6 +87,14 @@ def test_round_trip_claims_and_pyjwt_agrees_byte_for_byte(secret, issuer, verifi
     assert decoded["jti"] == t.jti
 
 
+@pytest.mark.parametrize("size", [32, 64, 65, 200])
+def test_mac_is_hmac_sha256(size):
+    secret = secrets.token_bytes(size)
+    key = TokenMacKey(secret)
+    for data in (b"", b"a", b"x" * 63, b"y" * 64, b"z" * 1000):
+        assert key.mac(data) == hmac.new(secret, data, hashlib.sha256).digest()
+
+
 def test_mac_key_is_random_secret_and_stays_in_its_process(secret):
     a, b = TokenMacKey.generate(), TokenMacKey.generate()
     assert a.mac(b"x") != b.mac(b"x")
