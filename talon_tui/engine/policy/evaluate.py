@@ -377,7 +377,8 @@ def _allow(intent: ToolIntent, t: _Target, index: int, override: Override) -> De
         )
     else:
         kind, why = "ALLOW", ""
-    return Decision(
+    # every field comes from the validated policy or from here: built without re-validating
+    return Decision.model_construct(
         decision=kind,
         reason=f"override #{index} allows {intent.tool} {what}{why}",
         override_index=index,
