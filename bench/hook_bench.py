@@ -15,12 +15,9 @@ PYTHONDONTWRITEBYTECODE set and no `__pycache__`, every hook run would recompile
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import select
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,45 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-
-
-def start_serve(data: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "talon_tui.cli", "serve", "--data-dir", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or b"listening on" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit("talon serve did not start")
-    return proc
-
-
-def make_session(data: Path, ws: Path) -> str:
-    from talon_tui.client import AdminClient
-
-    async def go() -> str:
-        async with await AdminClient.connect(data) as admin:
-            _session, key = await admin.create_session("hook-bench", str(ws), POLICY)
-            return key
-
-    return asyncio.run(go())
+from _common import REPO, make_session, start_serve, stop_serve
 
 
 def timed(argv: list[str], stdin: bytes) -> tuple[float, bytes]:
@@ -93,10 +52,10 @@ def main() -> int:
         (ws / "work").mkdir(parents=True)
         (ws / "work" / "a.txt").write_text("hello\n")
         data = root / "data"
-        serve = start_serve(data)
+        serve = start_serve(data, lift_rate_limit=False)
         try:
             key_file = root / "agent.key"
-            key_file.write_text(make_session(data, ws))
+            key_file.write_text(make_session(data, ws, "hook-bench"))
             from talon_tui.hooks.install import hook_command
 
             hook = shlex.split(hook_command("claude-code", key_file, data, 150))
@@ -125,8 +84,7 @@ def main() -> int:
                 hook_ms.append(ms)
                 base_ms.append(timed(baseline, b"")[0])
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(30)
+            stop_serve(serve)
     figures = {
         "command": shlex.join(hook[:4]) + " …",
         "n": args.n,

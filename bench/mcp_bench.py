@@ -17,40 +17,13 @@ import argparse
 import asyncio
 import json
 import os
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-
-
-def start_serve(data: Path) -> subprocess.Popen:
-    env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
-    cmd = [sys.executable, "-m", "talon_tui.cli", "serve", "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or b"listening" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit(f"talon serve did not start: {proc.stderr.read().decode()}")
-    return proc
-
+from _common import READ_POLICY, REPO, start_serve, stop_serve
 
 FLOOR_SERVER = """
 import anyio, mcp_types as types
@@ -112,7 +85,7 @@ async def bench(data: Path, workspace: Path, n: int) -> dict:
     from talon_tui.client import AdminClient, AsyncAgentClient
 
     async with await AdminClient.connect(data) as admin:
-        _session, key = await admin.create_session("bench", str(workspace), POLICY)
+        _session, key = await admin.create_session("bench", str(workspace), READ_POLICY)
 
     direct: list[float] = []
     agent = await AsyncAgentClient.connect(key, data_dir=data)
@@ -164,8 +137,7 @@ def main() -> int:
         try:
             result = asyncio.run(bench(root / "data", ws, args.n))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_serve(proc)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import pstats
-import select
 import signal
 import socket
 import statistics
@@ -27,20 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import make_session, start_serve, stop_serve
 
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
 INTENT = {"op": "intent", "tool": "file.read", "params": {"path": "work/a.txt"}}
 
 
@@ -63,36 +50,6 @@ def echo_server(path: str, ready: mp.Event) -> None:
             await server.serve_forever()
 
     asyncio.run(main())
-
-
-def start_serve(
-    data: Path, extra_args: list[str] | None = None, cmd: list[str] | None = None
-) -> subprocess.Popen:
-    cmd = [*(cmd or [sys.executable, "-m", "talon_tui.cli"])]
-    cmd += ["serve", "--data-dir", str(data), *(extra_args or [])]
-    env = {**os.environ, "TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or b"listening" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit(f"talon serve did not start: {proc.stderr.read().decode()}")
-    return proc
-
-
-def stop_serve(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
-
-
-def make_session(data: Path, ws: Path) -> str:
-    from talon_tui.client import AdminClient
-
-    async def go():
-        async with await AdminClient.connect(data) as admin:
-            _s, key = await admin.create_session("bench", str(ws), POLICY)
-            return key
-
-    return asyncio.run(go())
 
 
 # --------------------------------------------------------------------------- clients
@@ -268,7 +225,7 @@ def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
     pdata = root / "pdata"
     prof = root / "serve.prof"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(prof)]
-    serve = start_serve(pdata, extra_args=extra, cmd=cmd)
+    serve = start_serve(pdata, extra_args=extra, launcher=cmd)
     try:
         key = make_session(pdata, ws)
         sock = str(pdata / "run" / "agent.sock")
