@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..core import frames
 from ..errors import BadRequest, NotFound
 from ..policy.models import TOOLS, ToolIntent
@@ -46,14 +48,14 @@ def field(
 
 
 def _intent(frame: dict[str, Any]) -> ToolIntent:
-    """The frame's intent. Everything `ToolIntent` validates is checked here already (a known
-    tool; params an object, whose keys JSON makes strings), so it is built without a second
-    pass (the policy and the broker each validate the params for their tool)."""
     tool = field(frame, "tool", str)
     if tool not in TOOLS:
         raise BadRequest(f"intent: unknown tool {tool!r} (tools: {', '.join(TOOLS)})")
     params = field(frame, "params", dict, {})
-    return ToolIntent.model_construct(tool=tool, params=params, origin="agent")
+    try:
+        return ToolIntent(tool=tool, params=params, origin="agent")
+    except ValidationError as exc:
+        raise BadRequest(f"intent: {exc.errors()[0]['msg']}") from None
 
 
 # --------------------------------------------------------------------------- agent ops

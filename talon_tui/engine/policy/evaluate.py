@@ -377,8 +377,7 @@ def _allow(intent: ToolIntent, t: _Target, index: int, override: Override) -> De
         )
     else:
         kind, why = "ALLOW", ""
-    # every field comes from the validated policy or from here: built without re-validating
-    return Decision.model_construct(
+    return Decision(
         decision=kind,
         reason=f"override #{index} allows {intent.tool} {what}{why}",
         override_index=index,
