@@ -37,16 +37,15 @@ def start_serve(
     data: Path,
     extra_args: list[str] | None = None,
     *,
-    profile_to: Path | None = None,
+    launcher: list[str] | None = None,
     lift_rate_limit: bool = True,
 ) -> subprocess.Popen[bytes]:
     """`talon serve --data-dir DATA [extra_args]` from this repository, returned once it says
-    it is listening (exit with its stderr when it has not within 30 s); under cProfile writing
-    to `profile_to` when given."""
-    cmd = [sys.executable]
-    if profile_to is not None:
-        cmd += ["-m", "cProfile", "-o", str(profile_to)]
-    cmd += ["-m", "talon_tui.cli", "serve", "--data-dir", str(data), *(extra_args or [])]
+    it is listening (exit with its stderr when it has not within 30 s); `launcher` is what
+    runs the CLI (default `python -m talon_tui.cli`; pipe_bench passes its own profiling
+    wrapper)."""
+    cmd = [*(launcher or [sys.executable, "-m", "talon_tui.cli"])]
+    cmd += ["serve", "--data-dir", str(data), *(extra_args or [])]
     env = {**os.environ, **(NO_RATE_LIMIT if lift_rate_limit else {})}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
     assert proc.stdout is not None and proc.stderr is not None

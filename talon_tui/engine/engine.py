@@ -222,21 +222,6 @@ class Engine(DelegatedFlow, McpFlow):
             action, run = change
             bus.publish("run", {"action": action, "run": run.model_dump()})
 
-    def _record(
-        self,
-        etype: str,
-        data: dict[str, Any],
-        *,
-        session_id: str | None = None,
-        run_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Append one event (written, not yet durable); call `durable()` before answering."""
-        return self.audit.append(etype, session_id=session_id, run_id=run_id, data=data)
-
-    async def durable(self) -> None:
-        """Return once everything appended so far is on disk (group commit, see store)."""
-        await self._commit.wait()
-
     # ------------------------------------------------------------------ agents and auth
 
     def check_admin_token(self, token: Any) -> bool:

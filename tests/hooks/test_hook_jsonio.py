@@ -7,6 +7,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from talon_tui.hooks import jsonio
 
@@ -124,3 +126,26 @@ def test_a_circular_value_is_refused_and_the_next_call_is_clean():
     with pytest.raises(TypeError):
         jsonio.dumps({"a": [Odd()]})
     assert jsonio.dumps({"a": [shared]}) == '{"a": [[1]]}'
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), _json_values.map(json.dumps), st.binary()))
+def test_loads_agrees_with_json_on_any_input(raw):
+    """Arbitrary text, arbitrary JSON documents and arbitrary bytes: the hook decides on what
+    it parses, so its parser may never see another value than `json` would."""
+    assert outcome(jsonio.loads, raw) == outcome(json.loads, raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json_values, st.booleans())
+def test_dumps_agrees_with_json_on_any_value(value, ensure_ascii):
+    assert jsonio.dumps(value, ensure_ascii=ensure_ascii) == json.dumps(
+        value, ensure_ascii=ensure_ascii
+    )

@@ -32,10 +32,10 @@ from ..api import (
     WhatIfGroup,
 )
 from ..errors import BadRequest, NotFound
-from ..policy.models import Policy, ToolIntent
+from ..policy.models import Policy
 from .errors import IndexMismatch
 from .index import KEY_FROM_DATA_DIR, AuditIndex, IndexCache, read_indexed
-from .replay import output_digest
+from .replay import judge_recorded, output_digest
 
 #: the most markers one call returns
 MARKERS_MAX = 50_000
@@ -334,8 +334,6 @@ def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | Non
 def _what_if(
     index: AuditIndex, session_id: str, seqs: Any, policy: Policy, workspace: str | None
 ) -> list[WhatIfGroup]:
-    from ..policy.evaluate import evaluate  # imported on use: a timeline needs no evaluator
-
     groups: dict[str, list[SimulationChange]] = {}
     intents: dict[str, dict[str, Any]] = {}
     for ev in index.events(seqs, session_id=session_id):
@@ -350,19 +348,10 @@ def _what_if(
         if intent_ev is None:
             continue
         idata: Any = intent_ev.get("data") or {}
-        try:
-            intent = ToolIntent(
-                tool=idata.get("tool"),
-                params=idata.get("params") or {},
-                origin=idata.get("origin") or "agent",
-            )
-        except ValueError:
-            continue  # the recorded intent was never valid: no policy decides it otherwise
-        after = evaluate(intent, policy, workspace=workspace)
+        after, reason, idx = judge_recorded(intent_ev, policy, workspace)
         before = str(data.get("decision"))
-        if after.decision == before:
+        if after == before:
             continue
-        idx = after.override_index
         key = (
             f"override #{idx} {policy.overrides[idx].tool}"
             if idx is not None and 0 <= idx < len(policy.overrides)
@@ -375,8 +364,8 @@ def _what_if(
                 tool=str(idata.get("tool")),
                 params=idata.get("params") or {},
                 before=before,
-                after=after.decision,
-                reason=after.reason,
+                after=after,
+                reason=reason,
             )
         )
     return [WhatIfGroup(override=k, changes=v, total=len(v)) for k, v in sorted(groups.items())]
