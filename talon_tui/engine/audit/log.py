@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -98,6 +98,14 @@ def encode_event(event: dict[str, Any]) -> tuple[bytes, str]:
 EventSpec = tuple[str, "str | None", "str | None", "dict[str, Any] | None"]
 
 
+class EventFields(TypedDict, total=False):
+    """`append`'s keyword arguments, for `append_durable` (which passes them on)."""
+
+    session_id: str | None
+    run_id: str | None
+    data: dict[str, Any] | None
+
+
 def _check_event(type: str, session_id: Any, run_id: Any, data: Any) -> None:
     """What `append` refuses before anything is written (NotCanonical names the value)."""
     if type not in _KNOWN_TYPES:
@@ -131,7 +139,6 @@ class AuditLog:
         signing_key: Ed25519PrivateKey,
         *,
         checkpoint_every: int = MAX_UNSIGNED_EVENTS,
-        max_fsyncs: int = 1,
         clock: Clock | None = None,
         checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
         timer_tick: float = 1.0,
@@ -148,9 +155,10 @@ class AuditLog:
         self._key_id = key_id(signing_key.public_key())
         self._fd: int | None = None
         self._lock = threading.RLock()
-        self._sync_cond = threading.Condition()
-        self._inflight: list[int] = []  # `upto` of each running fsync, in start order
-        self.max_fsyncs = max_fsyncs
+        self._sync_lock = threading.Lock()  # guards the group commit's state below
+        self._running: _Fsync | None = None
+        self._heir: threading.Lock | None = None  # the caller that leads the next fsync waits here
+        self._next_latch = _closed_latch()  # the callers the next fsync covers wait here
         self._written = 0  # events appended (next seq)
         self._durable = 0  # events known to be on disk
         self.fsyncs = 0  # fsyncs done by sync(), and the events they made durable
@@ -387,15 +395,9 @@ class AuditLog:
         with self._lock:
             return self._emit(items)
 
-    def append_durable(
-        self,
-        type: str,
-        *,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        event = self.append(type, session_id=session_id, run_id=run_id, data=data)
+    def append_durable(self, type: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
+        """`append`, then `sync()`: the event is on disk when this returns."""
+        event = self.append(type, **fields)
         self.sync()
         return event
 
@@ -528,44 +530,88 @@ class AuditLog:
     def sync(self) -> None:
         """Return once every event appended before this call is on disk (group commit).
 
-        A caller waits for an fsync already running when that fsync started after its event
-        was written (it covers it); otherwise it starts one that covers every line written
-        so far. At most `max_fsyncs` run at once (one = plain leader/follower); a caller
-        finding that many running waits for one to end. Lines written while fsyncs run are
-        all covered by the next one, so concurrent writers share fsyncs; and since each fsync
-        makes durable everything written before it started, finishing out of order is fine.
+        One fsync runs at a time, started by a caller (the leader) and covering every line
+        written when it starts. A caller whose events the running fsync covers waits for it
+        to end; the first caller it does not cover waits to lead the next one (the heir);
+        later callers wait for that one. So concurrent writers share fsyncs, a lone caller
+        fsyncs at once with no other thread involved, and every wait is a plain lock (a
+        latch per fsync, opened once; each waiter it wakes wakes the next), which costs
+        about half the context switches of a condition variable's wake-all.
+
+        Fails closed: after a failed (or interrupted) fsync every caller not yet durable,
+        and every later append, raises `AuditWriteError`.
         """
         target = self._written
-        cond = self._sync_cond
-        with cond:
-            while self._durable < target:
-                if self._failed is not None:
-                    raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
-                if self._inflight and self._inflight[-1] >= target:
-                    cond.wait()  # a running fsync covers this caller's events
-                elif len(self._inflight) < self.max_fsyncs:
-                    upto = self._written  # every line counted here is already written
-                    self._inflight.append(upto)
-                    break
-                else:
-                    cond.wait()
-            else:
+        lock = self._sync_lock
+        lock.acquire()
+        while True:
+            if self._durable >= target:
+                lock.release()
                 return
+            if self._failed is not None:
+                lock.release()
+                raise AuditWriteError(f"the audit log failed earlier: {self._failed}")
+            running = self._running
+            if running is None:
+                break  # lead: start the fsync
+            if running.upto >= target:
+                latch = running.latch  # the running fsync covers this caller's events
+            elif self._heir is None:
+                heir = self._heir = _closed_latch()
+                lock.release()
+                heir.acquire()  # opened when the running fsync ends: look again, lead
+                lock.acquire()
+                continue
+            else:
+                latch = self._next_latch  # the heir's fsync will cover this caller
+            lock.release()
+            latch.acquire()  # opened when that fsync ends; pass the wake on
+            latch.release()
+            lock.acquire()
+        fd = self._fd
+        if fd is None:
+            waiting, self._next_latch = self._next_latch, _closed_latch()
+            lock.release()
+            waiting.release()  # those who waited for this caller's fsync find out themselves
+            raise AuditClosed(f"audit log {self.path} is not open")
+        # every line counted here is already written; whoever waits on the next latch read
+        # its target before this, so this fsync covers them all
+        running = self._running = _Fsync(self._next_latch, self._written)
+        self._next_latch = _closed_latch()
+        lock.release()
+        error: str | None = "the fsync was interrupted"
         try:
-            fd = self._fd
-            if fd is None:
-                raise AuditClosed(f"audit log {self.path} is not open")
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                self._failed = f"{exc.strerror} syncing {self.path}"
-                raise AuditWriteError(f"cannot sync the audit log: {self._failed}") from exc
-            with cond:
-                self.fsyncs += 1
-                if upto > self._durable:
-                    self.fsynced_events += upto - self._durable
-                    self._durable = upto
+            os.fdatasync(fd)
+            error = None
+        except OSError as exc:
+            error = f"{exc.strerror} syncing {self.path}"
+            raise AuditWriteError(f"cannot sync the audit log: {error}") from exc
         finally:
-            with cond:
-                self._inflight.remove(upto)
-                cond.notify_all()
+            with lock:
+                if error is None:
+                    self.fsyncs += 1
+                    self.fsynced_events += running.upto - self._durable
+                    self._durable = running.upto
+                else:
+                    if self._failed is None:
+                        self._failed = error
+                    self._next_latch.release()  # no next fsync: its waiters find the failure
+                    self._next_latch = _closed_latch()
+                self._running = None
+                next_leader, self._heir = self._heir, None
+            running.latch.release()
+            if next_leader is not None:
+                next_leader.release()
+
+
+class _Fsync(NamedTuple):
+    """The running fsync: its waiters' latch and the count of events it makes durable."""
+
+    latch: threading.Lock
+    upto: int
+
+
+def _closed_latch() -> threading.Lock:
+    latch = threading.Lock()
+    latch.acquire()
+    return latch
