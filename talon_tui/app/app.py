@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import Notification, Notify
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -195,6 +196,7 @@ class TalonApp(Navigator):
         self.approval_toasts = 0  # approval toasts shown, for tests
         self._toast_until = 0.0  # monotonic time the current approval toast goes away
         self._unannounced = 0  # approvals requested while a toast was up
+        self._approval_toasts: list[Notification] = []  # shown, maybe still up
         self.reconnect_delays: Sequence[float] = RECONNECT_DELAYS
         self.link_down: LinkDown | None = None  # set while the engine is unreachable
         self.last_seq: int | None = None  # the newest audit event seen (resume point)
@@ -352,6 +354,8 @@ class TalonApp(Navigator):
                 self._announce_approval(approval)
         elif action in ("decided", "expired"):
             self.pending_approvals = max(0, self.pending_approvals - 1)
+            if not self.pending_approvals:
+                self.withdraw_approval_toasts()
         self.sub_title = self._subtitle()
 
     def _announce_approval(self, approval: dict[str, Any]) -> None:
@@ -363,14 +367,16 @@ class TalonApp(Navigator):
                 self.set_timer(self._toast_until - now, self._announce_waiting)
             self._unannounced += 1
             return
+        if isinstance(self.screen, ApprovalsScreen):
+            return  # the operator is looking at the queue: the new row is the news
         tool = safe_plain(approval.get("tool"), 30)
         subject = safe_plain(approval.get("subject"), 30)
         target = safe_plain(intent_target(approval.get("params")), 60)
-        self._toast(f"{tool} {target}\nfrom {subject} — press 3 to decide", "Approval needed")
+        self._toast(f"{tool} {target} from {subject} — press 3 to decide", "Approval needed")
 
     def _announce_waiting(self) -> None:
         self._unannounced = 0
-        if self.pending_approvals:
+        if self.pending_approvals and not isinstance(self.screen, ApprovalsScreen):
             n = self.pending_approvals
             self._toast(
                 f"{n} intent{'s' if n != 1 else ''} waiting — press 3 to decide",
@@ -380,9 +386,18 @@ class TalonApp(Navigator):
     def _toast(self, message: str, title: str) -> None:
         self._toast_until = monotonic() + APPROVAL_TOAST_S
         self.approval_toasts += 1
-        self.notify(
-            message, title=title, severity="warning", timeout=APPROVAL_TOAST_S, markup=False
-        )
+        toast = Notification(message, title, "warning", APPROVAL_TOAST_S, markup=False)
+        self._approval_toasts.append(toast)
+        self.post_message(Notify(toast))
+
+    def withdraw_approval_toasts(self) -> None:
+        """Take down the approval toasts still shown: they would say "press 3 to decide" on the
+        queue itself, or "1 intent waiting" once nothing is."""
+        self._toast_until = 0.0
+        for toast in self._approval_toasts:
+            if toast in self._notifications:
+                self._unnotify(toast)
+        self._approval_toasts.clear()
 
     # ------------------------------------------------------------------ navigation
 

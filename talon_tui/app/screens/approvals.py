@@ -73,6 +73,11 @@ class ApprovalsScreen(TalonScreen):
         self.set_interval(1.0, self._tick)
         super().on_mount()
 
+    def on_screen_resume(self) -> None:
+        # the queue is on screen: a toast saying "press 3 to decide" would be stale
+        self.talon.withdraw_approval_toasts()
+        super().on_screen_resume()
+
     async def load(self) -> None:
         approvals = await self.engine.list_approvals()
         sessions = await self.engine.list_sessions()

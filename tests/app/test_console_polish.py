@@ -1,0 +1,145 @@
+"""The console's polish at 80x24 (issue 12 defect 6, issue 16 item 4): toasts never cover
+table rows, approval toasts never go stale, the policy editor's header keeps "● unsaved
+changes" in view."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from support.app import Hosted, frozen, screen_text, settle, talon_app  # noqa: F401
+from support.policy_editor import SnapshotEditorApp, fixed_ids, make_workspace, wait_for
+from textual.geometry import Region
+from textual.widgets import DataTable
+
+from talon_tui.app.screens.approvals import ApprovalsScreen
+from talon_tui.app.screens.policy_editor import PolicyEditorScreen
+from talon_tui.engine.api import BusMessage
+
+SMALL = (80, 24)
+EDITOR_ROOT = Path("/tmp/talon-snapshots-console-polish-editor")  # shown on screen
+pytestmark = pytest.mark.xdist_group("console-polish")
+
+
+async def many_sessions(h: Hosted) -> None:
+    for n in range(30):
+        await h.session(f"agent-{n:02d}")
+
+
+def _toasts(app) -> list:
+    return [w for w in app.screen.walk_children() if type(w).__name__ == "Toast"]
+
+
+def _rows_region(table: DataTable) -> Region:
+    """Where the table's rows are drawn (below its column names)."""
+    region = table.content_region
+    return Region(region.x, region.y + 1, region.width, region.height - 1)
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_toasts_never_cover_table_rows_at_80x24(tmp_path):
+    app, _ = talon_app(tmp_path / "data", many_sessions, pipe=False)
+    async with app.run_test(size=SMALL, notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 30
+        rows = _rows_region(table)
+        before = screen_text(app).splitlines()[rows.y : rows.bottom]
+        app.notify(
+            "the engine refused: " + "a long reason that goes on " * 6,
+            title="Engine",
+            severity="error",
+            markup=False,
+        )
+        app.notify("agent key copied to the clipboard", title="Copied")
+        await settle(pilot)
+        await pilot.pause(0.3)
+        assert _toasts(app), "no toast shown"
+        text = screen_text(app).splitlines()
+        assert text[rows.y : rows.bottom] == before  # every row still reads the same
+        assert "Engine" in text[0]  # over the title bar, in view
+
+
+def _requested(n: int) -> BusMessage:
+    approval = {"tool": "file.write", "subject": f"agent:{n}", "params": {"path": f"d/{n}.md"}}
+    return BusMessage(kind="approval", payload={"action": "requested", "approval": approval})
+
+
+def _decided() -> BusMessage:
+    return BusMessage(kind="approval", payload={"action": "decided", "approval": {}})
+
+
+def _approval_toasts(app) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications if "Approval" in n.title]
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_no_press_3_toast_while_on_approvals(tmp_path):
+    app, _ = talon_app(tmp_path / "data", pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        app.dispatch_bus(_requested(1))
+        await settle(pilot)
+        assert len(_approval_toasts(app)) == 1
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, ApprovalsScreen)
+        assert _approval_toasts(app) == []  # the one from before is taken down
+        app.dispatch_bus(_requested(2))
+        await settle(pilot)
+        assert _approval_toasts(app) == []
+        assert app.pending_approvals == 2
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_waiting_toast_goes_when_nothing_waits(tmp_path):
+    app, _ = talon_app(tmp_path / "data", pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        app.dispatch_bus(_requested(1))
+        app.dispatch_bus(_requested(2))
+        await settle(pilot)
+        app._announce_waiting()
+        await settle(pilot)
+        assert any("2 intents waiting" in t for t in _approval_toasts(app))
+        app.dispatch_bus(_decided())
+        app.dispatch_bus(_decided())
+        await settle(pilot)
+        assert app.pending_approvals == 0
+        assert _approval_toasts(app) == []
+
+
+EDITOR_POLICY = {
+    "version": 1,
+    "overrides": [
+        {"tool": "file.read", "allow": True, "constraints": {"roots": ["work"]}},
+        {"tool": "shell.exec", "allow": False},
+    ],
+}
+
+
+@pytest.fixture
+def editor_app(monkeypatch):
+    fixed_ids(monkeypatch)
+    shutil.rmtree(EDITOR_ROOT, ignore_errors=True)
+    EDITOR_ROOT.mkdir(parents=True)
+    ws = make_workspace(EDITOR_ROOT)
+    yield SnapshotEditorApp(EDITOR_ROOT / "data", ws, EDITOR_POLICY)
+    shutil.rmtree(EDITOR_ROOT, ignore_errors=True)
+
+
+def test_editor_header_shows_unsaved_changes_at_80x24(editor_app, snap_compare):
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, PolicyEditorScreen) and app.screen.loads > 0,
+            "the editor",
+        )
+        await pilot.press("down", "space")  # disable the shell.exec deny: unsaved
+        await wait_for(pilot, lambda: app.screen.dirty, "the toggle")
+
+    assert snap_compare(editor_app, terminal_size=SMALL, run_before=run_before)
