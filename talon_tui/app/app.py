@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.notifications import Notification, Notify
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -30,7 +31,14 @@ from talon_tui.engine.api import BusMessage, EngineAPI
 from talon_tui.engine.console_api import utcnow
 from talon_tui.engine.errors import EngineUnreachable, TalonError
 
-from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands
+from .commands import (
+    AuditCommands,
+    GoCommands,
+    PolicyCommands,
+    ReplayCommands,
+    ScreenCommands,
+    SessionCommands,
+)
 from .messages import EngineEvent, EngineLink
 from .navigation import Navigator, ScreenSpec
 from .screens.approvals import ApprovalsScreen
@@ -46,7 +54,14 @@ from .screens.session_detail import SessionDetailScreen
 from .screens.session_replay import SessionReplayScreen
 from .screens.sessions import SessionsScreen
 from .screens.skills import SkillsScreen
-from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
+from .settings import ConsoleSettings
+from .themes import (
+    DEFAULT_THEME,
+    FALLBACK_THEME,
+    TALON_THEMES,
+    TalonThemeProvider,
+    load_themes,
+)
 from .widgets.link_banner import LinkDown
 from .widgets.safe_text import safe_plain
 from .widgets.summaries import intent_target
@@ -151,6 +166,7 @@ class TalonApp(Navigator):
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {
+        ScreenCommands,
         SessionCommands,
         PolicyCommands,
         AuditCommands,
@@ -161,12 +177,54 @@ class TalonApp(Navigator):
         Binding(":", "jump", "jump", id="app.jump", tooltip="Jump to a screen by name"),
         Binding("question_mark", "help", "keys", id="app.help", tooltip="Keys of this screen"),
         Binding("escape", "go_back", "back", id="app.back", tooltip="Back to the previous screen"),
-        Binding("1", "go('dashboard')", "dashboard", id="app.dashboard", show=False),
-        Binding("2", "go('sessions')", "sessions", id="app.sessions", show=False),
-        Binding("3", "go('approvals')", "approvals", id="app.approvals", show=False),
-        Binding("4", "go('audit')", "audit", id="app.audit", show=False),
-        Binding("5", "go('skills')", "skills", id="app.skills", show=False),
-        Binding("6", "go('servers')", "servers", id="app.servers", show=False),
+        Binding(
+            "1",
+            "go('dashboard')",
+            "dashboard",
+            id="app.dashboard",
+            show=False,
+            tooltip="Open the dashboard screen",
+        ),
+        Binding(
+            "2",
+            "go('sessions')",
+            "sessions",
+            id="app.sessions",
+            show=False,
+            tooltip="Open the sessions screen",
+        ),
+        Binding(
+            "3",
+            "go('approvals')",
+            "approvals",
+            id="app.approvals",
+            show=False,
+            tooltip="Open the approvals screen",
+        ),
+        Binding(
+            "4",
+            "go('audit')",
+            "audit",
+            id="app.audit",
+            show=False,
+            tooltip="Open the audit screen",
+        ),
+        Binding(
+            "5",
+            "go('skills')",
+            "skills",
+            id="app.skills",
+            show=False,
+            tooltip="Open the skills screen",
+        ),
+        Binding(
+            "6",
+            "go('servers')",
+            "servers",
+            id="app.servers",
+            show=False,
+            tooltip="Open the servers screen",
+        ),
         # from anywhere; shown in the dashboard's footer and in `?` (the footer is narrow)
         Binding("r", "go('replay')", "replay", id="app.replay", show=False, tooltip="Replay a run"),
     ]
@@ -189,6 +247,8 @@ class TalonApp(Navigator):
         self.readonly = readonly
         self.clock: Callable[[], datetime] = clock or utcnow
         self.requested_theme = theme
+        self.settings: ConsoleSettings | None = None  # read at mount (console.json)
+        self._keep_theme = False  # save theme changes once the start-up theme is set
         self.services = list(services)
         self.refresh_interval = 0.3  # seconds between screen reloads under a stream of events
         self.pending_approvals = 0
@@ -240,17 +300,50 @@ class TalonApp(Navigator):
             self.notify(
                 f"{problem} — that theme is skipped", title="Theme file", severity="warning"
             )
-        wanted = self.requested_theme or DEFAULT_THEME
+        self.settings = ConsoleSettings.load()
+        if self.settings.problem is not None:
+            self.notify(
+                f"{self.settings.problem} — using the default theme; the file is left as it is",
+                title="Settings",
+                severity="warning",
+                markup=False,
+            )
+        wanted = self.requested_theme or self.settings.theme or DEFAULT_THEME
         if wanted in self.available_themes:
             self.theme = wanted
+            self._keep_theme = True
             return
         fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
         self.theme = fallback
+        self._keep_theme = True
         self.notify(
             f"theme {wanted!r} is not available (broken or missing); using {fallback}",
             title="Theme",
             severity="warning",
             markup=False,
+        )
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme picked after start-up (palette) is kept in console.json for the next start."""
+        if not self._keep_theme or self.settings is None or self.settings.theme == theme:
+            return
+        try:
+            note = self.settings.save_theme(theme)
+        except OSError as exc:
+            self.notify(
+                f"theme {theme} is used now but not kept: {exc}",
+                title="Settings",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if note:
+            self.notify(note, title="Settings", markup=False)
+
+    def search_themes(self) -> None:
+        """The palette's theme picker, Talon's own themes first and marked."""
+        self.push_screen(
+            CommandPalette(providers=[TalonThemeProvider], placeholder="Search for themes…")
         )
 
     def _subtitle(self) -> str:
@@ -415,7 +508,7 @@ class TalonApp(Navigator):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for theme in ("talon-dark", "talon-light", "talon-high-contrast"):
+        for theme in TALON_THEMES:
             if theme in self.available_themes:
                 yield SystemCommand(
                     f"theme: {theme}", f"switch to the {theme} theme", _set_theme(self, theme)

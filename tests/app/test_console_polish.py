@@ -8,13 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.app import Hosted, frozen, screen_text, settle, talon_app  # noqa: F401
+from support.app import Hosted, frozen, screen_text, settle, talon_app, wait_until  # noqa: F401
 from support.policy_editor import SnapshotEditorApp, fixed_ids, make_workspace, wait_for
 from textual.geometry import Region
-from textual.widgets import DataTable
+from textual.widgets import Checkbox, DataTable, Input
 
+from talon_tui.app.commands import ScreenCommands
 from talon_tui.app.screens.approvals import ApprovalsScreen
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
+from talon_tui.app.widgets.override_form import OverrideFormScreen
 from talon_tui.engine.api import BusMessage
 
 SMALL = (80, 24)
@@ -143,3 +145,87 @@ def test_editor_header_shows_unsaved_changes_at_80x24(editor_app, snap_compare):
         await wait_for(pilot, lambda: app.screen.dirty, "the toggle")
 
     assert snap_compare(editor_app, terminal_size=SMALL, run_before=run_before)
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_help_names_keys_and_actions_in_words_at_80x24(tmp_path):
+    async def one_session(h: Hosted) -> None:
+        await h.session("research-agent")
+
+    app, _ = talon_app(tmp_path / "data", one_session, pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, PolicyEditorScreen)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "Keys of the policy editor" in text
+        assert "policyeditor" not in text
+        assert "policy.tighten" not in text and "app.jump" not in text
+        tighten = next(line for line in text.splitlines() if " tighten " in line)
+        assert tighten.split()[:2] == ["│", "t"] or tighten.split()[0] == "t", tighten
+        assert "Apply the next fix the advisor" in text  # what it does, wrapped, not cut
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_override_form_shows_borders_focus_and_checkbox_state_without_colour(tmp_path):
+    async def one_session(h: Hosted) -> None:
+        await h.session("research-agent")
+
+    app, _ = talon_app(tmp_path / "data", one_session, pipe=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        await pilot.press("a")  # add an override: the form
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, OverrideFormScreen)
+        note = form.query_one("#f-note", Input)
+        assert note.styles.border_top[0] == "round"  # where to type is visible
+        text = screen_text(app)
+        assert "[x] allow (else deny)" in text and "[x] on" in text
+        form.query_one("#f-allow", Checkbox).value = False
+        await settle(pilot)
+        assert "[ ] allow (else deny)" in screen_text(app)
+        note.focus()
+        await settle(pilot)
+        assert note.styles.border_top[0] == "heavy"  # the focus, without colour
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_the_palette_reaches_every_action_of_the_editor(tmp_path):
+    risky = {
+        "version": 1,
+        "overrides": [
+            {"tool": "file.read", "allow": True, "constraints": {"roots": ["work", "/"]}}
+        ],
+    }
+
+    async def one_session(h: Hosted) -> None:
+        await h.session("research-agent", risky)
+
+    app, _ = talon_app(tmp_path / "data", one_session, pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, PolicyEditorScreen) and not editor.dirty
+        provider = ScreenCommands(editor)
+        await provider.startup()
+        texts = [text for text, _, _ in provider.commands]
+        for action in ("add", "edit", "tighten", "simulate"):
+            assert f"policy editor: {action}" in texts, texts
+        hits = [hit async for hit in provider.search("tighten")]
+        assert hits and hits[0].text == "policy editor: tighten"
+        hits[0].command()
+        await wait_until(pilot, lambda: editor.dirty)  # the tighten ran on the override

@@ -26,7 +26,7 @@ from talon_tui.engine.policy.models import read_policy_json
 
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR, decision_badge, status_badge
 from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
-from ..widgets.summaries import short_ts
+from ..widgets.summaries import counted, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 BANNER = "Replay reads the log; nothing is executed."
@@ -268,7 +268,11 @@ class ReplayScreen(TalonScreen):
                 title.append_text(safe_text(self.labels[r.session_id], 30))
                 title.append(" ")
             title.append_text(safe_text(r.session_id, 40, style="dim"))
-            title.append(f"  {len(r.steps)} steps  ", style="dim")
+            # the picker counts an agent's steps (intents); the replay lists every event
+            steps = sum(1 for step in r.steps if step.type == "policy.intent.received")
+            title.append(
+                f"  {counted(steps, 'step')} · {counted(len(r.steps), 'event')}  ", style="dim"
+            )
             if r.chain_valid:
                 title.append("chain ✓ valid", style=f"bold {ALLOW_COLOR}")
             else:

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TextArea
 from ..messages import EngineEvent
 from ..widgets.badges import decision_badge, status_badge
 from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
-from ..widgets.summaries import intent_target, result_summary, short_ts
+from ..widgets.summaries import counted, intent_target, result_summary, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 RUN_EVENT_LIMIT = 5000
@@ -43,7 +43,9 @@ class Step:
     approval: str | None = None  # waiting | approved | denied | timed out
     status: str | None = None
     output: Any = None
-    output_bytes: int | None = None
+    output_bytes: int | None = None  # the whole result the tool returned, as JSON
+    output_truncated: bool = False  # the log recorded a shortened output
+    output_redacted: bool = False  # secret values in it were replaced before recording
     message: str = ""
     events: list[int] = field(default_factory=list)
 
@@ -107,6 +109,8 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
             step.status = data.get("status")
             step.output = data.get("output")
             step.output_bytes = data.get("bytes")
+            step.output_truncated = bool(data.get("truncated"))
+            step.output_redacted = bool(data.get("redacted"))
             step.message = data.get("message") or ""
             if step.status == "ok" and step.decision == "REQUIRE_APPROVAL":
                 step.decision = "ALLOW"
@@ -173,7 +177,7 @@ class RunTimelineScreen(TalonScreen):
         self.session_id = self.session_id or self.run_facts.get("session_id")
         title = Text.assemble(("Run ", "bold"), (self.run_id, "bold"), "  ")
         title.append_text(status_badge(self.run_facts.get("status")))
-        title.append(f"  {len(self.steps)} steps  ", style="dim")
+        title.append(f"  {counted(len(self.steps), 'step')}  ", style="dim")
         if self.run_facts.get("content"):
             title.append_text(safe_text(self.run_facts["content"], 80, style="italic"))
         self.query_one("#run-title", Static).update(title)
@@ -283,6 +287,18 @@ def full_value(value: Any, run_id: str, max_len: int = FULL_MAX) -> str:
     return "\n".join(lines) + note
 
 
+def recorded_note(step: Step) -> str:
+    """What the output below is: the tool's whole result, or the part the log kept."""
+    size = "" if step.output_bytes is None else f" of {step.output_bytes:,} bytes (as JSON)"
+    if step.output_truncated:
+        note = f"The tool returned a result{size}; the log recorded it shortened, shown below."
+    else:
+        note = f"The tool returned a result{size}; the log recorded all of it, shown below."
+    if step.output_redacted:
+        note += " Secret values were replaced by «secret:name» before recording."
+    return note
+
+
 def step_document(step: Step, run_id: str) -> str:
     """Every value of one step, in full, as one plain document (never markup)."""
     parts = [
@@ -305,9 +321,12 @@ def step_document(step: Step, run_id: str) -> str:
         parts += ["", "── suggested fix", full_value(step.suggested_fix, run_id)]
     if step.status is not None:
         parts += ["", "── result", full_value(step.result(), run_id)]
-        if step.output_bytes is not None:
-            parts.append(f"(the real result was {step.output_bytes:,} bytes)")
-        parts += ["", "── output (as recorded)", full_value(step.output, run_id)]
+        parts += [
+            "",
+            "── output (as recorded)",
+            recorded_note(step),
+            full_value(step.output, run_id),
+        ]
     return "\n".join(parts) + "\n"
 
 

@@ -25,6 +25,7 @@ from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionLis
 from ...engine.console_api import LONG_TTL_SECONDS
 from ...engine.policy.models import CONSTRAINT_MODELS, TOOLS, Override, parse_mount
 from .chips import ChipInput
+from .forms import MarkedCheckbox
 from .policy_diff import EDITOR_CSS
 from .safe_text import safe_text
 
@@ -231,11 +232,10 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                             allow_blank=False,
                             id="f-tool",
                             disabled=ro,
-                            compact=True,
                         )
                     with Vertical(classes="form-cell", id="c-allow"):
                         yield Label("Effect")
-                        yield Checkbox(
+                        yield MarkedCheckbox(
                             "allow (else deny)",
                             value=bool(o.get("allow", True)),
                             id="f-allow",
@@ -249,11 +249,10 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                             allow_blank=False,
                             id="f-approval",
                             disabled=ro,
-                            compact=True,
                         )
                     with Vertical(classes="form-cell", id="c-enabled"):
                         yield Label("Enabled")
-                        yield Checkbox(
+                        yield MarkedCheckbox(
                             "on", value=bool(o.get("enabled", True)), id="f-enabled", disabled=ro
                         )
                 yield Static(
@@ -264,7 +263,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                     classes="form-help",
                 )
                 yield Label("Note")
-                yield Input(value=str(o.get("note", "")), id="f-note", disabled=ro, compact=True)
+                yield Input(value=str(o.get("note", "")), id="f-note", disabled=ro)
                 yield Static("", id="err-tool", classes="field-error")
                 for field in ALL_FIELDS:
                     with Vertical(id=f"g-{field}", classes="field-group"):
@@ -295,7 +294,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 *[(m, m, m in chosen) for m in METHODS], id="f-methods", disabled=ro
             )
         elif field in ("network", "allow_private_addresses"):
-            yield Checkbox(
+            yield MarkedCheckbox(
                 BOOL_LABELS[field], value=bool(c.get(field, False)), id=f"f-{field}", disabled=ro
             )
         else:
@@ -305,7 +304,6 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 type="integer",
                 id=f"f-{field}",
                 disabled=ro,
-                compact=True,
             )
 
     def on_mount(self) -> None:
