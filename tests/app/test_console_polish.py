@@ -10,14 +10,19 @@ from pathlib import Path
 import pytest
 from support.app import Hosted, frozen, screen_text, settle, talon_app, wait_until  # noqa: F401
 from support.policy_editor import SnapshotEditorApp, fixed_ids, make_workspace, wait_for
+from textual.app import App
 from textual.geometry import Region
 from textual.widgets import Checkbox, DataTable, Input
 
 from talon_tui.app.commands import ScreenCommands
 from talon_tui.app.screens.approvals import ApprovalsScreen
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
+from talon_tui.app.screens.replay import WhatIfScreen
+from talon_tui.app.screens.run_timeline import RunTimelineScreen
 from talon_tui.app.widgets.override_form import OverrideFormScreen
-from talon_tui.engine.api import BusMessage
+from talon_tui.app.widgets.policy_diff import SimulationScreen
+from talon_tui.client import AsyncAgentClient, ClientError
+from talon_tui.engine.api import BusMessage, SimulationChange
 
 SMALL = (80, 24)
 EDITOR_ROOT = Path("/tmp/talon-snapshots-console-polish-editor")  # shown on screen
@@ -229,3 +234,78 @@ async def test_the_palette_reaches_every_action_of_the_editor(tmp_path):
         assert hits and hits[0].text == "policy editor: tighten"
         hits[0].command()
         await wait_until(pilot, lambda: editor.dirty)  # the tighten ran on the override
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_fix_safely_says_why_a_step_refused_for_its_input_has_no_fix(tmp_path):
+    policy = {
+        "version": 1,
+        "overrides": [
+            {"tool": "http.fetch", "allow": True, "constraints": {"domains": ["example.com"]}}
+        ],
+    }
+
+    async def setup(h: Hosted) -> None:
+        await h.session("fetcher", policy)
+
+    app, hosted = talon_app(tmp_path / "data", setup)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        agent = await AsyncAgentClient.connect(
+            hosted.keys["fetcher"], socket_path=hosted.socket_path
+        )
+        with pytest.raises(ClientError) as denied:
+            await agent.intent("http.fetch", {"url": "https://example.com/" + "a" * 100_000})
+        run_id = denied.value.details["run_id"]
+        await app.push_screen(RunTimelineScreen(hosted.engine, run_id))
+        await wait_until(pilot, lambda: app.screen.steps and app.screen.steps[0].decision == "DENY")
+        assert not app.screen.steps[0].suggested_fix
+        await pilot.press("f")
+        await settle(pilot)
+        notes = [f"{n.title}: {n.message}" for n in app._notifications]
+        assert any("refused this step's input itself" in n for n in notes), notes
+        assert "select a denied step" not in " ".join(notes)
+        assert "fix safely (f): none." in screen_text(app)
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_the_what_if_dialog_label_is_whole_at_80x24(tmp_path):
+    app, hosted = talon_app(tmp_path / "data", pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await app.push_screen(WhatIfScreen(hosted.engine, None))
+        await settle(pilot)
+        text = screen_text(app)
+        assert "press enter," in text
+        assert "or press ctrl+o to use the session's current policy." in text
+
+
+class _SimulationApp(App[None]):
+    def __init__(self, changes: list[SimulationChange]) -> None:
+        super().__init__()
+        self.changes = changes
+
+    def on_mount(self) -> None:
+        self.push_screen(SimulationScreen(self.changes))
+
+
+async def test_a_simulated_reason_is_shown_whole_at_80x24():
+    reason = (
+        "override #1 denies file.read (allow: false); an explicit denial wins over every "
+        "allowing override, END-OF-REASON"
+    )
+    change = SimulationChange(
+        seq=7,
+        run_id=None,
+        tool="file.read",
+        params={"path": "notes/plan.md"},
+        before="ALLOW",
+        after="DENY",
+        reason=reason,
+    )
+    app = _SimulationApp([change])
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+        assert "END-OF-REASON" in text  # wrapped in the detail line, not cut
+        assert "override #1 denies fi" in text

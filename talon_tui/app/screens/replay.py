@@ -61,8 +61,10 @@ class WhatIfScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical(id="what-if"):
             yield Static("What if another policy had decided?", classes="title", markup=False)
             yield Static(
-                "Policy file (JSON), then enter — or ctrl+o for the session's current policy.",
+                "Type the path of a policy file (JSON) and press enter,\n"
+                "or press ctrl+o to use the session's current policy.",
                 classes="hint",
+                id="what-if-hint",
                 markup=False,
             )
             yield Input(placeholder="sample_policies/strict-readonly.json", id="what-if-path")

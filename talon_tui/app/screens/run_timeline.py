@@ -43,6 +43,7 @@ class Step:
     approval: str | None = None  # waiting | approved | denied | timed out
     status: str | None = None
     output: Any = None
+    override_index: int | None = None  # the override that decided, None: none was consulted
     output_bytes: int | None = None  # the whole result the tool returned, as JSON
     output_truncated: bool = False  # the log recorded a shortened output
     output_redacted: bool = False  # secret values in it were replaced before recording
@@ -89,6 +90,7 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
             step.decision = data.get("decision")
             step.reason = data.get("reason") or ""
             step.by = data.get("by") or ""
+            step.override_index = data.get("override_index")
             if data.get("suggested_fix"):
                 step.suggested_fix = data["suggested_fix"]
         elif etype == "approval.requested":
@@ -225,6 +227,10 @@ class RunTimelineScreen(TalonScreen):
             text.append("fix safely (f) would add:\n", style="bold")
             text.append_text(safe_text(step.suggested_fix, DETAIL_MAX, multiline=True))
             text.append("\n")
+        elif step.decision == "DENY":
+            text.append("fix safely (f): none. ", style="bold")
+            text.append(no_fix_reason(step) or "", style="dim")
+            text.append("\n")
         text.append("params:", style="dim")
         params = step.params if isinstance(step.params, dict) else {"": step.params}
         for key, value in sorted(params.items()):
@@ -252,8 +258,9 @@ class RunTimelineScreen(TalonScreen):
 
     def action_fix_safely(self) -> None:
         step = self.selected()
-        if step is None or step.decision != "DENY" or not step.suggested_fix:
-            self.notify("select a denied step that has a suggested fix", severity="warning")
+        why = no_fix_reason(step)
+        if why is not None or step is None or step.suggested_fix is None:
+            self.notify(why or "select a step", title="No safe fix", severity="warning")
             return
         if not self.session_id:
             return
@@ -264,6 +271,30 @@ class RunTimelineScreen(TalonScreen):
 
     def action_replay(self) -> None:
         self.run_worker(self.talon.go("replay", self.run_id), group="nav")
+
+
+def no_fix_reason(step: Step | None) -> str | None:
+    """Why `f` offers no fix for `step`, in words; None when it has one."""
+    if step is None:
+        return "Select a denied step first."
+    if step.decision != "DENY":
+        word = {"ALLOW": "allowed", "REQUIRE_APPROVAL": "waiting for approval"}.get(
+            step.decision or "", "not decided"
+        )
+        return f"This step was {word}: there is nothing to fix."
+    if step.by and step.by != "policy":
+        return f"This step was refused by {step.by}, not by the policy: no override changes that."
+    if step.suggested_fix:
+        return None
+    if step.override_index is None and not step.reason.startswith("no override allows"):
+        return (
+            "Talon refused this step's input itself (see the reason), before any override: "
+            "no policy change can allow it, so there is no fix."
+        )
+    return (
+        "The advisor found no narrow override that allows exactly this step (see the reason); "
+        "edit the policy by hand (e on the session)."
+    )
 
 
 def full_value(value: Any, run_id: str, max_len: int = FULL_MAX) -> str:
