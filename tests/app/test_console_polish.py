@@ -4,6 +4,7 @@ changes" in view."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -12,16 +13,16 @@ from support.app import Hosted, frozen, screen_text, settle, talon_app, wait_unt
 from support.policy_editor import SnapshotEditorApp, fixed_ids, make_workspace, wait_for
 from textual.app import App
 from textual.geometry import Region
-from textual.widgets import Checkbox, DataTable, Input
+from textual.widgets import Checkbox, DataTable, Input, TextArea
 
 from talon_tui.app.commands import ScreenCommands
-from talon_tui.app.screens.approvals import ApprovalsScreen
+from talon_tui.app.screens.approvals import ApprovalContentScreen, ApprovalsScreen
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.app.screens.replay import WhatIfScreen
 from talon_tui.app.screens.run_timeline import RunTimelineScreen
 from talon_tui.app.widgets.override_form import OverrideFormScreen
 from talon_tui.app.widgets.policy_diff import SimulationScreen
-from talon_tui.client import AsyncAgentClient, ClientError
+from talon_tui.client import AdminClient, AsyncAgentClient, ClientError
 from talon_tui.engine.api import BusMessage, SimulationChange
 
 SMALL = (80, 24)
@@ -309,3 +310,65 @@ async def test_a_simulated_reason_is_shown_whole_at_80x24():
         text = screen_text(app)
         assert "END-OF-REASON" in text  # wrapped in the detail line, not cut
         assert "override #1 denies fi" in text
+
+
+BIG_WRITE = {
+    "version": 1,
+    "overrides": [
+        {
+            "tool": "file.write",
+            "allow": True,
+            "approval": "always",
+            "constraints": {"roots": ["drafts"], "max_bytes": 1_048_576},
+        }
+    ],
+}
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_a_100k_write_shows_its_size_and_pages_through_all_of_it(tmp_path):
+    content = "".join(f"line {n:05d} " + "x" * 90 + "\n" for n in range(1000)) + "THE-END"
+    assert len(content) > 100_000
+
+    async def setup(h: Hosted) -> None:
+        await h.session("writer", BIG_WRITE, {"drafts/.keep": ""})
+
+    app, hosted = talon_app(tmp_path / "data", setup)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        agent = await AsyncAgentClient.connect(
+            hosted.keys["writer"], socket_path=hosted.socket_path
+        )
+        task = asyncio.ensure_future(
+            agent.intent("file.write", {"path": "drafts/big.md", "content": content})
+        )
+        await pilot.press("3")
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, ApprovalsScreen)
+                and app.screen.query_one(DataTable).row_count == 1
+            ),
+        )
+        approval_id = app.screen.approvals[0].approval_id
+        # attached the way `talon` is to `talon serve`: the request comes over the pipe in pages
+        admin = await AdminClient.connect(hosted.data_dir, socket_path=hosted.socket_path)
+        try:
+            await app.push_screen(ApprovalContentScreen(admin, approval_id))
+            view = app.screen
+            await wait_until(pilot, lambda: bool(view.document))
+            title = screen_text(app)
+            size = len(content.encode())
+            assert f"content {size:,} bytes" in title
+            area = view.query_one(TextArea)
+            assert content in area.text  # every character, nothing cut
+            await pilot.press("ctrl+end")
+            await settle(pilot)
+            assert "THE-END" in screen_text(app)  # paged to the very end, on screen
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, ApprovalsScreen)
+        finally:
+            await admin.close()
+            task.cancel()
+            await agent.close()
