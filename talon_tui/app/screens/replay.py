@@ -268,7 +268,7 @@ class ReplayScreen(TalonScreen):
             title.append("  session ", style="dim")
             if r.session_id in self.labels:
                 title.append_text(safe_text(self.labels[r.session_id], 30))
-                title.append(" ")
+                title.append(" · ", style="dim")
             title.append_text(safe_text(r.session_id, 40, style="dim"))
             # the picker counts an agent's steps (intents); the replay lists every event
             steps = sum(1 for step in r.steps if step.type == "policy.intent.received")
