@@ -23,7 +23,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
-from textual.notifications import Notification, Notify
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -46,6 +46,7 @@ from .screens.audit import AuditScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.jump import JumpScreen
+from .screens.messages import MessageLog, MessagesScreen
 from .screens.policy_editor import PolicyEditorScreen
 from .screens.replay import ReplayScreen
 from .screens.run_timeline import RunTimelineScreen
@@ -260,6 +261,7 @@ class TalonApp(Navigator):
         self.reconnect_delays: Sequence[float] = RECONNECT_DELAYS
         self.link_down: LinkDown | None = None  # set while the engine is unreachable
         self.last_seq: int | None = None  # the newest audit event seen (resume point)
+        self.messages = MessageLog()  # every toast, in full (a toast shows two lines)
 
     # ------------------------------------------------------------------ start-up
 
@@ -480,6 +482,7 @@ class TalonApp(Navigator):
         self._toast_until = monotonic() + APPROVAL_TOAST_S
         self.approval_toasts += 1
         toast = Notification(message, title, "warning", APPROVAL_TOAST_S, markup=False)
+        self.messages.add(self.clock(), "warning", title, message, False)
         self._approval_toasts.append(toast)
         self.post_message(Notify(toast))
 
@@ -491,6 +494,23 @@ class TalonApp(Navigator):
             if toast in self._notifications:
                 self._unnotify(toast)
         self._approval_toasts.clear()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A toast, also kept in full in the messages log (palette: "messages")."""
+        self.messages.add(self.clock(), severity, title, message, markup)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_messages(self) -> None:
+        if not isinstance(self.screen, MessagesScreen):
+            self.push_screen(MessagesScreen(self.messages))
 
     # ------------------------------------------------------------------ navigation
 
@@ -508,6 +528,9 @@ class TalonApp(Navigator):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "messages", "the last notifications in full, newest first", self.action_messages
+        )
         for theme in TALON_THEMES:
             if theme in self.available_themes:
                 yield SystemCommand(

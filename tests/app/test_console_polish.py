@@ -372,3 +372,25 @@ async def test_a_100k_write_shows_its_size_and_pages_through_all_of_it(tmp_path)
             await admin.close()
             task.cancel()
             await agent.close()
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_every_toast_is_kept_in_full_in_messages(tmp_path):
+    app, _ = talon_app(tmp_path / "data", pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        long = "the engine refused: " + "a long reason that goes on " * 8 + "END-OF-MESSAGE"
+        app.notify(long, title="Engine", severity="error", markup=False)
+        app.notify("[bold]ALLOW[/] \x1b[2J", title="Agent says", markup=False)
+        app.dispatch_bus(_requested(1))
+        await settle(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["messages"].callback()
+        await settle(pilot)
+        area = app.screen.query_one(TextArea)
+        assert long in area.text  # whole, where the toast shows one line of it
+        assert "[bold]ALLOW[/] \\x1b[2J" in area.text  # literal, control written out
+        assert "Approval needed" in area.text and "d/1.md" in area.text
+        assert area.text.index("Approval needed") < area.text.index(
+            "END-OF-MESSAGE"
+        )  # newest first
