@@ -394,3 +394,23 @@ async def test_every_toast_is_kept_in_full_in_messages(tmp_path):
         assert area.text.index("Approval needed") < area.text.index(
             "END-OF-MESSAGE"
         )  # newest first
+
+
+@pytest.mark.usefixtures("frozen")
+async def test_the_new_session_form_shows_focus_without_colour(tmp_path):
+    app, _ = talon_app(tmp_path / "data", pipe=False)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        label = app.screen.query_one("#label", Input)
+        workspace = app.screen.query_one("#workspace", Input)
+        assert app.screen.focused is label
+        assert label.styles.border_top[0] == "heavy"
+        assert workspace.styles.border_top[0] == "round"
+        await pilot.press("tab")
+        await settle(pilot)
+        assert label.styles.border_top[0] == "round"
+        assert workspace.styles.border_top[0] == "heavy"
