@@ -102,28 +102,35 @@ asyncio.run(main())
 """
 
 
+def seconds_to_line(argv: list[str], marker: str) -> float | None:
+    """Seconds from spawning `argv` (a console child) to its stdout line `marker`; None when
+    it exits without printing it."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TEXTUAL": ""},
+    )
+    assert proc.stdout is not None
+    took = None
+    for line in proc.stdout:
+        if line.strip() == marker:
+            took = time.perf_counter() - start
+            break
+    proc.wait(timeout=30)
+    return took
+
+
 def first_dashboard_paint(runs: int = 5) -> dict[str, float]:
     """Seconds from process spawn to the first painted dashboard (median and max of runs)."""
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         subprocess.run([python, "-c", SEED, str(data)], check=True)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            proc = subprocess.Popen(
-                [python, "-c", CHILD, str(data)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                env={**os.environ, "TEXTUAL": ""},
-            )
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.strip() == "PAINTED":
-                    times.append(time.perf_counter() - start)
-                    break
-            proc.wait(timeout=30)
+        took = [seconds_to_line([python, "-c", CHILD, str(data)], "PAINTED") for _ in range(runs)]
+    times = [t for t in took if t is not None]
     return {"median_s": statistics.median(times), "max_s": max(times), "runs": runs}
 
 
@@ -134,20 +141,9 @@ def first_live_dashboard(runs: int = 3) -> dict[str, float]:
     times = []
     for n in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            proc = subprocess.Popen(
-                [python, "-c", LIVE_CHILD, str(Path(tmp) / f"demo-{n}")],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                env={**os.environ, "TEXTUAL": ""},
-            )
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.strip() == "LIVE":
-                    times.append(time.perf_counter() - start)
-                    break
-            proc.wait(timeout=30)
+            took = seconds_to_line([python, "-c", LIVE_CHILD, str(Path(tmp) / f"demo-{n}")], "LIVE")
+            if took is not None:
+                times.append(took)
     if not times:
         raise RuntimeError("the demo dashboard never showed traffic")
     return {"median_s": statistics.median(times), "max_s": max(times), "runs": runs}

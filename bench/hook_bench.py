@@ -3,8 +3,11 @@ against a real `talon serve`, beside `python -c pass` measured in the same run.
 
 The hook is one process per agent tool call, so its start-up is what the agent waits for. The
 command timed is exactly what `talon hook install` writes into the agent's settings
-(`<python> -m talon_tui.cli hook claude-code --key-file K --data-dir D`). Interleaved runs,
-so that machine load hits both the same way. Target: p50 <= 50 ms per allowed Read.
+(`<python> -I -S talon_tui/hooks/script.py hook claude-code --key-file K --data-dir D …`);
+beside it, the same hook through the `talon` console script (the form installed before, with
+`site` and the editable install's finder), `python -c pass`, and `python -I -S -c pass` (the
+floor of the installed form). Interleaved runs, so that machine load hits all the same way.
+Target: p50 <= 50 ms per allowed Read.
 
 The package's bytecode is compiled first (`compileall`, as `pip install` does): with
 PYTHONDONTWRITEBYTECODE set and no `__pycache__`, every hook run would recompile its modules.
@@ -15,12 +18,9 @@ PYTHONDONTWRITEBYTECODE set and no `__pycache__`, every hook run would recompile
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import select
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,45 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-
-
-def start_serve(data: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "talon_tui.cli", "serve", "--data-dir", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or b"listening on" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit("talon serve did not start")
-    return proc
-
-
-def make_session(data: Path, ws: Path) -> str:
-    from talon_tui.client import AdminClient
-
-    async def go() -> str:
-        async with await AdminClient.connect(data) as admin:
-            _session, key = await admin.create_session("hook-bench", str(ws), POLICY)
-            return key
-
-    return asyncio.run(go())
+from _common import REPO, make_session, start_serve, stop_serve
 
 
 def timed(argv: list[str], stdin: bytes) -> tuple[float, bytes]:
@@ -93,10 +55,10 @@ def main() -> int:
         (ws / "work").mkdir(parents=True)
         (ws / "work" / "a.txt").write_text("hello\n")
         data = root / "data"
-        serve = start_serve(data)
+        serve = start_serve(data, lift_rate_limit=False)
         try:
             key_file = root / "agent.key"
-            key_file.write_text(make_session(data, ws))
+            key_file.write_text(make_session(data, ws, "hook-bench"))
             from talon_tui.hooks.install import hook_command
 
             hook = shlex.split(hook_command("claude-code", key_file, data, 150))
@@ -112,39 +74,45 @@ def main() -> int:
                     "tool_use_id": "toolu_bench",
                 }
             ).encode()
-            baseline = [sys.executable, "-c", "pass"]
+            commands = {
+                "hook_allowed_read_ms": hook,
+                "hook_via_talon_script_ms": [
+                    str(Path(sys.executable).with_name("talon")),
+                    *hook[hook.index("hook") :],
+                ],
+                "python_c_pass_ms": [sys.executable, "-c", "pass"],
+                "python_isolated_no_site_c_pass_ms": [sys.executable, "-I", "-S", "-c", "pass"],
+            }
+            if not os.access(commands["hook_via_talon_script_ms"][0], os.X_OK):
+                del commands["hook_via_talon_script_ms"]
+            times: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(3):  # warm the page cache and the engine
-                timed(hook, payload)
-                timed(baseline, b"")
-            hook_ms: list[float] = []
-            base_ms: list[float] = []
+                for argv in commands.values():
+                    timed(argv, payload)
             for _ in range(args.n):
-                ms, out = timed(hook, payload)
-                if b'"allow"' not in out:
-                    raise SystemExit(f"the hook did not allow the Read: {out!r}")
-                hook_ms.append(ms)
-                base_ms.append(timed(baseline, b"")[0])
+                for name, argv in commands.items():
+                    ms, out = timed(argv, payload)
+                    if name.startswith("hook") and b'"allow"' not in out:
+                        raise SystemExit(f"{name}: the hook did not allow the Read: {out!r}")
+                    times[name].append(ms)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(30)
-    figures = {
-        "command": shlex.join(hook[:4]) + " …",
+            stop_serve(serve)
+    figures: dict[str, object] = {
+        "command": shlex.join(hook[: hook.index("hook") + 2]) + " …",
         "n": args.n,
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
-        "hook_allowed_read_ms": {
-            "p50": round(statistics.median(hook_ms), 1),
-            "p90": round(pct(hook_ms, 90), 1),
-            "min": round(min(hook_ms), 1),
-        },
-        "python_c_pass_ms": {
-            "p50": round(statistics.median(base_ms), 1),
-            "p90": round(pct(base_ms, 90), 1),
-            "min": round(min(base_ms), 1),
-        },
     }
+    for name, values in times.items():
+        figures[name] = {
+            "p50": round(statistics.median(values), 1),
+            "p90": round(pct(values, 90), 1),
+            "min": round(min(values), 1),
+        }
     figures["hook_minus_python_p50_ms"] = round(
-        figures["hook_allowed_read_ms"]["p50"] - figures["python_c_pass_ms"]["p50"], 1
+        statistics.median(times["hook_allowed_read_ms"])
+        - statistics.median(times["python_c_pass_ms"]),
+        1,
     )
     print(json.dumps(figures, indent=2))
     print("target: hook p50 <= 50 ms per allowed Read")

@@ -69,24 +69,34 @@ from .widgets.summaries import intent_target
 
 Service = Callable[[], Awaitable[Any]]
 
+
+def _top(help_: str, screen: Callable[[EngineAPI], Screen[Any]]) -> ScreenSpec:
+    """A top-level screen that needs nothing but the engine."""
+    return ScreenSpec(help_, lambda app: screen(app.engine), top_level=True)
+
+
+def _of_session(
+    help_: str, factory: Callable[..., Screen[Any]], key: str, listed: bool = True
+) -> ScreenSpec:
+    """A screen of one session: `:name SESSION_ID`, else the selected session's (`key` opens
+    it from a list), else the sessions table."""
+    return ScreenSpec(
+        help_,
+        factory,
+        arg="session_id",
+        arg_help="session id",
+        required=f"pick a session and press {key}",
+        fallback="sessions",
+        listed=listed,
+    )
+
+
 # The one registry of named screens: `app.go(name, **args)` calls `factory(app, **args)`.
 # Listed screens appear, in this order, in `:` jump and in the palette's "go:" commands.
 SCREENS: dict[str, ScreenSpec] = {
-    "dashboard": ScreenSpec(
-        "overview: sessions, runs, approvals, agents, chain",
-        lambda app: DashboardScreen(app.engine),
-        top_level=True,
-    ),
-    "sessions": ScreenSpec(
-        "sessions table: create, close, agent keys",
-        lambda app: SessionsScreen(app.engine),
-        top_level=True,
-    ),
-    "approvals": ScreenSpec(
-        "queue of intents waiting for an operator",
-        lambda app: ApprovalsScreen(app.engine),
-        top_level=True,
-    ),
+    "dashboard": _top("overview: sessions, runs, approvals, agents, chain", DashboardScreen),
+    "sessions": _top("sessions table: create, close, agent keys", SessionsScreen),
+    "approvals": _top("queue of intents waiting for an operator", ApprovalsScreen),
     "audit": ScreenSpec(
         "the whole audit log, live, with chain verification",
         lambda app, session_id=None: AuditScreen(
@@ -102,41 +112,24 @@ SCREENS: dict[str, ScreenSpec] = {
         arg_help="run id, optional",
         top_level=True,
     ),
-    "skills": ScreenSpec(
-        "registered skills and their signatures",
-        lambda app: SkillsScreen(app.engine),
-        top_level=True,
-    ),
-    "servers": ScreenSpec(
-        "MCP servers: status, tool pins, approve changes",
-        lambda app: ServersScreen(app.engine),
-        top_level=True,
-    ),
-    "session": ScreenSpec(
+    "skills": _top("registered skills and their signatures", SkillsScreen),
+    "servers": _top("MCP servers: status, tool pins, approve changes", ServersScreen),
+    "session": _of_session(
         "one session: runs, policy, audit, agents",
         lambda app, session_id: SessionDetailScreen(app.engine, session_id),
-        arg="session_id",
-        arg_help="session id",
-        required="pick a session and press enter",
-        fallback="sessions",
+        "enter",
     ),
-    "policy": ScreenSpec(
+    "policy": _of_session(
         "edit a session's policy",
         lambda app, session_id, prefill_override=None: PolicyEditorScreen(
             app.engine, session_id, prefill_override=prefill_override, readonly=app.readonly
         ),
-        arg="session_id",
-        arg_help="session id",
-        required="pick a session and press e",
-        fallback="sessions",
+        "e",
     ),
-    "session-replay": ScreenSpec(
+    "session-replay": _of_session(
         "a whole session's runs on one time axis, nothing executes",
         lambda app, session_id: SessionReplayScreen(app.engine, session_id),
-        arg="session_id",
-        arg_help="session id",
-        required="pick a session and press R",
-        fallback="sessions",
+        "R",
         listed=False,
     ),
     "quit": ScreenSpec("leave the console (ctrl+q)", None),

@@ -19,7 +19,7 @@ HOOK_AGENTS = ("claude-code", "codex")
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hook"] and args[1:2] and args[1] in HOOK_AGENTS:
-        from .commands.hook_cmd import run_hook_verb
+        from talon_tui.hooks.command import run_hook_verb
 
         return run_hook_verb(args[1], args[2:])
     from .main import main as full_main

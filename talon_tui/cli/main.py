@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from talon_tui.hooks.command import run_hook_verb
+
 from . import HOOK_AGENTS
 
 # verb path -> (module, function, one-line help)
@@ -320,8 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["hook"] and args_list[1:2] and args_list[1] in HOOK_AGENTS:
-        hook_cmd = importlib.import_module("talon_tui.cli.commands.hook_cmd")
-        return int(hook_cmd.run_hook_verb(args_list[1], args_list[2:]))  # see cli.main
+        return run_hook_verb(args_list[1], args_list[2:])  # see cli.main
     parser = build_parser()
     if not args_list or (
         args_list[0].startswith("--") and args_list[0] not in ("--help", "-h", "--version")

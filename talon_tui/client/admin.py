@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,26 @@ class AdminClient:
             offset += len(full["json"])
         return json.loads("".join(parts))
 
+    async def _joined(
+        self,
+        op: str,
+        key: str,
+        limit: int | None,
+        cursor: Callable[[list[Any]], dict[str, Any]],
+        **fields: Any,
+    ) -> list[Any]:
+        """The items (`reply[key]`) of a listing op that the engine sends in pages, each fitting
+        a frame, with `more` set while some are left, up to `limit` (None: all of them);
+        `cursor(items read so far)` gives the position fields of the next page."""
+        items: list[Any] = []
+        while limit is None or len(items) < limit:
+            left = None if limit is None else limit - len(items)
+            reply = await self.call(op, **fields, **cursor(items), limit=left)
+            items.extend(reply[key])
+            if not reply.get("more") or not reply[key]:
+                break
+        return items
+
     async def __aenter__(self) -> AdminClient:
         return self
 
@@ -169,28 +189,24 @@ class AdminClient:
     async def list_runs(
         self, session_id: str | None = None, limit: int = 500, offset: int = 0
     ) -> list[RunSummary]:
-        runs: list[RunSummary] = []
-        while len(runs) < limit:
-            reply = await self.call(
-                "run.list", session_id=session_id, limit=limit - len(runs), offset=offset
-            )
-            runs.extend(RunSummary.model_validate(r) for r in reply["runs"])
-            offset += len(reply["runs"])
-            if not reply.get("more") or not reply["runs"]:
-                break
-        return runs
+        runs = await self._joined(
+            "run.list",
+            "runs",
+            limit,
+            lambda got: {"offset": offset + len(got)},
+            session_id=session_id,
+        )
+        return [RunSummary.model_validate(r) for r in runs]
 
     async def list_agents(self) -> list[AgentPeer]:
         return [AgentPeer.model_validate(a) for a in (await self.call("agent.list"))["agents"]]
 
     async def list_approvals(self) -> list[ApprovalRequest]:
         """Every waiting approval; large agent data as previews (`cut` set: see get_approval)."""
-        approvals: list[ApprovalRequest] = []
-        while True:
-            reply = await self.call("approval.list", offset=len(approvals))
-            approvals.extend(ApprovalRequest.model_validate(a) for a in reply["approvals"])
-            if not reply.get("more") or not reply["approvals"]:
-                return approvals
+        approvals = await self._joined(
+            "approval.list", "approvals", None, lambda got: {"offset": len(got)}
+        )
+        return [ApprovalRequest.model_validate(a) for a in approvals]
 
     async def get_approval(self, approval_id: str) -> ApprovalRequest:
         """The whole waiting request, read in pages however large its params are."""
@@ -213,21 +229,15 @@ class AdminClient:
         from_seq: int = 0,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        while len(events) < limit:
-            reply = await self.call(
-                "audit.query",
-                session_id=session_id,
-                run_id=run_id,
-                types=types,
-                from_seq=from_seq,
-                limit=limit - len(events),
-            )
-            events.extend(reply["events"])
-            if not reply.get("more") or not reply["events"]:
-                break
-            from_seq = reply["events"][-1]["seq"] + 1
-        return events
+        return await self._joined(
+            "audit.query",
+            "events",
+            limit,
+            lambda got: {"from_seq": got[-1]["seq"] + 1 if got else from_seq},
+            session_id=session_id,
+            run_id=run_id,
+            types=types,
+        )
 
     async def get_audit_event(self, seq: int) -> dict[str, Any]:
         """The whole logged event `seq`, read in pages however large it is."""
@@ -237,8 +247,14 @@ class AdminClient:
         return VerifyReport.model_validate((await self.call("audit.verify"))["report"])
 
     async def replay(self, run_id: str, policy: dict[str, Any] | None = None) -> ReplayResult:
+        """The whole replay, however many frames its steps take (`more`: ask from `offset`)."""
         reply = await self.call("replay", run_id=run_id, policy=policy)
-        return ReplayResult.model_validate(reply["replay"])
+        doc = reply["replay"]
+        while reply.get("more") and reply["replay"]["steps"]:
+            offset = reply.get("offset", 0) + len(reply["replay"]["steps"])
+            reply = await self.call("replay", run_id=run_id, policy=policy, offset=offset)
+            doc["steps"].extend(reply["replay"]["steps"])
+        return ReplayResult.model_validate(doc)
 
     async def simulate(self, session_id: str, policy: dict[str, Any]) -> list[SimulationChange]:
         reply = await self.call("simulate", session_id=session_id, policy=policy)
@@ -263,6 +279,15 @@ class AdminClient:
             summary=summary,
         )
         return SessionTimeline.model_validate(reply["timeline"])
+
+    async def session_jump(
+        self, session_id: str, kind: str, seq: int, direction: int = 1
+    ) -> int | None:
+        reply = await self.call(
+            "session.jump", session_id=session_id, kind=kind, seq=seq, direction=direction
+        )
+        found = reply["seq"]
+        return found if isinstance(found, int) else None
 
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
         reply = await self.call("run.compare", run_a=run_a, run_b=run_b)

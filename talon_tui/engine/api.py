@@ -148,6 +148,7 @@ class RunLane(BaseModel):
     """One run of a session: where it starts and ends on the axis, and its counts."""
 
     run_id: str
+    number: int = 0  # its place among the session's runs, from 1, oldest first
     started: str
     finished: str | None = None
     status: str = "running"
@@ -171,23 +172,26 @@ class WhatIfGroup(BaseModel):
 
     override: str  # "override #2 file.write" or "no override (deny by default)"
     changes: list[SimulationChange] = Field(default_factory=list)
+    total: int = 0  # how many changes in all (over the pipe `changes` may list fewer)
 
 
 class SessionTimeline(BaseModel):
     """A session's runs on one time axis, read through the index. `markers` holds the steps
     with seq in [from_seq, to_seq), at most `max_markers` of them (`next_seq`: where to go on);
-    `runs`, `policies` and `jumps` always cover the whole session."""
+    `runs` the lanes of the runs those steps belong to and a few either side (`run_count` in
+    all); `policies` the session's policy changes (diffs only for those among the markers);
+    `counts` the session's denials, approvals and policy changes (`session_jump` finds them)."""
 
     session_id: str
     events: int
     first_ts: str | None = None
     last_ts: str | None = None
+    run_count: int = 0
     runs: list[RunLane] = Field(default_factory=list)
     policies: list[PolicyChange] = Field(default_factory=list)
     markers: list[TimelineMarker] = Field(default_factory=list)
     next_seq: int | None = None
-    #: seqs of the session's denials and approvals (capped at JUMPS_MAX each)
-    jumps: dict[str, list[int]] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
     what_if: list[WhatIfGroup] | None = None
 
 
@@ -296,6 +300,9 @@ class EngineAPI(Protocol):
         max_markers: int = 2000,
         summary: bool = True,
     ) -> SessionTimeline: ...
+    async def session_jump(
+        self, session_id: str, kind: str, seq: int, direction: int = 1
+    ) -> int | None: ...
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison: ...
     async def list_skills(self) -> list[SkillInfo]: ...
     async def register_skill(self, skill: dict[str, Any]) -> SkillInfo: ...

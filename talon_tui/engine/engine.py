@@ -222,21 +222,6 @@ class Engine(DelegatedFlow, McpFlow):
             action, run = change
             bus.publish("run", {"action": action, "run": run.model_dump()})
 
-    def _record(
-        self,
-        etype: str,
-        data: dict[str, Any],
-        *,
-        session_id: str | None = None,
-        run_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Append one event (written, not yet durable); call `durable()` before answering."""
-        return self.audit.append(etype, session_id=session_id, run_id=run_id, data=data)
-
-    async def durable(self) -> None:
-        """Return once everything appended so far is on disk (group commit, see store)."""
-        await self._commit.wait()
-
     # ------------------------------------------------------------------ agents and auth
 
     def check_admin_token(self, token: Any) -> bool:
@@ -690,6 +675,16 @@ class Engine(DelegatedFlow, McpFlow):
             None if to_seq is None else int(to_seq),
             int(max_markers),
             bool(summary),
+        )
+
+    async def session_jump(
+        self, session_id: str, kind: str, seq: int, direction: int = 1
+    ) -> int | None:
+        """The seq of the session's next (direction > 0) or previous denial, approval or
+        policy change from `seq`, or None."""
+        await self.durable()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.store.session_jump, session_id, kind, int(seq), int(direction)
         )
 
     async def compare_runs(self, run_a: str, run_b: str) -> RunComparison:

@@ -41,7 +41,13 @@ from .policy.models import Policy, Session, Skill, ToolIntent
 from .runtime.mcp import McpRegistry
 from .runtime.secrets import SecretStore
 from .runtime.state import StateStore
-from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
+from .runtime.tokens import (
+    CapabilityIssuer,
+    CapabilityVerifier,
+    JtiCache,
+    RevocationList,
+    TokenMacKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +117,16 @@ class EngineStore:
 
     def open(self, checkpoint_every: int) -> None:
         """Blocking: load keys and state, open (and recover) the audit log."""
-        policy_priv, policy_pub = keys.load_or_create(self.data.keys_dir, "policy")
         self.audit_priv, self.audit_pub = keys.load_or_create(self.data.keys_dir, "audit")
         self.state = StateStore(self.data.state_path, workspaces_dir=self.data.workspaces_dir)
         self.secrets = SecretStore(self.data.secrets_dir)
         self.revocations = RevocationList()
-        self.issuer = CapabilityIssuer(policy_priv)
+        # issuer and broker share this process and the token never leaves it: HMAC-SHA256
+        # under a key made now and kept only in memory (SECURITY.md, "In-process token MAC")
+        token_key = TokenMacKey.generate()
+        self.issuer = CapabilityIssuer(token_key)
         self.verifier = CapabilityVerifier(
-            policy_pub,
+            token_key,
             replay_cache=JtiCache(),
             revocations=self.revocations,
             min_iat=int(time.time()) - 1,
@@ -148,6 +156,8 @@ class EngineStore:
             self.data.audit_dir, key=self.index_key
         ).status
         self.index_rebuilt(self.index_status)
+        #: the index the session replay reads through, kept between its windows and jumps
+        self.replay_index = audit_index.IndexCache(self.data.audit_dir, key=self.index_key)
         self.audit.sync()
 
     def index_rebuilt(self, status: str) -> None:
@@ -421,6 +431,22 @@ class EngineStore:
             summary=summary,
             index_key=self.index_key,
             on_index_rebuild=self.index_rebuilt,
+            # a what-if reads the whole session: through an index of its own, so that the
+            # windows and jumps of the replay on screen do not wait for it
+            cache=self.replay_index if policy is None else None,
+        )
+
+    def session_jump(self, session_id: str, kind: str, seq: int, direction: int) -> int | None:
+        from .audit import session_replay
+
+        return session_replay.session_jump(
+            self.data.audit_dir,
+            session_id,
+            kind,
+            seq,
+            direction,
+            on_index_rebuild=self.index_rebuilt,
+            cache=self.replay_index,
         )
 
     def compare_runs(self, run_a: str, run_b: str) -> RunComparison:

@@ -19,11 +19,13 @@ import json
 import os
 import shlex
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
 EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse")
-MODULE = "talon_tui.cli"
+#: the hook's launcher, run by path: `python -I -S` puts neither `site` nor PYTHONPATH to work
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "script.py")
 BACKUP_SUFFIX = ".talon-backup"
 CREATED_SUFFIX = ".talon-created"
 
@@ -40,13 +42,17 @@ def settings_path(agent: str, scope: str, home: Path, project: Path) -> Path:
 
 
 def hook_command(agent: str, key_file: Path, data_dir: Path, wait_seconds: int) -> str:
-    """The command line the agent runs per tool call: the `talon` script beside this Python
-    when there is one (no runpy at start-up), else `python -m talon_tui.cli`."""
-    script = Path(sys.executable).with_name("talon")
-    program = [str(script)] if os.access(script, os.X_OK) else [sys.executable, "-m", MODULE]
+    """The command line the agent runs per tool call: this Python, isolated (`-I`) and without
+    `site` (`-S`), running `script.py` beside this file by its absolute path with this
+    environment's site-packages as `--path` (see there: it saves most of Python's start-up
+    and fails closed)."""
     return shlex.join(
         [
-            *program,
+            sys.executable,
+            "-I",
+            "-S",
+            SCRIPT,
+            *[w for path in package_dirs() for w in ("--path", path)],
             "hook",
             agent,
             "--key-file",
@@ -57,6 +63,15 @@ def hook_command(agent: str, key_file: Path, data_dir: Path, wait_seconds: int) 
             str(wait_seconds),
         ]
     )
+
+
+def package_dirs() -> list[str]:
+    """This environment's site-packages (purelib, platlib), which `python -S` leaves off
+    `sys.path`; the directory holding `talon_tui` is added by the script itself."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(SCRIPT)))
+    paths = sysconfig.get_paths()
+    found = [p for p in (paths.get("purelib"), paths.get("platlib")) if p and os.path.isdir(p)]
+    return [p for p in dict.fromkeys(found) if os.path.abspath(p) != root]
 
 
 def _is_talon_command(command: str) -> bool:

@@ -27,7 +27,6 @@ directory or the key file either.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 from .bash import SimpleCommand, Unparseable, parse_command_line
@@ -103,6 +102,8 @@ class Protected:
         return None
 
     def check_command(self, cmd: SimpleCommand) -> str | None:
+        import fnmatch  # imports `re`: only for a command line with patterns (start-up cost)
+
         for pattern in cmd.patterns:
             for comp in pattern.split("/"):
                 # bash's globs match a leading dot only when the pattern writes it (no dotglob)

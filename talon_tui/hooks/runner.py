@@ -31,12 +31,11 @@ nothing: the tool has already run.
 from __future__ import annotations
 
 import _socket
-import contextlib
-import json
 import os
 import sys
 
 from ..engine.core.peer import PeerRefused, check_engine_peer
+from .jsonio import dumps, loads
 from .mapping import BadToolInput, Plan, Protected, plan_call
 
 TYPE_CHECKING = False  # typing is not imported at run time: the hook's start-up is its cost
@@ -110,7 +109,10 @@ class Pipe:
     """One agent connection over the engine's Unix socket (JSON Lines), opened with `hello`.
 
     Kept to the standard library so that the hook starts fast; this is the one place the hook
-    connects, so the client library's peer checks can move here in one edit."""
+    connects, so the client library's peer checks can move here in one edit. `hello` goes out
+    in the same write as the first request (the engine reads and answers `hello` before it
+    reads anything else on a connection): one round trip less per hook, and still nothing is
+    sent before the listener's owner is checked."""
 
     def __init__(self, socket_path: str, agent_key: str, timeout: float) -> None:
         self._ids = 0
@@ -131,7 +133,7 @@ class Pipe:
         except PeerRefused as exc:
             self.sock.close()
             raise HookError(str(exc)) from None
-        self.call("hello", auth={"agent_key": agent_key})
+        self._hello: dict[str, Any] | None = {"agent_key": agent_key}
 
     def _readline(self) -> bytes:
         while b"\n" not in self._buf:
@@ -144,25 +146,40 @@ class Pipe:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request; return the reply (`ok` true or false); HookError if the engine
-        goes away, times out or answers garbage."""
+    def _frame(self, op: str, **fields: Any) -> bytes:
         self._ids += 1
-        line = json.dumps({"id": self._ids, "op": op, **fields}, ensure_ascii=False) + "\n"
+        line = dumps({"id": self._ids, "op": op, **fields}, ensure_ascii=False) + "\n"
+        return line.encode("utf-8")
+
+    def _reply(self, req_id: int) -> dict[str, Any]:
+        while True:
+            raw = self._readline()
+            if not raw:
+                raise HookError("Talon's engine closed the connection")
+            reply = loads(raw)
+            if not isinstance(reply, dict):
+                raise HookError("Talon's engine sent a reply that is not an object")
+            if "event" in reply or reply.get("id") not in (req_id, None):
+                continue
+            return reply
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request (after `hello`, on the first); return the reply (`ok` true or
+        false); HookError if the key is refused or the engine goes away, times out or
+        answers garbage."""
+        data = b""
+        hello_id = None
+        if self._hello is not None:
+            data, hello_id, self._hello = self._frame("hello", auth=self._hello), 1, None
+        data += self._frame(op, **fields)
+        req_id = self._ids
         try:
-            self.sock.sendall(line.encode("utf-8"))
-            while True:
-                raw = self._readline()
-                if not raw:
-                    raise HookError("Talon's engine closed the connection")
-                reply = json.loads(raw)
-                if not isinstance(reply, dict):
-                    raise HookError("Talon's engine sent a reply that is not an object")
-                if "event" in reply or reply.get("id") not in (self._ids, None):
-                    continue
-                if op == "hello" and not reply.get("ok"):
-                    raise HookError(f"Talon refused the agent key: {_message(reply)}")
-                return reply
+            self.sock.sendall(data)
+            if hello_id is not None:
+                hello = self._reply(hello_id)
+                if not hello.get("ok"):
+                    raise HookError(f"Talon refused the agent key: {_message(hello)}")
+            return self._reply(req_id)
         except TimeoutError:
             raise HookError("no decision from Talon before the hook's wait ran out") from None
         except (OSError, ValueError) as exc:
@@ -194,7 +211,7 @@ def _deny(agent: str, event: str, reason: str) -> Answer:
             "permissionDecision": "deny",
             "permissionDecisionReason": reason,
         }
-    return Answer(stdout=json.dumps({"hookSpecificOutput": out}), stderr=reason + "\n")
+    return Answer(stdout=dumps({"hookSpecificOutput": out}), stderr=reason + "\n")
 
 
 def _allow(agent: str, event: str, reason: str) -> Answer:
@@ -208,7 +225,7 @@ def _allow(agent: str, event: str, reason: str) -> Answer:
             "permissionDecision": "allow",
             "permissionDecisionReason": f"Talon: {reason}",
         }
-    return Answer(stdout=json.dumps({"hookSpecificOutput": out}))
+    return Answer(stdout=dumps({"hookSpecificOutput": out}))
 
 
 def last_resort(reason: str) -> Answer:
@@ -231,6 +248,8 @@ def output_digest(value: Any) -> tuple[str, int]:
     try:
         data = canonical(value)
     except NotCanonical:
+        import json  # off the decision path (see jsonio)
+
         data = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
         ).encode("utf-8", "surrogatepass")
@@ -244,6 +263,7 @@ def call_ref(payload: dict[str, Any]) -> str:
     if isinstance(ref, str) and 0 < len(ref) <= 200:
         return ref
     import hashlib  # only for agents that send no call id
+    import json
 
     body = json.dumps(
         [payload.get("tool_name"), payload.get("tool_input")],
@@ -349,6 +369,8 @@ def _summary(payload: dict[str, Any]) -> str:
     tool_input = payload.get("tool_input")
     if isinstance(tool_input, dict) and isinstance(tool_input.get("command"), str):
         return tool_input["command"]
+    import json  # only for a multi-intent call that is not a command line (see jsonio)
+
     return json.dumps(tool_input, ensure_ascii=False, default=str)
 
 
@@ -379,7 +401,7 @@ def _report(
 
 def _event_of(raw: bytes) -> str | None:
     try:
-        payload = json.loads(raw)
+        payload = loads(raw)
     except ValueError:
         return None
     event = payload.get("hook_event_name") if isinstance(payload, dict) else None
@@ -408,7 +430,7 @@ def run(opts: HookOptions, raw: bytes, **kw: Any) -> Answer:
         if len(raw) > MAX_STDIN_BYTES:
             raise HookError("the hook input is larger than 4 MiB")
         try:
-            payload = json.loads(raw)
+            payload = loads(raw)
         except ValueError as exc:
             raise HookError(f"the hook input is not JSON ({exc})") from None
         event = _event_of(raw)
@@ -430,6 +452,8 @@ def emit(answer: Answer) -> int:
         sys.stderr.write(answer.stderr or "Talon: could not write the hook answer\n")
         return 2
     if answer.stderr:
-        with contextlib.suppress(OSError):
+        try:
             sys.stderr.write(answer.stderr)
+        except OSError:
+            pass  # the answer is out; a note the agent cannot show changes nothing
     return answer.exit_code

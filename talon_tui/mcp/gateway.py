@@ -36,6 +36,7 @@ from talon_tui.client import (
 )
 
 from . import tools as mcptools
+from .stdio import event_loop_stdio
 
 log = logging.getLogger("talon.mcp")
 
@@ -90,6 +91,9 @@ class Gateway:
 
     async def connect(self) -> AsyncAgentClient:
         """The live pipe connection, connecting (watch, view, upstream tools) if needed."""
+        agent = self.agent
+        if agent is not None and not agent.closed:
+            return agent  # every call comes here: no lock while connected
         async with self._lock:
             if self.agent is not None and not self.agent.closed:
                 return self.agent
@@ -288,8 +292,10 @@ class Gateway:
     async def serve(self) -> None:
         options = self.server.create_initialization_options(NotificationOptions(tools_changed=True))
         try:
-            async with stdio_server() as (read_stream, write_stream):
-                await self.server.run(read_stream, write_stream, options)
+            async with event_loop_stdio() as streams:
+                stdin, stdout = streams if streams is not None else (None, None)
+                async with stdio_server(stdin, stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+                    await self.server.run(read_stream, write_stream, options)
         finally:
             await self.close()
 

@@ -64,7 +64,9 @@ async def test_session_timeline_steps_zooms_and_jumps(tmp_path):
         assert screen.current.kind == "policy" and screen.current.run_id is None
         assert "policy set by operator" in screen_text(app)
         assert '+          "secret"' in screen._detail().plain  # the diff, scrolled below
-        assert screen.current.seq > screen.timeline.jumps["approval"][0]
+        first_approval = await hosted.engine.session_jump(hosted.sessions["rec"], "approval", -1)
+        assert first_approval is not None and screen.current.seq > first_approval
+        assert screen.timeline.counts == {"denial": 1, "approval": 1, "policy": 2}
         await pilot.press("D")
         await settle(pilot)
         assert screen.current.kind == "denial"

@@ -100,3 +100,36 @@ def test_usage_errors(recorded):
         r = talon(base, *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert r.stderr.startswith("talon:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_session_of_many_runs_prints_every_run(tmp_path):
+    """More runs than a pipe reply's lanes (200): the CLI, reading in process, prints them all."""
+    from talon_tui.engine.audit.log import AuditLog
+    from talon_tui.engine.core import keys
+
+    data = tmp_path / "data"
+    priv, _ = keys.load_or_create(data / "keys", "audit")
+    log = AuditLog(data / "audit", priv).open()
+    log.append("session.created", session_id="sess_many", data={"workspace": "/w"})
+    runs = [f"run_{i:04d}" for i in range(260)]
+    for i, run in enumerate(runs):
+        log.append("run.started", session_id="sess_many", run_id=run, data={"content": ""})
+        log.append(
+            "policy.decision",
+            session_id="sess_many",
+            run_id=run,
+            data={"intent_id": f"i{i}", "tool": "file.read", "decision": "DENY", "reason": "r"},
+        )
+        log.append("run.finished", session_id="sess_many", run_id=run, data={"status": "ok"})
+    log.close()
+    r = subprocess.run(
+        [*TALON, "replay", "--session", "sess_many", "--json", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [lane["run_id"] for lane in doc["runs"]] == runs and doc["run_count"] == 260
+    assert len(doc["jumps"]["denial"]) == 260 and doc["counts"]["denial"] == 260

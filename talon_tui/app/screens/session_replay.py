@@ -8,7 +8,9 @@ through the steps as the run replay does, with the same ✓/✗ output check; `z
 out (whole session, the selected step's run, the minute around it); `d`, `a`, `p` jump to the
 next denial, approval or policy change (shift: the previous one); `enter` on a policy change
 shows its diff; `w` lists every decision another policy would change, grouped by override.
-The screen reads the steps in windows through the index, never the whole session at once.
+The screen reads the steps in windows through the index, never the whole session at once: each
+window brings the lanes of its runs (and a few either side) and the diffs of its policy
+changes; a jump asks the engine for the next mark of its kind (one lookup in the index).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from talon_tui.engine.api import SessionTimeline, TimelineMarker
+from talon_tui.engine.api import PolicyChange, RunLane, SessionTimeline, TimelineMarker
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen
 from .replay import WhatIfScreen
 
-WINDOW = 1500  # steps read per window
+WINDOW = 500  # steps read per window (a jump reads one)
 ZOOMS = ("session", "run", "minute")
 GLYPH = {"decision": "·", "denial": "✗", "approval": "◆", "execution": "■", "policy": "┃"}
 COLOR = {
@@ -82,6 +84,8 @@ class SessionReplayScreen(TalonScreen):
         self.session_id = session_id
         self.timeline: SessionTimeline | None = None
         self.markers: list[TimelineMarker] = []
+        self.lanes: list[RunLane] = []  # the window's runs and a few either side
+        self.policies: dict[int, PolicyChange] = {}  # the policy changes known so far
         self.window: tuple[int, int | None] = (0, None)  # from_seq, next_seq of the window
         self.pos = 0
         self.zoom = 0
@@ -116,7 +120,11 @@ class SessionReplayScreen(TalonScreen):
         )
         if summary:
             self.timeline = tl
-        self.markers = tl.markers
+            self.policies = {}
+        for change in tl.policies:  # a window brings the diffs of its own changes
+            if change.diff or change.seq not in self.policies:
+                self.policies[change.seq] = change
+        self.markers, self.lanes = tl.markers, tl.runs
         self.window = (from_seq, tl.next_seq)
 
     @property
@@ -143,7 +151,7 @@ class SessionReplayScreen(TalonScreen):
         start, end = parse_ts(tl.first_ts) or 0.0, parse_ts(tl.last_ts) or 0.0
         cur = self.current
         if ZOOMS[self.zoom] == "run" and cur is not None:
-            lane = next((r for r in tl.runs if r.run_id == cur.run_id), None)
+            lane = next((r for r in self.lanes if r.run_id == cur.run_id), None)
             if lane is not None:
                 start = parse_ts(lane.started) or start
                 end = parse_ts(lane.finished) or end
@@ -165,7 +173,7 @@ class SessionReplayScreen(TalonScreen):
             return min(cols - 1, int((t - start) / (end - start) * (cols - 1)))
 
         cur = self.current
-        lanes = [r for r in tl.runs if (parse_ts(r.finished) or end) >= start]
+        lanes = [r for r in self.lanes if (parse_ts(r.finished) or end) >= start]
         lanes = [r for r in lanes if (parse_ts(r.started) or start) <= end]
         if cur is not None and len(lanes) > LANES_MAX:
             at = next((i for i, r in enumerate(lanes) if r.run_id == cur.run_id), 0)
@@ -173,7 +181,7 @@ class SessionReplayScreen(TalonScreen):
             lanes = lanes[first : first + LANES_MAX]
         else:
             lanes = lanes[:LANES_MAX]
-        policy_cols = {c for p in tl.policies if (c := col(p.ts)) is not None}
+        policy_cols = {c for p in self.policies.values() if (c := col(p.ts)) is not None}
         by_run: dict[str | None, list[TimelineMarker]] = {}
         for m in self.markers:
             by_run.setdefault(m.run_id, []).append(m)
@@ -225,8 +233,9 @@ class SessionReplayScreen(TalonScreen):
         title.append(" · ", "dim")
         title.append_text(labelled("id", tl.session_id, 40))
         title.append(
-            f" · {tl.events} events · {len(tl.runs)} runs · {len(tl.policies)} policy changes"
-            f" · {len(tl.jumps.get('denial', []))} denials"
+            f" · {tl.events} events · {tl.run_count} runs"
+            f" · {tl.counts.get('policy', 0)} policy changes"
+            f" · {tl.counts.get('denial', 0)} denials"
         )
         title.append("\nreads the log, nothing executes · ", "dim")
         title.append(
@@ -243,14 +252,18 @@ class SessionReplayScreen(TalonScreen):
         assert tl is not None
         text = Text()
         if self.what_if is not None:
-            total = sum(len(g.changes) for g in self.what_if)
+            total = sum(g.total or len(g.changes) for g in self.what_if)
             text.append(f"what if {self.what_if_label}: {total} decision(s) would change\n", "bold")
             for g in self.what_if:
-                text.append(f"  {g.override}: {len(g.changes)}\n", "bold")
+                text.append(f"  {g.override}: {g.total or len(g.changes)}\n", "bold")
                 for c in g.changes[:200]:
                     text.append(f"    seq {c.seq} {c.tool} ")
                     text.append_text(safe_text(c.params.get("path") or c.params, 60))
                     text.append(f"  {c.before} → {c.after}\n", "yellow")
+                shown = min(200, len(g.changes))
+                if (g.total or len(g.changes)) > shown:
+                    more = (g.total or len(g.changes)) - shown
+                    text.append(f"    … {more} more (talon replay --session lists all)\n", "dim")
             text.append("\n")
         if cur is None:
             text.append("no steps in this session", "italic")
@@ -287,7 +300,7 @@ class SessionReplayScreen(TalonScreen):
             text.append_text(labelled("why" if cur.kind == "denial" else "note", cur.text, 400))
             text.append("\n")
         if cur.kind == "policy":
-            change = next((p for p in tl.policies if p.seq == cur.seq), None)
+            change = self.policies.get(cur.seq)
             if change is not None:
                 text.append(
                     f"policy {change.policy_sha256} (was {change.previous_sha256})\n", "dim"
@@ -319,11 +332,27 @@ class SessionReplayScreen(TalonScreen):
             await self._go_to_seq(hi)
             return
         if nxt < 0 and lo > 0:
-            await self._read(max(0, lo - WINDOW * 4), summary=False)
-            self._select_seq(lo - 1)
+            first = self.markers[0].seq
+            await self._read_back(first)
+            seqs = [m.seq for m in self.markers]  # the step just before `first`
+            self.pos = max(0, bisect.bisect_left(seqs, first) - 1)
+            self._show()
             return
         self.pos = max(0, min(len(self.markers) - 1, nxt))
         self._show()
+
+    async def _read_back(self, seq: int) -> None:
+        """Read the window that holds the step just before `seq`: from WINDOW seqs back (at
+        most WINDOW steps, so the window reaches `seq`), further back while that part of the
+        log holds none of this session's steps, and on from a window that ended short."""
+        back = WINDOW
+        while True:
+            await self._read(max(0, seq - back), summary=False)
+            while self.window[1] is not None and self.window[1] < seq:
+                await self._read(self.window[1], summary=False)
+            if seq - back <= 0 or (self.markers and self.markers[0].seq < seq):
+                return
+            back *= 4
 
     def action_zoom(self, delta: int) -> None:
         self.zoom = max(0, min(len(ZOOMS) - 1, self.zoom + delta))
@@ -333,14 +362,12 @@ class SessionReplayScreen(TalonScreen):
         tl, cur = self.timeline, self.current
         if tl is None:
             return
-        seqs = tl.jumps.get(kind, [])
         at = cur.seq if cur else -1
-        if direction > 0:
-            i = bisect.bisect_right(seqs, at)
-            target = seqs[i] if i < len(seqs) else None
-        else:
-            i = bisect.bisect_left(seqs, at) - 1
-            target = seqs[i] if i >= 0 else None
+        try:
+            target = await self.engine.session_jump(self.session_id, kind, at, direction)
+        except TalonError as exc:
+            self.notify(str(exc), title="Jump", severity="error", markup=False)
+            return
         if target is None:
             self.notify(f"no {'next' if direction > 0 else 'earlier'} {kind}", markup=False)
             return

@@ -115,6 +115,11 @@ def _mount_chip(m: Any) -> str:
     return f"{m.get('source', '')}:{m.get('target', '')}:{mode}"
 
 
+def _choice(choices: Any, value: str, widget_id: str, disabled: bool) -> Select[str]:
+    """One of the form's drop-downs (bordered, so focus shows without colour), never blank."""
+    return Select(choices, value=value, allow_blank=False, id=widget_id, disabled=disabled)
+
+
 def new_override(tool: str = "file.read") -> dict[str, Any]:
     return {"tool": tool, "allow": True, "approval": "untrusted", "enabled": True, "note": ""}
 
@@ -226,12 +231,8 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 with Horizontal(classes="form-row"):
                     with Vertical(classes="form-cell", id="c-tool"):
                         yield Label("Tool")
-                        yield Select(
-                            [(t, t) for t in TOOLS],
-                            value=o.get("tool", "file.read"),
-                            allow_blank=False,
-                            id="f-tool",
-                            disabled=ro,
+                        yield _choice(
+                            [(t, t) for t in TOOLS], o.get("tool", "file.read"), "f-tool", ro
                         )
                     with Vertical(classes="form-cell", id="c-allow"):
                         yield Label("Effect")
@@ -243,12 +244,8 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                         )
                     with Vertical(classes="form-cell", id="c-approval"):
                         yield Label("Approval")
-                        yield Select(
-                            APPROVAL_CHOICES,
-                            value=o.get("approval", "untrusted"),
-                            allow_blank=False,
-                            id="f-approval",
-                            disabled=ro,
+                        yield _choice(
+                            APPROVAL_CHOICES, o.get("approval", "untrusted"), "f-approval", ro
                         )
                     with Vertical(classes="form-cell", id="c-enabled"):
                         yield Label("Enabled")

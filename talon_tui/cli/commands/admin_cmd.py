@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from talon_tui.client import AdminClient
-from talon_tui.engine.api import ApprovalRequest
+from talon_tui.engine.api import ApprovalRequest, SessionInfo
 from talon_tui.engine.errors import TalonError
 from talon_tui.engine.policy.fix import newly_allowed
 
-from .common import fail, json_text, line, load_json_file, print_json
+from .common import fail, json_text, line, load_json_file, print_json, print_rows
 
 
 def _run(args: argparse.Namespace, body: Callable[[AdminClient], Awaitable[int]]) -> int:
@@ -55,20 +55,16 @@ def cmd_session_create(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def _session_line(s: SessionInfo) -> str:
+    return (
+        f"{line(s.id)}  {line(s.status):<6}  runs {s.runs:<5} "
+        f"agents {s.agents_connected:<3} {line(s.label)}  {line(s.workspace)}"
+    )
+
+
 def cmd_session_list(args: argparse.Namespace) -> int:
     async def body(c: AdminClient) -> int:
-        sessions = await c.list_sessions()
-        if args.json:
-            print_json([s.model_dump() for s in sessions])
-            return 0
-        for s in sessions:
-            print(
-                f"{line(s.id)}  {line(s.status):<6}  runs {s.runs:<5} "
-                f"agents {s.agents_connected:<3} {line(s.label)}  {line(s.workspace)}"
-            )
-        if not sessions:
-            print("no sessions")
-        return 0
+        return print_rows(await c.list_sessions(), args.json, _session_line, "no sessions")
 
     return _run(args, body)
 
@@ -174,18 +170,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
             return await _watch_approvals(c, args.json)
         if args.action == "list":
             pending = await c.list_approvals()
-            if args.json:
-                print_json([a.model_dump() for a in pending])
-                return 0
-            for a in pending:
-                print(
-                    f"{line(a.approval_id)}  {line(a.session_id)}  {line(a.subject)}  "
-                    f"{line(a.tool)} {json_text(a.params)}  "
-                    f"origin {line(a.origin)}  expires {line(a.expires)}{_cut_note(a)}"
-                )
-            if not pending:
-                print("no approvals waiting")
-            return 0
+            return print_rows(pending, args.json, _pending_line, "no approvals waiting")
         if args.action == "show":
             print_json((await c.get_approval(args.approval_id)).model_dump(exclude={"cut"}))
             return 0
@@ -199,6 +184,10 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _pending_line(a: ApprovalRequest) -> str:
+    return _approval_line(a.model_dump()) + _cut_note(a)
 
 
 def _cut_note(approval: ApprovalRequest) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from talon_tui.engine.core.canon import loads_strict
@@ -38,6 +39,19 @@ def json_text(obj: Any, *, indent: int | None = None) -> str:
 
 def print_json(obj: Any) -> None:
     print(json_text(obj, indent=2))
+
+
+def print_rows(rows: Sequence[Any], as_json: bool, row: Callable[[Any], str], empty: str) -> int:
+    """A listing verb's output: `rows` (pydantic models) as one JSON list, else `row(r)` for
+    each, or `empty` when there are none. Returns the exit code, 0."""
+    if as_json:
+        print_json([r.model_dump() for r in rows])
+        return 0
+    for r in rows:
+        print(row(r))
+    if not rows:
+        print(empty)
+    return 0
 
 
 def load_json_file(path: str) -> Any:

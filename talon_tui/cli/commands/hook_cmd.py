@@ -1,126 +1,39 @@
-"""`talon hook …`: the agent hook itself (fast path), its install/uninstall, and a dry test.
+"""`talon hook install|uninstall|test`: the agent's hook entries written and removed, and a
+dry run of one tool call.
 
-`talon hook claude-code|codex` runs once per tool call of the agent, so `cli.main` hands it
-straight to `run_hook_verb` before building the full parser; this module imports only the
-standard library and `talon_tui.hooks` at module level (checked with `python -X importtime`
-in tests/cli/test_hook_imports.py).
+The hook itself (`talon hook claude-code|codex`, once per agent tool call) is
+`talon_tui.hooks.command`: `cli.main` hands it there before anything else is imported.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
+from talon_tui.client import AdminClient
+from talon_tui.engine.core.paths import resolve_data_dir, write_private
+from talon_tui.engine.errors import TalonError
 from talon_tui.hooks import runner
+from talon_tui.hooks.command import hook_options, run_hook_verb
+from talon_tui.hooks.install import (
+    InstallError,
+    disabled_warnings,
+    hook_command,
+    install,
+    settings_path,
+    uninstall,
+)
+from talon_tui.hooks.mapping import BadToolInput, Protected, plan_call
 
-TYPE_CHECKING = False  # typing, argparse and the data dir module load only off the hook path
-if TYPE_CHECKING:
-    import argparse
-    from typing import Any
+from .common import fail
 
-KEY_ENV = "TALON_AGENT_KEY"
-
-
-HOOK_OPTIONS = {
-    "--key-file": "key_file",
-    "--data-dir": "data_dir",
-    "--wait": "wait",
-    "--gateway-server": "gateway_server",
-}
-
-
-def _hook_parser(agent: str) -> argparse.ArgumentParser:
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog=f"talon hook {agent}",
-        description=f"Answer one {agent} hook event (JSON on stdin) with Talon's decision.",
-    )
-    p.add_argument("--key-file", help=f"file holding the agent key (default ${KEY_ENV})")
-    p.add_argument(
-        "--data-dir", help="data directory (default: $TALON_DATA_DIR or the user data dir)"
-    )
-    p.add_argument(
-        "--wait",
-        type=float,
-        default=runner.DEFAULT_WAIT_SECONDS,
-        help="seconds a decision may wait for an approval (below the agent's hook timeout)",
-    )
-    p.add_argument(
-        "--gateway-server",
-        default="talon",
-        help="MCP server name of Talon's own gateway (its tools are not judged twice)",
-    )
-    return p
-
-
-def parse_hook_args(argv: list[str]) -> SimpleNamespace:
-    """The hook's few options, parsed without argparse (its import costs the hook start-up);
-    raises ValueError naming a bad one."""
-    ns = SimpleNamespace(
-        key_file=None, data_dir=None, wait=runner.DEFAULT_WAIT_SECONDS, gateway_server="talon"
-    )
-    it = iter(argv)
-    for arg in it:
-        name, eq, value = arg.partition("=")
-        if name not in HOOK_OPTIONS:
-            raise ValueError(f"unknown option {arg!r} (see `talon hook claude-code --help`)")
-        if not eq:
-            value = next(it, "")
-        if not value:
-            raise ValueError(f"{name} needs a value")
-        setattr(ns, HOOK_OPTIONS[name], value)
-    ns.wait = float(ns.wait)
-    if not 1 <= ns.wait <= 3600:
-        raise ValueError("--wait must be between 1 and 3600 seconds")
-    return ns
-
-
-def _options(agent: str, args: Any) -> runner.HookOptions:
-    key = None
-    if args.key_file:
-        try:
-            key = Path(args.key_file).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise runner.HookError(
-                f"cannot read the agent key file {args.key_file} ({exc})"
-            ) from None
-    else:
-        key = os.environ.get(KEY_ENV, "").strip() or None
-    if args.data_dir:  # as `talon hook install` writes it: the socket is <data>/run/agent.sock
-        data = Path(args.data_dir).expanduser().absolute()
-        sock = str(data / "run" / "agent.sock")
-    else:
-        from talon_tui.engine.core.paths import DataDir, resolve_data_dir
-
-        data = resolve_data_dir(None)
-        sock = os.environ.get("TALON_SOCKET") or str(DataDir(data).socket_path)
-    return runner.HookOptions(
-        agent=agent,
-        agent_key=key,
-        data_dir=str(data),
-        socket_path=sock,
-        wait_seconds=args.wait,
-        key_file=str(Path(args.key_file).absolute()) if args.key_file else None,
-        gateway_server=args.gateway_server,
-    )
-
-
-def run_hook_verb(agent: str, argv: list[str]) -> int:
-    """`talon hook claude-code|codex [options]`: read stdin, answer, exit 0 or 2 (never 1)."""
-    if "-h" in argv or "--help" in argv:
-        _hook_parser(agent).print_help()
-        return 0
-    raw = b""
-    try:
-        raw = sys.stdin.buffer.read(runner.MAX_STDIN_BYTES + 1)
-        opts = _options(agent, parse_hook_args(argv))
-    except (runner.HookError, OSError, ValueError) as exc:
-        return runner.emit(runner.run_failed(agent, raw, str(exc)))
-    return runner.emit(runner.run(opts, raw))
+__all__ = ["cmd_hook_install", "cmd_hook_test", "cmd_hook_uninstall", "run_hook_verb"]
 
 
 # --------------------------------------------------------------------------- install
@@ -131,21 +44,10 @@ def _project(args: argparse.Namespace) -> Path:
 
 
 def _settings(args: argparse.Namespace) -> Path:
-    from talon_tui.hooks.install import settings_path
-
     return settings_path(args.agent, args.scope, Path.home(), _project(args))
 
 
 def cmd_hook_install(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from talon_tui.client import AdminClient
-    from talon_tui.engine.core.paths import resolve_data_dir, write_private
-    from talon_tui.engine.errors import TalonError
-    from talon_tui.hooks.install import InstallError, disabled_warnings, hook_command, install
-
-    from .common import fail
-
     data = resolve_data_dir(args.data_dir)
 
     async def issue() -> str:
@@ -179,12 +81,6 @@ def cmd_hook_install(args: argparse.Namespace) -> int:
 
 
 def cmd_hook_uninstall(args: argparse.Namespace) -> int:
-    import shlex
-
-    from talon_tui.hooks.install import InstallError, uninstall
-
-    from .common import fail
-
     path = _settings(args)
     key_files: list[str] = []
     try:
@@ -209,16 +105,12 @@ def cmd_hook_uninstall(args: argparse.Namespace) -> int:
 
 def cmd_hook_test(args: argparse.Namespace) -> int:
     """What Talon would answer the agent for one tool call (`--dry`: the mapping only)."""
-    from talon_tui.hooks.mapping import BadToolInput, Protected, plan_call
-
-    from .common import fail
-
     try:
         tool_input: Any = json.loads(args.input)
     except ValueError as exc:
         fail(f"--input is not JSON ({exc})")
     cwd = str(Path(args.cwd or os.getcwd()).absolute())
-    opts = _options(args.agent, args)
+    opts = hook_options(args.agent, args)
     try:
         plan = plan_call(
             args.tool,

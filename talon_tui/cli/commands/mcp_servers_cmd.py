@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .common import fail, line, print_json
+from .common import fail, line, print_rows
 
 if TYPE_CHECKING:
     from talon_tui.client import AdminClient
@@ -131,15 +131,12 @@ def _server_lines(s: McpServerInfo) -> list[str]:
 
 def cmd_mcp_list(args: argparse.Namespace) -> int:
     async def body(c: AdminClient) -> int:
-        servers = await c.list_mcp_servers()
-        if args.json:
-            print_json([s.model_dump() for s in servers])
-            return 0
-        for s in servers:
-            print("\n".join(_server_lines(s)))
-        if not servers:
-            print("no MCP servers registered (talon mcp add NAME -- CMD ARGS…)")
-        return 0
+        return print_rows(
+            await c.list_mcp_servers(),
+            args.json,
+            lambda s: "\n".join(_server_lines(s)),
+            "no MCP servers registered (talon mcp add NAME -- CMD ARGS…)",
+        )
 
     return run_admin(args, body)
 

@@ -77,34 +77,47 @@ def marker_line(m: Any) -> str:
 
 
 def _session(args: argparse.Namespace) -> int:
-    from talon_tui.engine.audit.session_replay import session_timeline
+    from talon_tui.engine.audit.index import IndexCache
+    from talon_tui.engine.audit.session_replay import session_marks, session_timeline
     from talon_tui.engine.errors import NotFound
 
     audit_dir, policy = _audit_dir(args), _policy(args)
+    cache = IndexCache(audit_dir)  # one index for every window
+    every_lane: Any = {"cache": cache, "max_lanes": 1 << 30}  # a lane for every run printed
     try:
-        tl = session_timeline(audit_dir, args.session, policy=policy, max_markers=50_000)
-        markers = list(tl.markers)
+        tl = session_timeline(
+            audit_dir, args.session, policy=policy, max_markers=50_000, **every_lane
+        )
+        markers, lanes = list(tl.markers), {r.run_id: r for r in tl.runs}
+        changes = {p.seq: p for p in tl.policies}
         while tl.next_seq is not None:
             page = session_timeline(
-                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000, summary=False
+                audit_dir, args.session, from_seq=tl.next_seq, max_markers=50_000, **every_lane
             )
             markers.extend(page.markers)
+            lanes.update((r.run_id, r) for r in page.runs)
+            for p in page.policies:  # each window brings the diffs of its own changes
+                if p.diff or p.seq not in changes:
+                    changes[p.seq] = p
             tl.next_seq = page.next_seq
+        jumps = session_marks(audit_dir, args.session, cache=cache) if args.json else {}
     except NotFound as exc:
         fail(exc.message)
+    tl.runs = sorted(lanes.values(), key=lambda r: r.number)
+    tl.policies = sorted(changes.values(), key=lambda p: p.seq)
     mismatched = [m.seq for m in markers if m.output_matches is False]
     if args.json:
         doc = tl.model_dump(exclude={"markers", "next_seq"})
         doc["markers"] = [m.model_dump(exclude_none=True) for m in markers]
+        doc["jumps"] = jumps
         if policy is None:
             doc.pop("what_if")
         print_json(doc)
         return 1 if mismatched else 0
     print(
-        f"session {line(tl.session_id)}  {tl.events} events  {len(tl.runs)} runs  "
+        f"session {line(tl.session_id)}  {tl.events} events  {tl.run_count} runs  "
         f"{line(tl.first_ts)} .. {line(tl.last_ts)}  {len(tl.policies)} policy change(s)"
     )
-    lanes = {r.run_id: r for r in tl.runs}
     policies = {p.seq: p for p in tl.policies}
     current: str | None = None
     last_ts: str | None = None

@@ -40,23 +40,10 @@ from talon_tui.engine.export import (
 from talon_tui.engine.runtime import limits
 
 from .common import fail
-from .serve_flags import limit
+from .serve_flags import env_number, limit
 
 STOP_GRACE_SECONDS = 10.0
 EXPORT_DRAIN_SECONDS = 5.0
-
-
-def _env_number(name: str, default: float, kind: type = float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        fail(f"{name}={raw!r} is not a number")
-    if value <= 0:
-        fail(f"{name} must be positive")
-    return value
 
 
 def socket_group_id(name: str | None) -> int | None:
@@ -86,7 +73,7 @@ def _checkpoint_every() -> int:
     """TALON_CHECKPOINT_EVERY, at most the 1,000 events `talon audit verify` allows unsigned."""
     from talon_tui.engine.audit.checkpoint import MAX_UNSIGNED_EVENTS
 
-    every = int(_env_number("TALON_CHECKPOINT_EVERY", MAX_UNSIGNED_EVENTS, int))
+    every = int(env_number("TALON_CHECKPOINT_EVERY", MAX_UNSIGNED_EVENTS, int))
     if every > MAX_UNSIGNED_EVENTS:
         fail(
             f"TALON_CHECKPOINT_EVERY must be at most {MAX_UNSIGNED_EVENTS}: verify names a "
@@ -150,10 +137,14 @@ async def _serve(
     exports = exports or ExportConfig()
     pipe.check_socket_dir(data.run_dir)  # before anything creates or fixes the directory
     aggregate = limit(args, "aggregate-seconds")
+    # every number is read before the engine starts: a bad one exits 2 with nothing running
+    idle_timeout = env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT)
+    rate = env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE)
+    burst = env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST)
     engine = Engine(
         data.root,
         docker_runtime=args.docker_runtime,
-        approval_timeout=_env_number("TALON_APPROVAL_TIMEOUT", 120.0),
+        approval_timeout=env_number("TALON_APPROVAL_TIMEOUT", 120.0),
         checkpoint_every=_checkpoint_every(),
         tool_limits=tool_limits,
         approval_limits=approval_limits,
@@ -170,9 +161,9 @@ async def _serve(
         data.socket_path,
         max_connections=int(limit(args, "max-connections")),
         max_connections_per_agent=int(limit(args, "max-connections-per-agent")),
-        idle_timeout=_env_number("TALON_PIPE_IDLE_TIMEOUT", pipe.DEFAULT_IDLE_TIMEOUT),
-        rate=_env_number("TALON_PIPE_RATE", pipe.DEFAULT_RATE),
-        burst=_env_number("TALON_PIPE_BURST", pipe.DEFAULT_BURST),
+        idle_timeout=idle_timeout,
+        rate=rate,
+        burst=burst,
         socket_group=socket_gid,
         agent_uids=agent_uids,
         hello_timeout=limit(args, "hello-timeout"),

@@ -116,14 +116,9 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
         )
 
 
-def limit(args: argparse.Namespace, flag: str) -> float:
-    """The flag's value, else its environment variable's, else the default; exit 2 when it is
-    not a positive number."""
-    env, default, kind, _ = LIMIT_FLAGS[flag]
-    raw = getattr(args, flag.replace("-", "_"), None)
-    where = f"--{flag}"
-    if raw is None:
-        raw, where = os.environ.get(env) or None, env
+def positive_number(raw: str | None, where: str, default: float, kind: type = float) -> float:
+    """`raw`, the text of `where` (a flag or an environment variable), as a positive `kind`;
+    `default` when it is None; exit 2 when it is not a positive number."""
     if raw is None:
         return default
     try:
@@ -133,3 +128,18 @@ def limit(args: argparse.Namespace, flag: str) -> float:
     if value <= 0:
         fail(f"{where} must be positive")
     return value
+
+
+def env_number(name: str, default: float, kind: type = float) -> float:
+    """The environment variable `name` as a positive `kind`, `default` when unset or empty."""
+    return positive_number(os.environ.get(name) or None, name, default, kind)
+
+
+def limit(args: argparse.Namespace, flag: str) -> float:
+    """The flag's value, else its environment variable's, else the default; exit 2 when it is
+    not a positive number."""
+    env, default, kind, _ = LIMIT_FLAGS[flag]
+    raw = getattr(args, flag.replace("-", "_"), None)
+    if raw is None:
+        return env_number(env, default, kind)
+    return positive_number(raw, f"--{flag}", default, kind)

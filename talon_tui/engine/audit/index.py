@@ -4,17 +4,23 @@ Lines are written by `audit.AuditLog` in the canonical form of DESIGN section 5 
 compact, UTF-8) with `"hash"` appended last, so the top-level envelope fields that sort after
 `data` can be located from the end of a line without parsing it.
 
-The index (`audit/index.bin`) is derived and untrusted. It is kept only with an HMAC keyed from
-the audit signing key (someone who can write `audit/` but cannot read `keys/` cannot make one
-that is used); without the key it is rebuilt from the log on every load and never saved. Every
-event loaded through it is checked (`AuditIndex.events`): the seq and the run/session ids it
-was found under, its own hash, and its link to the line after it (or before it, at the end). A
-mismatch rebuilds the index from the log and reads again (`read_indexed`). The engine records
-every rebuild but that of an absent index as `audit.index_rebuilt`.
+The index (`audit/index.bin`) is derived and untrusted. Besides seq -> offset and run/session ->
+seqs it keeps, per session, its runs in order and the seqs of its marks (denials, approvals'
+ends, policy changes, its creation), so a session replay opens without scanning the session; a
+reader checks each mark it uses (`AuditIndex.check_mark`) like any other event. It is kept
+only with an HMAC keyed from the audit signing key (someone who can write `audit/` but cannot
+read `keys/` cannot make one that is used); without the key it is rebuilt from the log on
+every load and never saved. Every event loaded through it is checked (`AuditIndex.events`):
+the seq and the run/session ids it was found under, its own hash, and its link to the line
+after it (or before it, at the end). A mismatch rebuilds the index from the log and reads
+again (`read_indexed`). The engine records every rebuild but that of an absent index as
+`audit.index_rebuilt`. `IndexCache` keeps one index in memory between reads, refreshed
+against the log before each.
 """
 
 from __future__ import annotations
 
+import bisect
 import gc
 import hashlib
 import hmac
@@ -23,6 +29,7 @@ import logging
 import os
 import re
 import struct
+import threading
 from array import array
 from collections.abc import Callable, Iterator
 from itertools import groupby, repeat
@@ -44,7 +51,24 @@ ZERO_HASH = "sha256:" + "0" * 64
 LOG_NAME = "audit.jsonl"
 HEAD_NAME = "HEAD"
 INDEX_NAME = "index.bin"
-INDEX_MAGIC = b"TALONIDX2\n"
+INDEX_MAGIC = b"TALONIDX3\n"
+INDEX_VERSION = 3
+#: the marks kept per session: a denial (policy.decision DENY), an approval's end
+#: (approval.decided), a policy change (policy.updated), the session's start (session.created)
+MARK_KINDS = ("denial", "approval", "policy", "created")
+_MARK_TYPES = {
+    "policy.updated": "policy",
+    "approval.decided": "approval",
+    "session.created": "created",
+}
+_MARK_TYPES_RAW = {k.encode(): v for k, v in _MARK_TYPES.items()}
+_DENY = b'"decision":"DENY"'
+_MARK_FINDS = (
+    (b'"type":"policy.updated"', b"policy.updated"),
+    (b'"type":"approval.decided"', b"approval.decided"),
+    (b'"type":"session.created"', b"session.created"),
+    (_DENY, b"policy.decision"),
+)
 _MAC_BYTES = 32
 _MAC_LABEL = b"talon audit index mac v1\x00"
 _T = TypeVar("_T")
@@ -55,10 +79,11 @@ _SCAN_BLOCK = 4 << 20
 _Match = re.Match
 # The end of a line as the writer makes it: run_id, seq, session_id, ts, type, hash (sorted
 # keys, last members). Groups: run_id and session_id as raw JSON (null or a string without
-# escapes). Nothing in it matches a newline, so each match lies within one line and ends it.
+# escapes), the type's text. Nothing in it matches a newline, so each match lies within one
+# line and ends it.
 _TAIL_IDS = re.compile(
     rb',"run_id":(null|"[^"\\\n]*"),"seq":-?[0-9]+,"session_id":(null|"[^"\\\n]*"),'
-    rb'"ts":"[^"\\\n]*","type":"[^"\\\n]*","hash":"sha256:[0-9a-f]{64}"\}\n'
+    rb'"ts":"[^"\\\n]*","type":"([^"\\\n]*)","hash":"sha256:[0-9a-f]{64}"\}\n'
 )
 
 
@@ -204,8 +229,20 @@ def _take_value(b: bytes) -> tuple[str | None, bytes]:
 KEY_FROM_DATA_DIR: Any = object()
 
 
+def _mark_of(ev: Any) -> str | None:
+    """The mark kind of a parsed event (see MARK_KINDS), or None."""
+    if type(ev) is not dict:
+        return None
+    etype = ev.get("type")
+    if etype == "policy.decision":
+        data = ev.get("data")
+        return "denial" if type(data) is dict and data.get("decision") == "DENY" else None
+    return _MARK_TYPES.get(etype) if isinstance(etype, str) else None
+
+
 class AuditIndex:
-    """seq -> byte offset, run_id -> seqs, session_id -> seqs; persisted as `audit/index.bin`.
+    """seq -> byte offset, run_id -> seqs, session_id -> seqs, and per session its runs in
+    order and its marks (MARK_KINDS -> seqs); persisted as `audit/index.bin`.
 
     `AuditIndex.load(audit_dir)` returns a fresh index: it reuses the stored one when its MAC
     verifies and the log's size, mtime and last hash still match, extends it when the log only
@@ -220,6 +257,10 @@ class AuditIndex:
         self.offsets = array("Q")
         self.runs: dict[str, array[int]] = {}
         self.sessions: dict[str, array[int]] = {}
+        #: session_id -> its runs' ids in the order of their first event
+        self.session_runs: dict[str, list[str]] = {}
+        #: session_id -> mark kind -> seqs, ascending
+        self.marks: dict[str, dict[str, array[int]]] = {}
         self.size = 0
         self.mtime_ns = 0
         self.last_hash: str | None = None
@@ -273,6 +314,26 @@ class AuditIndex:
         idx._scan(0)
         idx._finish(save)
         return idx
+
+    def refreshed(self, *, save: bool = False) -> AuditIndex:
+        """This index brought up to the log as it is now, as `load` would do it from disk:
+        kept if the log is unchanged, extended if it only grew (saved only with `save`),
+        else loaded again (`load`: the stored index if it fits, or rebuilt). Either way the
+        events read through it are checked in full (`rebuilt` is cleared: it no longer says
+        what this process just read from the log)."""
+        if not self.log.exists():
+            raise AuditLogMissing(f"no audit log at {self.log}")
+        st = self.log.stat()
+        if self.size == st.st_size and self.mtime_ns == st.st_mtime_ns:
+            if self._last_line_matches():
+                self.status, self.rebuilt = "reused", False
+                return self
+        elif self.size <= st.st_size and self._last_line_matches():
+            self._scan(self.size)
+            self.status, self.rebuilt = "extended", False
+            self._finish(save)
+            return self
+        return AuditIndex.load(self.audit_dir, save=True, key=self.key)
 
     def _finish(self, save: bool) -> None:
         st = self.log.stat()
@@ -341,41 +402,97 @@ class AuditIndex:
         if n != block.count(b"\n", 0, cut):
             return False
         first = len(self.offsets)
-        runs, sessions = zip(*map(_Match.groups, matches), strict=True)
+        runs, sessions, types = zip(*map(_Match.groups, matches), strict=True)
         try:
             run_groups, session_groups = _groups(runs, first), _groups(sessions, first)
+            marks = self._block_marks(block, cut, list(map(_Match.end, matches)), types)
+            for seq, _kind in marks:
+                sessions[seq].decode("utf-8")
         except UnicodeDecodeError:
             return False
         # each match ends its line, so line i+1 starts where match i ends
         self.offsets.append(offset)
         matches.pop()
         self.offsets.extend(map(add, map(_Match.end, matches), repeat(offset)))
+        for key, seq, _count in run_groups:
+            raw = sessions[seq - first]
+            if key not in self.runs:
+                self.runs[key] = array("I")
+                if raw != b"null":
+                    self.session_runs.setdefault(raw[1:-1].decode("utf-8"), []).append(key)
         for index, groups in ((self.runs, run_groups), (self.sessions, session_groups)):
             for key, seq, count in groups:
                 arr = index.get(key)
                 if arr is None:
                     arr = index[key] = array("I")
                 arr.extend(range(seq, seq + count))
+        for i, kind in marks:
+            if sessions[i] != b"null":
+                self._mark(sessions[i][1:-1].decode("utf-8"), kind, first + i)
         return True
+
+    @staticmethod
+    def _block_marks(
+        block: bytes, cut: int, ends: list[int], types: tuple[bytes, ...]
+    ) -> list[tuple[int, str]]:
+        """(line number in the block, mark kind) of the block's marked lines, in line order.
+
+        A line's own type (from its canonical tail) decides; a policy.decision line is a
+        possible denial only when the literal `"decision":"DENY"` lies in it, and is then
+        parsed to read its decision."""
+        by_type = _MARK_TYPES_RAW.get
+        found = [(i, kind) for i, t in enumerate(types) if (kind := by_type(t)) is not None]
+        pos = block.find(_DENY, 0, cut)
+        while pos >= 0:
+            i = bisect.bisect_right(ends, pos)
+            if types[i] == b"policy.decision":
+                start = ends[i - 1] if i else 0
+                try:
+                    if _mark_of(orjson.loads(block[start : ends[i]])) == "denial":
+                        found.append((i, "denial"))
+                except orjson.JSONDecodeError:
+                    pass  # not JSON: not a denial (verify reports the line)
+            pos = block.find(_DENY, ends[i], cut)
+        found.sort()
+        return found
+
+    def _mark(self, session_id: str, kind: str, seq: int) -> None:
+        kinds = self.marks.get(session_id)
+        if kinds is None:
+            kinds = self.marks[session_id] = {}
+        arr = kinds.get(kind)
+        if arr is None:
+            arr = kinds[kind] = array("I")
+        arr.append(seq)
 
     def _index_lines(self, lines: list[bytes], offset: int) -> None:
         offsets, runs, sessions = self.offsets, self.runs, self.sessions
         for line in lines:
             seq = len(offsets)
             ids = _envelope_ids(line)
-            if ids is None:
+            ev: Any = None
+            if ids is None or any(needle in line for needle, _t in _MARK_FINDS):
                 try:
                     ev = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    ev = None
+            if ids is None:
+                try:
                     run_id, session_id = ev.get("run_id"), ev.get("session_id")
-                except (orjson.JSONDecodeError, AttributeError):
+                except AttributeError:
                     run_id = session_id = None
             else:
                 _, run_id, session_id = ids
             offsets.append(offset)
             if isinstance(run_id, str):
+                if run_id not in runs and isinstance(session_id, str):
+                    self.session_runs.setdefault(session_id, []).append(run_id)
                 runs.setdefault(run_id, array("I")).append(seq)
             if isinstance(session_id, str):
                 sessions.setdefault(session_id, array("I")).append(seq)
+                kind = _mark_of(ev)
+                if kind is not None:
+                    self._mark(session_id, kind, seq)
             offset += len(line)
 
     def save(self) -> None:
@@ -384,16 +501,30 @@ class AuditIndex:
             raise AuditError("the audit index is saved only with its key")
         header = orjson.dumps(
             {
-                "version": 2,
+                "version": INDEX_VERSION,
                 "size": self.size,
                 "mtime_ns": self.mtime_ns,
                 "last_hash": self.last_hash,
                 "count": len(self.offsets),
-                "runs": {k: v.tolist() for k, v in self.runs.items()},
-                "sessions": {k: v.tolist() for k, v in self.sessions.items()},
+                "runs": [[k, len(v)] for k, v in self.runs.items()],
+                "sessions": [[k, len(v)] for k, v in self.sessions.items()],
+                "session_runs": self.session_runs,
+                "marks": {
+                    sid: {kind: v.tolist() for kind, v in kinds.items()}
+                    for sid, kinds in self.marks.items()
+                },
             }
         )
-        body = INDEX_MAGIC + struct.pack("<Q", len(header)) + header + self.offsets.tobytes()
+        body = b"".join(
+            [
+                INDEX_MAGIC,
+                struct.pack("<Q", len(header)),
+                header,
+                self.offsets.tobytes(),
+                *(v.tobytes() for v in self.runs.values()),
+                *(v.tobytes() for v in self.sessions.values()),
+            ]
+        )
         write_private(self.path, body + hmac.new(self.key, body, hashlib.sha256).digest())
 
     def _read_stored(self) -> str:
@@ -408,24 +539,45 @@ class AuditIndex:
             return f"unreadable ({exc.strerror})"
         if not blob.startswith(INDEX_MAGIC):
             return "not in this version's format (an older Talon wrote it, or it was edited)"
-        body, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
+        # views, not copies: the index of a large log is tens of MB
+        body, mac = memoryview(blob)[:-_MAC_BYTES], blob[-_MAC_BYTES:]
         if len(blob) < len(INDEX_MAGIC) + 8 + _MAC_BYTES or not hmac.compare_digest(
             mac, hmac.new(self.key, body, hashlib.sha256).digest()
         ):
             return "modified (index.bin does not match its MAC)"
-        blob = body
+        view = body
         pos = len(INDEX_MAGIC)
-        (hlen,) = struct.unpack_from("<Q", blob, pos)
+        (hlen,) = struct.unpack_from("<Q", view, pos)
         pos += 8
         try:
-            meta = orjson.loads(blob[pos : pos + hlen])
-            offsets = array("Q")
-            offsets.frombytes(blob[pos + hlen :])
-            if meta.get("version") != 2 or len(offsets) != meta["count"]:
+            meta = orjson.loads(view[pos : pos + hlen])
+            if meta.get("version") != INDEX_VERSION:
                 return "unreadable (another version)"
+            pos += hlen
+            count = int(meta["count"])
+            offsets = array("Q")
+            offsets.frombytes(view[pos : pos + 8 * count])
+            seqs = array("I")
+            seqs.frombytes(view[pos + 8 * count :])
+            view.release()
+            del blob  # the file's bytes are in the arrays now: not held while they are split
+            tables: list[dict[str, array[int]]] = [{}, {}]
+            at = 0
+            for table, name in zip(tables, ("runs", "sessions"), strict=True):
+                for key, n in meta[name]:
+                    table[str(key)] = seqs[at : at + int(n)]
+                    at += int(n)
+            if len(offsets) != count or at != len(seqs):
+                return "unreadable (its parts do not add up)"
             self.offsets = offsets
-            self.runs = {k: array("I", v) for k, v in meta["runs"].items()}
-            self.sessions = {k: array("I", v) for k, v in meta["sessions"].items()}
+            self.runs, self.sessions = tables
+            self.session_runs = {
+                str(k): [str(r) for r in v] for k, v in meta["session_runs"].items()
+            }
+            self.marks = {
+                str(sid): {str(kind): array("I", v) for kind, v in kinds.items()}
+                for sid, kinds in meta["marks"].items()
+            }
             self.size, self.mtime_ns = int(meta["size"]), int(meta["mtime_ns"])
             self.last_hash = meta["last_hash"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
@@ -449,6 +601,20 @@ class AuditIndex:
             return list(self.sessions.get(session_id, ()))
         return list(range(len(self.offsets)))
 
+    def runs_of(self, session_id: str) -> list[str]:
+        """The session's runs (those whose first event is the session's), oldest first."""
+        return self.session_runs.get(session_id, [])
+
+    def marked(self, session_id: str, kind: str) -> array[int]:
+        """The seqs of the session's marks of `kind` (MARK_KINDS), ascending; an event read
+        from here is checked with `check_mark`."""
+        return self.marks.get(session_id, {}).get(kind, array("I"))
+
+    def check_mark(self, ev: dict[str, Any], kind: str) -> None:
+        """IndexMismatch unless `ev` (read through this index) is a mark of `kind`."""
+        if _mark_of(ev) != kind:
+            raise IndexMismatch(f"the index marks seq {ev.get('seq')} as a {kind}; it is not")
+
     def events(
         self, seqs: Any, *, run_id: str | None = None, session_id: str | None = None
     ) -> Iterator[dict[str, Any]]:
@@ -464,17 +630,23 @@ class AuditIndex:
         """(line, event) for each of `seqs`, checked as `events` does (an index this process
         has just rebuilt from the log is checked for seq and ids only: the chain's own damage
         is `verify_log`'s to report, and replay shows what the log holds)."""
+        # the line after an event is read to check its link: for consecutive seqs it is the
+        # next event: its line and parse are kept and used for it (read once, handed out once)
+        ahead: list[Any] = [-1, b"", None]
         with open(self.log, "rb") as fh:
             for seq in seqs:
-                yield self._checked(fh, seq, run_id, session_id)
+                yield self._checked(fh, seq, run_id, session_id, ahead)
 
     def _checked(
-        self, fh: Any, seq: int, run_id: str | None, session_id: str | None
+        self, fh: Any, seq: int, run_id: str | None, session_id: str | None, ahead: list[Any]
     ) -> tuple[bytes, dict[str, Any]]:
         if not 0 <= seq < len(self.offsets):
             raise IndexMismatch(f"the index names seq {seq}, which it has no offset for")
         offset = self.offsets[seq]
-        line, ev = self._line_at(fh, offset)
+        if ahead[0] == offset and ahead[2] is not None:
+            line, ev = ahead[1], ahead[2]
+        else:
+            line, ev = self._line_at(fh, offset)
         if ev is None:
             raise IndexMismatch(f"the index puts seq {seq} at byte {offset}: no event there")
         if run_id is not None and ev.get("run_id") != run_id:
@@ -490,6 +662,7 @@ class AuditIndex:
         if event_hash(line, ev) != ev.get("hash"):
             raise IndexMismatch(f"event {seq} at byte {offset} does not match its hash")
         after, nxt = self._line_at(fh, offset + len(line))
+        ahead[:] = offset + len(line), after, nxt
         if nxt is not None and after.endswith(b"\n"):
             if nxt.get("seq") != seq + 1 or nxt.get("prev_hash") != ev["hash"]:
                 raise IndexMismatch(f"event {seq} at byte {offset} is not linked to the next")
@@ -526,28 +699,65 @@ def read_indexed(
     *,
     key: Any = KEY_FROM_DATA_DIR,
     on_rebuild: Callable[[str], None] | None = None,
+    cache: IndexCache | None = None,
 ) -> _T:
     """`read(index)` with a fresh index; if an event read through it does not check out, the
     index is rebuilt from the log and `read` runs again. The rebuilt index says what the log
-    says, so a mismatch then is a bug or a log changing underneath: AuditCorrupt."""
+    says, so a mismatch then is a bug or a log changing underneath: AuditCorrupt. With a
+    `cache`, its index is used (and refreshed) instead of one loaded for this read."""
+    if cache is not None:
+        return cache.read(read, on_rebuild=on_rebuild)
     if key is KEY_FROM_DATA_DIR:
         key = index_key_for(audit_dir)
-    idx = AuditIndex.load(audit_dir, key=key)
+    return _read_retrying(AuditIndex.load(audit_dir, key=key), read, on_rebuild)[0]
+
+
+def _read_retrying(
+    idx: AuditIndex, read: Callable[[AuditIndex], _T], on_rebuild: Callable[[str], None] | None
+) -> tuple[_T, AuditIndex]:
+    """`read(idx)`; on IndexMismatch, once more with an index rebuilt from the log."""
     if on_rebuild is not None and idx.rebuilt:
         on_rebuild(idx.status)
     try:
-        return read(idx)
+        return read(idx), idx
     except IndexMismatch as exc:
-        idx = AuditIndex.rebuild(audit_dir, key=key, why=f"an event did not check out: {exc}")
+        why = f"an event did not check out: {exc}"
+        idx = AuditIndex.rebuild(idx.audit_dir, key=idx.key, why=why)
     if on_rebuild is not None:
         on_rebuild(idx.status)
     try:
-        return read(idx)
+        return read(idx), idx
     except IndexMismatch as exc:
         raise AuditCorrupt(
             f"{idx.log}: {exc} even in an index rebuilt from the log: the log is damaged "
             "(run `talon audit verify`)"
         ) from exc
+
+
+class IndexCache:
+    """One audit index kept in memory between reads, so that a reader asking again and again
+    (the session replay's windows and jumps, the CLI's pages) does not load `index.bin` each
+    time. Each read refreshes it first (`AuditIndex.refreshed`: kept, extended or loaded
+    again as `AuditIndex.load` decides), checks every event it reads as `read_indexed` does,
+    and keeps the rebuilt index after a mismatch. Reads through one cache run one at a time."""
+
+    def __init__(self, audit_dir: Path, *, key: Any = KEY_FROM_DATA_DIR) -> None:
+        self.audit_dir = Path(audit_dir)
+        self.key = index_key_for(self.audit_dir) if key is KEY_FROM_DATA_DIR else key
+        self._index: AuditIndex | None = None
+        self._lock = threading.Lock()
+
+    def read(
+        self, read: Callable[[AuditIndex], _T], *, on_rebuild: Callable[[str], None] | None = None
+    ) -> _T:
+        with self._lock:
+            if self._index is None:
+                idx = AuditIndex.load(self.audit_dir, key=self.key)
+            else:
+                idx = self._index.refreshed()
+            self._index = idx
+            out, self._index = _read_retrying(idx, read, on_rebuild)
+            return out
 
 
 def query(
@@ -610,9 +820,25 @@ def check_index(audit_dir: Path, key: Any = KEY_FROM_DATA_DIR) -> str:
             if have != want:
                 agrees = False
                 break
+    if agrees:
+        agrees = _summaries_agree(stored, fresh, n)
     if not agrees:
         return "does not match the log (its MAC verifies: was the log rewritten?)"
     return f"ok (covers {n} of {len(fresh.offsets)} events)"
+
+
+def _summaries_agree(stored: AuditIndex, fresh: AuditIndex, n: int) -> bool:
+    """The stored per-session runs and marks are those of the log's first `n` events."""
+    for sid in set(stored.session_runs) | set(fresh.session_runs):
+        runs = [r for r in fresh.session_runs.get(sid, []) if fresh.runs[r][0] < n]
+        if stored.session_runs.get(sid, []) != runs:
+            return False
+    for sid in set(stored.marks) | set(fresh.marks):
+        for kind in MARK_KINDS:
+            want = [s for s in fresh.marked(sid, kind) if s < n]
+            if list(stored.marked(sid, kind)) != want:
+                return False
+    return True
 
 
 def file_size(path: Path) -> int:

@@ -38,8 +38,13 @@ def _as_policy(policy: Policy | dict[str, Any] | None) -> Policy | None:
     return parse_policy(policy)
 
 
-def _what_if(event: dict[str, Any], policy: Policy, workspace: str | None) -> tuple[str, str]:
-    """(decision, reason) the policy gives a recorded `policy.intent.received`."""
+def judge_recorded(
+    event: dict[str, Any], policy: Policy, workspace: str | None
+) -> tuple[str, str, int | None]:
+    """(decision, reason, override index) that `policy` gives a recorded
+    `policy.intent.received`: the one reading of a recorded intent that run replay and session
+    replay both use, so a what-if never differs between them. A recorded intent that is not
+    valid is DENY, as the engine would decide it."""
     from ..policy.evaluate import (
         evaluate,  # imported on use: replay without a policy needs no evaluator
     )
@@ -52,9 +57,9 @@ def _what_if(event: dict[str, Any], policy: Policy, workspace: str | None) -> tu
             origin=data.get("origin") or "agent",
         )
     except ValidationError as exc:
-        return "DENY", f"the recorded intent is not valid: {exc.errors()[0]['msg']}"
+        return "DENY", f"the recorded intent is not valid: {exc.errors()[0]['msg']}", None
     decision = evaluate(intent, policy, workspace=workspace)
-    return decision.decision, decision.reason
+    return decision.decision, decision.reason, decision.override_index
 
 
 def _workspace(index: AuditIndex, session_id: str | None) -> str | None:
@@ -131,7 +136,7 @@ def replay(
             )
             if what_if is not None and intent_ev is not None and first_policy_verdict:
                 judged.add(data["intent_id"])
-                after, why = _what_if(intent_ev, what_if, workspace)
+                after, why, _override = judge_recorded(intent_ev, what_if, workspace)
                 step.what_if_decision = after
                 if after != step.decision:
                     step.changed_by_policy = True
@@ -221,7 +226,7 @@ def simulate(
     decisions, workspace = read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild)
     changes: list[SimulationChange] = []
     for intent_ev, before in decisions:
-        after, why = _what_if(intent_ev, parsed, workspace)
+        after, why, _override = judge_recorded(intent_ev, parsed, workspace)
         if after != before:
             data = intent_ev.get("data") or {}
             changes.append(

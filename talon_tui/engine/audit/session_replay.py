@@ -1,12 +1,14 @@
 """A whole session on one time axis, and two runs side by side, read from the log (nothing
 executes).
 
-Everything is read through the index and never holds the session's events in memory: the
-runs come from the index's per-run seq lists (two events read per run), policy changes and
-the jump lists from one pass over the session's lines that parses only lines whose raw bytes
-name a type of interest (each parsed line is then checked as `AuditIndex.events` checks it),
-and the step markers only for the window [from_seq, to_seq) asked for. The what-if is one
-streaming pass that keeps only the intents still waiting for their decision.
+Everything is read through the index and never holds the session's events in memory. The
+index keeps, per session, its runs in order and the seqs of its denials, approvals' ends,
+policy changes and start (`AuditIndex.marked`), so a call reads only: the window of markers
+[from_seq, to_seq) asked for, the first and last event of the runs around it, the session's
+policy changes, and for a jump one event. Every event is checked as `AuditIndex.events`
+checks it, and a marked event must be what its mark says (else the index is rebuilt from the
+log and the read runs again). The what-if is one streaming pass that keeps only the intents
+still waiting for their decision.
 """
 
 from __future__ import annotations
@@ -14,13 +16,10 @@ from __future__ import annotations
 import bisect
 import difflib
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ..api import (
     PolicyChange,
@@ -32,15 +31,28 @@ from ..api import (
     TimelineMarker,
     WhatIfGroup,
 )
-from ..errors import NotFound
-from ..policy.models import Policy, ToolIntent
-from .index import KEY_FROM_DATA_DIR, AuditIndex, read_indexed
-from .replay import output_digest
+from ..errors import BadRequest, NotFound
+from ..policy.models import Policy
+from .errors import IndexMismatch
+from .index import KEY_FROM_DATA_DIR, AuditIndex, IndexCache, read_indexed
+from .replay import judge_recorded, output_digest
 
-#: the most seqs kept in each jump list
-JUMPS_MAX = 100_000
 #: the most markers one call returns
 MARKERS_MAX = 50_000
+#: lanes given either side of the runs a window spans, and the most lanes one call returns
+LANE_CONTEXT = 8
+LANES_MAX = 200
+#: the most policy changes one call lists (those nearest the window)
+POLICIES_MAX = 200
+#: the longest agent or operator string in a marker or a policy change, and a diff's size
+TEXT_MAX = 1000
+DIFF_CHARS_MAX = 200_000
+#: how far back (events of the step's run) and for how many of a window's first steps the
+#: intent or approval request that began them is looked for before the window
+LOOK_BACK = 64
+LOOK_BACK_MARKERS = 32
+#: what a jump goes to
+JUMP_KINDS = ("denial", "approval", "policy")
 
 
 def target_of(params: Any) -> str:
@@ -67,88 +79,209 @@ def _policy_lines(doc: Any) -> list[str]:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-_WANTED = re.compile(
-    rb'"type":"(?:policy\.updated|approval\.decided|session\.created)"|"decision":"DENY"'
-)
-_BLOCK = 8 << 20
+def _lane(index: AuditIndex, session_id: str, run_id: str, number: int) -> RunLane:
+    """One run's lane: its first and last event read (each checked), never those between."""
+    run_seqs = index.runs[run_id]
+    head, tail = index.events([run_seqs[0], run_seqs[-1]], run_id=run_id, session_id=None)
+    if head.get("session_id") != session_id:
+        raise IndexMismatch(f"the index lists run {run_id} under session {session_id}")
+    done = tail.get("type") == "run.finished"
+    return RunLane(
+        run_id=run_id,
+        number=number,
+        started=str(head.get("ts", "")),
+        finished=str(tail.get("ts")) if done else None,
+        status=str((tail.get("data") or {}).get("status", "?")) if done else "running",
+        first_seq=run_seqs[0],
+        last_seq=run_seqs[-1],
+        events=len(run_seqs),
+    )
 
 
-def _raw_scan(index: AuditIndex, seqs: Any, session_id: str) -> Iterator[dict[str, Any]]:
-    """The session's events that may be a policy change, an approval's end, the session's
-    start or a denial: one regex over the log in 8 MiB blocks from the session's first event,
-    so only the lines it hits are parsed (each then checked by the index, its type and
-    session read again by the caller)."""
+def _lanes(
+    index: AuditIndex,
+    session_id: str,
+    lo: int,
+    hi: int,
+    window_runs: set[str | None],
+    max_lanes: int = LANES_MAX,
+) -> list[RunLane]:
+    """The lanes of the runs that start in seqs [lo, hi] or have a step among the window's
+    markers (`window_runs`), with LANE_CONTEXT runs either side in the order of their start,
+    at most `max_lanes`: found by bisection in the session's run list, and only these runs'
+    first and last events are read."""
+    run_ids = index.runs_of(session_id)
+
+    def first_of(run_id: str) -> int:
+        return index.runs[run_id][0]
+
+    a = bisect.bisect_left(run_ids, lo, key=first_of)
+    b = bisect.bisect_right(run_ids, hi, key=first_of)
+    hits = set(range(a, b))
+    for run_id in window_runs:
+        seqs = index.runs.get(run_id) if run_id is not None else None
+        if seqs:
+            i = bisect.bisect_left(run_ids, seqs[0], key=first_of)
+            if i < len(run_ids) and run_ids[i] == run_id:
+                hits.add(i)
+    context = set(range(max(0, a - LANE_CONTEXT), min(len(run_ids), b + LANE_CONTEXT)))
+    chosen = sorted(hits)[:max_lanes]
+    chosen = sorted(set(chosen) | set(sorted(context - hits)[: max_lanes - len(chosen)]))
+    return [_lane(index, session_id, run_ids[i], i + 1) for i in chosen]
+
+
+def _policy_changes(
+    index: AuditIndex, session_id: str, lo: int, hi: int, *, window_only: bool
+) -> list[PolicyChange]:
+    """The session's policy changes (at most POLICIES_MAX, those nearest seq `lo`; with
+    `window_only` those in seqs [lo, hi]), each read and checked; the diff against the change
+    before only for those in [lo, hi]."""
+    seqs = index.marked(session_id, "policy")
+    at = bisect.bisect_left(seqs, lo)
+    if window_only:
+        first = at
+        chosen = seqs[at : min(bisect.bisect_right(seqs, hi), at + POLICIES_MAX)]
+    else:
+        first = max(0, min(at - POLICIES_MAX // 2, len(seqs) - POLICIES_MAX))
+        chosen = seqs[first : first + POLICIES_MAX]
+    wanted = [seqs[first - 1]] if first > 0 and chosen and lo <= chosen[0] <= hi else []
+    out: list[PolicyChange] = []
+    previous: Any = None
+    events = index.events([*wanted, *chosen], session_id=session_id)
+    for i, ev in enumerate(events):
+        index.check_mark(ev, "policy")
+        data = ev.get("data") or {}
+        doc = data.get("policy")
+        if wanted and i == 0:
+            previous = doc
+            continue
+        change = PolicyChange(
+            seq=ev["seq"],
+            ts=str(ev.get("ts", "")),
+            policy_sha256=_short(data.get("policy_sha256")),
+            previous_sha256=_short(data.get("previous_sha256")),
+            actor=_short(data.get("actor")),
+            reason=_short(data.get("reason")),
+        )
+        if lo <= change.seq <= hi:
+            change.diff = _diff(previous, doc)
+        previous = doc
+        out.append(change)
+    return out
+
+
+def _diff(previous: Any, doc: Any) -> list[str]:
+    before = _policy_lines(previous) if previous is not None else []
+    diff = list(
+        difflib.unified_diff(before, _policy_lines(doc), "before", "after", lineterm="", n=2)
+    )
+    if previous is None:
+        diff.insert(0, "(the first policy in the log for this session: shown whole)")
+    out: list[str] = []
+    used = 0
+    for n, line in enumerate(diff):
+        line = line if len(line) <= TEXT_MAX else line[:TEXT_MAX] + "…"
+        used += len(line) + 8
+        if used > DIFF_CHARS_MAX:
+            out.append(f"… {len(diff) - n} more line(s) of this diff not shown")
+            break
+        out.append(line)
+    return out
+
+
+def _short(value: Any) -> Any:
+    """A string kept to TEXT_MAX characters (a marker is a summary: the whole event is one
+    `audit.event` away); anything else as it is."""
+    if isinstance(value, str) and len(value) > TEXT_MAX:
+        return value[:TEXT_MAX] + "…"
+    return value
+
+
+def _workspace(index: AuditIndex, session_id: str) -> str | None:
+    for ev in index.events(index.marked(session_id, "created")[:1], session_id=session_id):
+        index.check_mark(ev, "created")
+        ws = (ev.get("data") or {}).get("workspace")
+        return ws if isinstance(ws, str) else None
+    return None
+
+
+def _look_back(index: AuditIndex, marker: TimelineMarker, key: str) -> None:
+    """Fill in what a window's step owes to an event before the window: a decision's or an
+    execution's target (its intent), an approval's wait (its request). Reads back at most
+    LOOK_BACK events of the step's run, each checked."""
+    seqs = index.runs.get(marker.run_id) if marker.run_id else None
     if not seqs:
         return
-    members = set(seqs) if len(seqs) < len(index.offsets) else None
-    last_end = index.offsets[seqs[-1]]
-    with open(index.log, "rb") as fh:
-        base = index.offsets[seqs[0]]
-        fh.seek(base)
-        carry = b""
-        while base <= last_end:
-            block = fh.read(_BLOCK)
-            if not block:
-                break
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            seen = -1
-            for m in _WANTED.finditer(data, 0, cut):
-                start = data.rfind(b"\n", 0, m.start()) + 1
-                if start <= seen:
-                    continue  # this line was already taken
-                seen = start
-                end = data.index(b"\n", m.start())
-                try:
-                    ev = orjson.loads(data[start:end])
-                except orjson.JSONDecodeError:
-                    continue
-                seq = ev.get("seq") if isinstance(ev, dict) else None
-                if not isinstance(seq, int) or ev.get("session_id") != session_id:
-                    continue
-                if members is not None and seq not in members:
-                    continue
-                yield next(index.events([seq], session_id=session_id))
-            base += cut
-            carry = data[cut:]
+    i = bisect.bisect_left(seqs, marker.seq)
+    kind, _, wanted = key.partition(":")
+    for ev in reversed(list(index.events(seqs[max(0, i - LOOK_BACK) : i], run_id=marker.run_id))):
+        data = ev.get("data") or {}
+        if kind == "intent" and ev.get("type") == "policy.intent.received":
+            if str(data.get("intent_id")) == wanted:
+                marker.target = _short(target_of(data.get("params")))
+                return
+        elif kind == "approval" and ev.get("type") == "approval.requested":
+            if str(data.get("approval_id")) == wanted:
+                marker.wait_ms = ms_between(str(ev.get("ts", "")), marker.ts)
+                return
 
 
-def _runs(index: AuditIndex, session_id: str, seqs: Any) -> list[RunLane]:
-    """The session's runs from the index's per-run lists: each run's first and last event are
-    read (in one pass over the file, each checked), never the events between."""
-    if not seqs:
-        return []
-    first, last = seqs[0], seqs[-1]
-    members = set(seqs)
-    runs = [
-        (run_id, run_seqs)
-        for run_id, run_seqs in index.runs.items()
-        if run_seqs and first <= run_seqs[0] <= last and run_seqs[0] in members
-    ]
-    runs.sort(key=lambda r: r[1][0])
-    ends = [s for _rid, run_seqs in runs for s in (run_seqs[0], run_seqs[-1])]
-    events = index.events(ends, session_id=session_id)
-    lanes: list[RunLane] = []
-    for run_id, run_seqs in runs:
-        head, tail = next(events), next(events)
-        if head.get("run_id") != run_id or tail.get("run_id") != run_id:
-            continue  # the run's ends are not this run's: the index is stale, the log rules
-        done = tail.get("type") == "run.finished"
-        lanes.append(
-            RunLane(
-                run_id=run_id,
-                started=str(head.get("ts", "")),
-                finished=str(tail.get("ts")) if done else None,
-                status=str((tail.get("data") or {}).get("status", "?")) if done else "running",
-                first_seq=run_seqs[0],
-                last_seq=run_seqs[-1],
-                events=len(run_seqs),
-            )
-        )
-    return lanes
+def session_marks(
+    audit_dir: Path,
+    session_id: str,
+    *,
+    index_key: Any = KEY_FROM_DATA_DIR,
+    cache: IndexCache | None = None,
+) -> dict[str, list[int]]:
+    """The seqs of the session's denials, approvals' ends and policy changes, from the index
+    (each event read and checked: the lists say what the log holds)."""
+
+    def read(index: AuditIndex) -> dict[str, list[int]]:
+        if not index.sessions.get(session_id):
+            raise NotFound(f"no session {session_id} in the audit log")
+        out: dict[str, list[int]] = {}
+        for kind in JUMP_KINDS:
+            seqs = index.marked(session_id, kind)
+            for ev in index.events(seqs, session_id=session_id):
+                index.check_mark(ev, kind)
+            out[kind] = list(seqs)
+        return out
+
+    return read_indexed(audit_dir, read, key=index_key, cache=cache)
+
+
+def session_jump(
+    audit_dir: Path,
+    session_id: str,
+    kind: str,
+    seq: int,
+    direction: int,
+    *,
+    index_key: Any = KEY_FROM_DATA_DIR,
+    on_index_rebuild: Callable[[str], None] | None = None,
+    cache: IndexCache | None = None,
+) -> int | None:
+    """The seq of the session's next (`direction` > 0: after `seq`) or previous (before
+    `seq`) mark of `kind` (denial, approval, policy), or None: one lookup in the index's
+    mark list, the event found read and checked."""
+    if kind not in JUMP_KINDS:
+        raise BadRequest(f"jump to what? {kind!r} is none of {', '.join(JUMP_KINDS)}")
+
+    def read(index: AuditIndex) -> int | None:
+        if not index.sessions.get(session_id):
+            raise NotFound(f"no session {session_id} in the audit log")
+        seqs = index.marked(session_id, kind)
+        if direction > 0:
+            i = bisect.bisect_right(seqs, seq)
+        else:
+            i = bisect.bisect_left(seqs, seq) - 1
+        if not 0 <= i < len(seqs):
+            return None
+        (ev,) = index.events([seqs[i]], session_id=session_id)
+        index.check_mark(ev, kind)
+        return seqs[i]
+
+    return read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild, cache=cache)
 
 
 def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | None:
@@ -162,7 +295,7 @@ def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | Non
             kind=kind,
             tool=data.get("tool"),
             decision=decision,
-            text=str(data.get("reason") or ""),
+            text=_short(str(data.get("reason") or "")),
         )
     if etype == "approval.requested":
         waiting[str(data.get("approval_id"))] = str(ev.get("ts", ""))
@@ -175,7 +308,7 @@ def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | Non
             kind="approval",
             decision="ALLOW" if data.get("allow") else "DENY",
             wait_ms=ms_between(asked, base["ts"]) if asked else None,
-            text=by,
+            text=_short(by),
         )
     if etype == "tool.executed":
         return TimelineMarker(
@@ -187,20 +320,20 @@ def _marker(ev: dict[str, Any], waiting: dict[str, str]) -> TimelineMarker | Non
             if isinstance(data.get("duration_ms"), int)
             else None,
             output_matches=output_digest(data.get("output")) == data.get("output_sha256"),
-            text=str(data.get("message") or data.get("status") or ""),
+            text=_short(str(data.get("message") or data.get("status") or "")),
         )
     if etype == "policy.updated":
-        return TimelineMarker(**base, kind="policy", text=f"policy set by {data.get('actor')}")
+        return TimelineMarker(
+            **base, kind="policy", text=_short(f"policy set by {data.get('actor')}")
+        )
     if etype == "policy.intent.received":
-        waiting[f"intent:{data.get('intent_id')}"] = target_of(data.get("params"))
+        waiting[f"intent:{data.get('intent_id')}"] = _short(target_of(data.get("params")))
     return None
 
 
 def _what_if(
     index: AuditIndex, session_id: str, seqs: Any, policy: Policy, workspace: str | None
 ) -> list[WhatIfGroup]:
-    from ..policy.evaluate import evaluate  # imported on use: a timeline needs no evaluator
-
     groups: dict[str, list[SimulationChange]] = {}
     intents: dict[str, dict[str, Any]] = {}
     for ev in index.events(seqs, session_id=session_id):
@@ -215,19 +348,10 @@ def _what_if(
         if intent_ev is None:
             continue
         idata: Any = intent_ev.get("data") or {}
-        try:
-            intent = ToolIntent(
-                tool=idata.get("tool"),
-                params=idata.get("params") or {},
-                origin=idata.get("origin") or "agent",
-            )
-        except ValueError:
-            continue  # the recorded intent was never valid: no policy decides it otherwise
-        after = evaluate(intent, policy, workspace=workspace)
+        after, reason, idx = judge_recorded(intent_ev, policy, workspace)
         before = str(data.get("decision"))
-        if after.decision == before:
+        if after == before:
             continue
-        idx = after.override_index
         key = (
             f"override #{idx} {policy.overrides[idx].tool}"
             if idx is not None and 0 <= idx < len(policy.overrides)
@@ -240,11 +364,11 @@ def _what_if(
                 tool=str(idata.get("tool")),
                 params=idata.get("params") or {},
                 before=before,
-                after=after.decision,
-                reason=after.reason,
+                after=after,
+                reason=reason,
             )
         )
-    return [WhatIfGroup(override=k, changes=v) for k, v in sorted(groups.items())]
+    return [WhatIfGroup(override=k, changes=v, total=len(v)) for k, v in sorted(groups.items())]
 
 
 def session_timeline(
@@ -256,85 +380,64 @@ def session_timeline(
     to_seq: int | None = None,
     max_markers: int = 2000,
     summary: bool = True,
+    max_lanes: int = LANES_MAX,
     index_key: Any = KEY_FROM_DATA_DIR,
     on_index_rebuild: Callable[[str], None] | None = None,
+    cache: IndexCache | None = None,
 ) -> SessionTimeline:
-    """The session's runs, policy changes, jump lists and the markers of one window; with
-    `summary=False` only the window's markers (runs, policies and jumps left empty)."""
+    """The markers of the window [from_seq, to_seq) (at most `max_markers`), the lanes of the
+    runs around it, the session's policy changes (the window's with their diffs) and its
+    counts; with `policy`, every decision it would change. `summary=False` leaves out the
+    policy changes outside the window (a further window of a timeline the caller has);
+    `max_lanes` caps the lanes (a caller in process that prints every run asks for more)."""
     max_markers = max(1, min(int(max_markers), MARKERS_MAX))
 
     def read(index: AuditIndex) -> SessionTimeline:
         seqs = index.sessions.get(session_id)
         if not seqs:
             raise NotFound(f"no session {session_id} in the audit log")
-        out = SessionTimeline(session_id=session_id, events=len(seqs))
+        out = SessionTimeline(
+            session_id=session_id,
+            events=len(seqs),
+            run_count=len(index.runs_of(session_id)),
+            counts={kind: len(index.marked(session_id, kind)) for kind in JUMP_KINDS},
+        )
         ends = list(index.events([seqs[0], seqs[-1]], session_id=session_id))
-        out.first_ts, out.last_ts = str(ends[0].get("ts")), str(ends[-1].get("ts"))
-        if summary:
-            out.runs = _runs(index, session_id, seqs)
-        previous: Any = None
-        workspace: str | None = None
-        denials: list[int] = []
-        approvals: list[int] = []
-        for ev in _raw_scan(index, seqs, session_id) if summary or policy else ():
-            etype, data = ev.get("type"), ev.get("data") or {}
-            if etype == "session.created":
-                ws = data.get("workspace")
-                workspace = ws if isinstance(ws, str) else None
-            elif etype == "policy.updated":
-                doc = data.get("policy")
-                before = _policy_lines(previous) if previous is not None else []
-                diff = list(
-                    difflib.unified_diff(
-                        before, _policy_lines(doc), "before", "after", lineterm="", n=2
-                    )
-                )
-                if previous is None:
-                    diff.insert(0, "(the first policy in the log for this session: shown whole)")
-                previous = doc
-                out.policies.append(
-                    PolicyChange(
-                        seq=ev["seq"],
-                        ts=str(ev.get("ts", "")),
-                        policy_sha256=data.get("policy_sha256"),
-                        previous_sha256=data.get("previous_sha256"),
-                        actor=data.get("actor"),
-                        reason=data.get("reason"),
-                        diff=diff,
-                    )
-                )
-            elif etype == "policy.decision" and data.get("decision") == "DENY":
-                if len(denials) < JUMPS_MAX:
-                    denials.append(ev["seq"])
-            elif etype == "approval.decided" and len(approvals) < JUMPS_MAX:
-                approvals.append(ev["seq"])
-        if summary:
-            out.jumps = {
-                "denial": denials,
-                "approval": approvals,
-                "policy": [p.seq for p in out.policies],
-            }
-        else:
-            out.policies = []
+        out.first_ts, out.last_ts = str(ends[0].get("ts", "")), str(ends[-1].get("ts", ""))
         start = bisect.bisect_left(seqs, from_seq)
         stop = len(seqs) if to_seq is None else bisect.bisect_left(seqs, to_seq)
-        # an approval's wait starts at its request: look back from the window for open ones
         waiting: dict[str, str] = {}
+        before: list[tuple[TimelineMarker, str]] = []  # steps that began before the window
         for ev in index.events(seqs[start:stop], session_id=session_id):
             marker = _marker(ev, waiting)
             if marker is None:
                 continue
+            data = ev.get("data") or {}
             if marker.kind in ("decision", "denial", "execution"):
-                marker.target = waiting.get(f"intent:{(ev.get('data') or {}).get('intent_id')}")
+                key = f"intent:{data.get('intent_id')}"
+                marker.target = waiting.get(key)
+                if key not in waiting and len(before) < LOOK_BACK_MARKERS:
+                    before.append((marker, key))
+            elif marker.kind == "approval" and marker.wait_ms is None:
+                if len(before) < LOOK_BACK_MARKERS:
+                    before.append((marker, f"approval:{data.get('approval_id')}"))
             if len(out.markers) == max_markers:
                 out.next_seq = marker.seq
                 break
             out.markers.append(marker)
+        for marker, key in before:
+            _look_back(index, marker, key)
+        lo = seqs[start] if start < len(seqs) else seqs[-1]
+        hi = out.markers[-1].seq if out.next_seq is not None else seqs[max(start, stop - 1)]
+        window_runs = {m.run_id for m in out.markers}
+        out.runs = _lanes(index, session_id, lo, hi, window_runs, max(1, max_lanes))
+        out.policies = _policy_changes(index, session_id, lo, hi, window_only=not summary)
         if policy is not None:
+            workspace = _workspace(index, session_id)
             out.what_if = _what_if(index, session_id, seqs, policy, workspace)
         return out
 
-    return read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild)
+    return read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild, cache=cache)
 
 
 def _run_steps(index: AuditIndex, run_id: str) -> list[dict[str, Any]]:

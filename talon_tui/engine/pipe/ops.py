@@ -6,6 +6,8 @@ agent's own session; admin ops are the Engine's `EngineAPI`.
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -262,10 +264,36 @@ async def op_audit_verify(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
 
 
 async def op_replay(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
-    result = await ctx.engine.replay(field(f, "run_id", str), field(f, "policy", dict, None))
-    doc = result.model_dump()
-    doc["steps"] = [frames.shape(s, frames.STEP_FIELDS) for s in doc["steps"]]
-    return {"replay": doc}
+    offset = field(f, "offset", int, 0)
+    if offset < 0:
+        raise BadRequest("offset must be 0 or more")
+    run_id, policy = field(f, "run_id", str), field(f, "policy", dict, None)
+    key = (run_id, frames.json_text(policy))
+    conn = ctx.conn  # None for an op run in process: nothing held
+    held = _REPLAYS.get(conn) if offset > 0 and conn is not None else None
+    if held is not None and held[0] == key and time.monotonic() - held[1] < REPLAY_HELD_S:
+        whole = held[2]
+    else:  # a replay verifies the whole log: once per replay read in pages, not per page
+        whole = (await ctx.engine.replay(run_id, policy)).model_dump()
+        whole["steps"] = [frames.shape(s, frames.STEP_FIELDS) for s in whole["steps"]]
+        if conn is not None:
+            _REPLAYS[conn] = (key, time.monotonic(), whole)
+    doc = {k: v for k, v in whole.items() if k != "steps"}
+    doc["steps"] = []
+    steps = whole["steps"][offset:]
+    budget = frames.LIST_BUDGET_BYTES - len(frames.dumps(doc))
+    doc["steps"], more = frames.fit_list(steps, budget) if steps else ([], False)
+    if not more and conn is not None:
+        _REPLAYS.pop(conn, None)
+    return {"replay": doc, "offset": offset, "more": more}
+
+
+#: per connection, the replay it is reading in pages (`offset` > 0 reads the next page of
+#: it, if asked for within REPLAY_HELD_S, rather than replaying the run again)
+_REPLAYS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str], float, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+REPLAY_HELD_S = 120.0
 
 
 async def op_simulate(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +310,55 @@ async def op_session_timeline(ctx: OpContext, f: dict[str, Any]) -> dict[str, An
         field(f, "max_markers", int, 2000),
         field(f, "summary", bool, True),
     )
-    return {"timeline": timeline.model_dump()}
+    return {"timeline": fit_timeline(timeline.model_dump())}
+
+
+def fit_timeline(doc: dict[str, Any], budget: int = frames.LIST_BUDGET_BYTES) -> dict[str, Any]:
+    """A session timeline that fits one frame, paged rather than refused: the markers (and
+    the diffs of the policy changes among them) are kept while they fit and `next_seq` then
+    names the first marker left for the next window; what-if changes are previews, listed
+    while they fit (each group's `total` counts them all)."""
+    policies = {p["seq"]: p for p in doc["policies"]}
+    diffs = {seq: p["diff"] for seq, p in policies.items()}
+    for p in doc["policies"]:
+        p["diff"] = []
+    markers, groups = doc["markers"], doc["what_if"] or []
+    doc["markers"] = []
+    for g in groups:
+        g["changes"] = [frames.shape(c, frames.CHANGE_FIELDS) for c in g["changes"]]
+    changes = [g.pop("changes") for g in groups]
+    for g in groups:
+        g["changes"] = []
+    left = budget - len(frames.dumps(doc))
+    for i, m in enumerate(markers):
+        size = len(frames.dumps(m)) + 1
+        diff = diffs.get(m["seq"]) if m["kind"] == "policy" else None
+        size += len(frames.dumps(diff)) if diff else 0
+        if size > left and i > 0:
+            doc["next_seq"] = m["seq"]
+            break
+        left -= size
+        doc["markers"].append(m)
+        if diff:
+            policies[m["seq"]]["diff"] = diff
+    for g, listed in zip(groups, changes, strict=True):
+        for c in listed:
+            size = len(frames.dumps(c)) + 1
+            if size > left:
+                break
+            left -= size
+            g["changes"].append(c)
+    return doc
+
+
+async def op_session_jump(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
+    seq = await ctx.engine.session_jump(
+        field(f, "session_id", str),
+        field(f, "kind", str),
+        field(f, "seq", int),
+        field(f, "direction", int, 1),
+    )
+    return {"seq": seq}
 
 
 async def op_run_compare(ctx: OpContext, f: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +451,7 @@ ADMIN_OPS: dict[str, Op] = {
     "replay": op_replay,
     "simulate": op_simulate,
     "session.timeline": op_session_timeline,
+    "session.jump": op_session_jump,
     "run.compare": op_run_compare,
     "skill.register": op_skill_register,
     "skill.list": op_skill_list,

@@ -37,6 +37,7 @@ import socket
 import stat
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +77,26 @@ class PipeSetupError(TalonError):
     """The socket cannot be created safely (symlink, unsafe directory)."""
 
 
+def _lstat_refusing(path: Path, is_kind: Callable[[int], bool], not_kind: str) -> Any:
+    """`os.lstat(path)`, None when nothing is there; a symlink or anything but the kind
+    wanted is refused (`not_kind` says what is wrong)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise PipeSetupError(f"refusing to use {path}: it is a symlink")
+    if not is_kind(st.st_mode):
+        raise PipeSetupError(f"refusing to use {path}: {not_kind}")
+    return st
+
+
 def check_socket_dir(run_dir: Path) -> None:
     """Refuse a symlinked or group/other-writable socket directory (before anything fixes
     its mode), and a socket path that is a symlink or not a socket."""
-    try:
-        st = os.lstat(run_dir)
-    except FileNotFoundError:
+    st = _lstat_refusing(run_dir, stat.S_ISDIR, "it is not a directory")
+    if st is None:
         return
-    if stat.S_ISLNK(st.st_mode):
-        raise PipeSetupError(f"refusing to use {run_dir}: it is a symlink")
-    if not stat.S_ISDIR(st.st_mode):
-        raise PipeSetupError(f"refusing to use {run_dir}: it is not a directory")
     if st.st_mode & 0o022:
         raise PipeSetupError(
             f"refusing to use {run_dir}: it is writable by group or others "
@@ -94,15 +104,7 @@ def check_socket_dir(run_dir: Path) -> None:
         )
     if st.st_uid != os.getuid():
         raise PipeSetupError(f"refusing to use {run_dir}: it belongs to uid {st.st_uid}")
-    sock = run_dir / "agent.sock"
-    try:
-        sst = os.lstat(sock)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(sst.st_mode):
-        raise PipeSetupError(f"refusing to use {sock}: it is a symlink")
-    if not stat.S_ISSOCK(sst.st_mode):
-        raise PipeSetupError(f"refusing to use {sock}: it exists and is not a socket")
+    _lstat_refusing(run_dir / "agent.sock", stat.S_ISSOCK, "it exists and is not a socket")
 
 
 class TokenBucket:

@@ -58,8 +58,15 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # --------------------------------------------------------------------------- characters
 
 
+#: the control characters an ASCII string can hold (Cf, Zl and Zp have none below 0x80)
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _control_char(s: str) -> str | None:
     """The first control/format character in `s` (C0, DEL, C1, bidi and other Cc/Cf), or None."""
+    if s.isascii():  # the usual path: one regex scan instead of a category lookup per char
+        found = _ASCII_CONTROL.search(s)
+        return found.group() if found is not None else None
     for ch in s:
         o = ord(ch)
         if o < 0x20 or 0x7F <= o <= 0x9F:

@@ -9,6 +9,7 @@ SecureTalon (`network_allowed`, `mounts_allowed`, images `name@sha256:...`, doma
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import (
@@ -63,6 +64,16 @@ def _nonblank_list(values: list[str], what: str) -> list[str]:
     for v in cleaned:
         if not v:
             raise ValueError(f"{what} must not contain blank entries")
+    return cleaned
+
+
+def _allowlist(values: list[str], what: str, ok: Callable[[str], bool], problem: str) -> list[str]:
+    """`values` as a non-blank allowlist whose every entry passes `ok`; else the ValueError
+    `what: 'entry' problem`."""
+    cleaned = _nonblank_list(values, what)
+    for v in cleaned:
+        if not ok(v):
+            raise ValueError(f"{what}: {v!r} {problem}")
     return cleaned
 
 
@@ -239,11 +250,12 @@ class DockerConstraints(BaseConstraints):
     @field_validator("images")
     @classmethod
     def _images(cls, v: list[str]) -> list[str]:
-        v = _nonblank_list(v, "images")
-        for i in v:
-            if any(c.isspace() for c in i) or "\x00" in i:
-                raise ValueError(f"images: {i!r} is not an image reference")
-        return v
+        return _allowlist(
+            v,
+            "images",
+            lambda i: not any(c.isspace() for c in i) and "\x00" not in i,
+            "is not an image reference",
+        )
 
 
 def parse_mount(m: Any) -> Any:
@@ -274,11 +286,9 @@ class ShellConstraints(BaseConstraints):
     @field_validator("commands")
     @classmethod
     def _commands(cls, v: list[str]) -> list[str]:
-        v = _nonblank_list(v, "commands")
-        for c in v:
-            if not c.startswith("/"):
-                raise ValueError(f"commands: {c!r} must be an absolute program path")
-        return v
+        return _allowlist(
+            v, "commands", lambda c: c.startswith("/"), "must be an absolute program path"
+        )
 
     @field_validator("roots")
     @classmethod
@@ -315,20 +325,22 @@ class McpConstraints(BaseConstraints):
     @field_validator("servers")
     @classmethod
     def _servers(cls, v: list[str]) -> list[str]:
-        v = _nonblank_list(v, "servers")
-        for s in v:
-            if s != "*" and not MCP_SERVER_NAME_RE.match(s):
-                raise ValueError(f"servers: {s!r} is not a server name")
-        return v
+        return _allowlist(
+            v,
+            "servers",
+            lambda s: s == "*" or MCP_SERVER_NAME_RE.match(s) is not None,
+            "is not a server name",
+        )
 
     @field_validator("tools")
     @classmethod
     def _tools(cls, v: list[str]) -> list[str]:
-        v = _nonblank_list(v, "tools")
-        for t in v:
-            if t != "*" and not MCP_TOOL_NAME_RE.match(t):
-                raise ValueError(f"tools: {t!r} is not an MCP tool name")
-        return v
+        return _allowlist(
+            v,
+            "tools",
+            lambda t: t == "*" or MCP_TOOL_NAME_RE.match(t) is not None,
+            "is not an MCP tool name",
+        )
 
 
 CONSTRAINT_MODELS: dict[str, type[BaseConstraints]] = {

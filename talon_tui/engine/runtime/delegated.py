@@ -21,13 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..core import ids
-from ..core.canon import NotCanonical, canonical, canonical_sha256, jsonable
-from ..errors import BadRequest, ConstraintViolation, ErrorCode, PolicyDenied, TalonError
+from ..errors import BadRequest, ErrorCode, TalonError
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Policy, Session, ToolIntent
-from .intents import IntentFlow
-from .limits import RateLimited
+from .intents import IntentFlow, canonical_intent_hash
 
 #: the pseudo-tool for an agent tool Talon has no mapping for: `{name, input}`; allowed only
 #: when the session's `agent_hooks.native_tools` names it
@@ -156,127 +153,28 @@ class DelegatedFlow(IntentFlow):
         if native is not None and (not isinstance(native, str) or len(native) > MAX_REF_CHARS):
             raise BadRequest("decide: native must be a short string")
         intent, params, early = self._prepare(session, tool, params)
-        try:
-            ih = canonical_sha256({"tool": tool, "params": params})
-        except NotCanonical as exc:
-            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
-        one_shot = run_id is None
-        if one_shot:
-            run_id = ids.new_id("run")
-        else:
-            self._own_run(session_id, run_id)
-        assert run_id is not None
-        intent_id = ids.new_id("int")
-        mark = {"executor": "agent", "native": native}
-        pending: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
-
-        def add(etype: str, data: dict[str, Any]) -> None:
-            pending.append((etype, session_id, run_id, data))
-
-        def flush() -> None:
-            if pending:
-                self.audit.append_many(list(pending))
-                pending.clear()
-
-        if one_shot:
-            add("run.started", {"subject": subject, "content": "", "one_shot": True})
-        self._active += 1
-        status = "ok"
-        refused = False
-        try:
-            params_rec, _ = self.store.redactor(params)
-            add(
-                "policy.intent.received",
-                {
-                    "intent_id": intent_id,
-                    "subject": subject,
-                    "tool": tool,
-                    "params": params_rec,
-                    "origin": "agent",
-                    "intent_hash": ih,
-                    **mark,
-                },
+        ih = canonical_intent_hash(tool, params)
+        async with self._intent_run(session_id, subject, run_id) as step:
+            decision = await self._judge(
+                step,
+                session,
+                subject,
+                intent,
+                tool,
+                params,
+                ih,
+                lambda: self._agent_verdict(
+                    self.store.policy(session_id), session, tool, params, intent, early
+                ),
+                {"executor": "agent", "native": native},
             )
-            decision = self._agent_verdict(
-                self.store.policy(session_id), session, tool, params, intent, early
-            )
-            denied = decision.decision == "DENY"
-            # a reason or fix quoting a secret's value would log it: redacted, no such fix
-            decision.reason, _ = self.store.redactor(decision.reason)
-            if decision.suggested_fix and self.store.redactor(decision.suggested_fix)[1]:
-                decision.suggested_fix = None
-            add(
-                "policy.decision",
-                {
-                    "intent_id": intent_id,
-                    "tool": tool,
-                    "decision": decision.decision,
-                    "reason": decision.reason,
-                    "by": "policy",
-                    "override_index": decision.override_index,
-                    "suggested_fix": jsonable(decision.suggested_fix),
-                    "code": (decision.code or str(ErrorCode.POLICY_DENIED)) if denied else None,
-                    **mark,
-                },
-            )
-            if denied:
-                status = "denied"
-                denial = (
-                    ConstraintViolation
-                    if decision.code == ErrorCode.CONSTRAINT_VIOLATION
-                    else PolicyDenied
-                )
-                raise denial(
-                    f"{tool} denied: {decision.reason}",
-                    details={
-                        "run_id": run_id,
-                        "intent_id": intent_id,
-                        "reason": decision.reason,
-                        "suggested_fix": jsonable(decision.suggested_fix),
-                    },
-                )
-            if decision.decision == "REQUIRE_APPROVAL":
-                assert intent is not None
-                size = len(canonical(params))
-                refusal = self._approval_refusal(session_id, subject, size)
-                if refusal is not None:  # the pending-approval caps hold for agent hooks too
-                    pending.clear()
-                    refused = True
-                    self._refused.note((session_id, subject), {"tool": tool, "reason": refusal})
-                    raise RateLimited(refusal, details={"reason": refusal})
-                flush()
-                self._hold_approval(session_id, subject, size, 1)
-                try:
-                    decision = await self._await_approval(
-                        session, subject, intent, params_rec, decision, intent_id, run_id
-                    )
-                finally:
-                    self._hold_approval(session_id, subject, size, -1)
-            self._remember((session_id, ref or ih), {"run_id": run_id, "intent_id": intent_id})
+            self._remember((session_id, ref or ih), step.ref)
             return {
-                "run_id": run_id,
-                "intent_id": intent_id,
+                **step.ref,
                 "decision": "ALLOW",
                 "executor": "agent",
                 "reason": decision.reason,
             }
-        except TalonError as exc:
-            if status == "ok":
-                status = "denied"
-            exc.details.setdefault("run_id", run_id)
-            exc.details.setdefault("intent_id", intent_id)
-            raise
-        except BaseException:
-            status = "error"
-            raise
-        finally:
-            self._active -= 1
-            if one_shot and not refused:
-                add("run.finished", {"status": status, "steps": 1})
-            flush()
-            await self.durable()
-            if self._active == 0:
-                self._idle.set()
 
     async def report(
         self,

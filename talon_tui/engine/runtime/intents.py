@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..audit.runs import recordable_hashed
@@ -27,13 +28,13 @@ from ..errors import (
 )
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
-from ..store import INLINE_TOOLS, EngineStore
+from ..store import INLINE_TOOLS
 from .approvals import AGENT_CANCEL, ApprovalOutcome
+from .host import EngineHost
 from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
 
 if TYPE_CHECKING:
-    from ..audit.log import AuditLog
     from ..audit.runs import RunProjection
     from .approvals import ApprovalQueue
     from .bus import EventBus
@@ -44,18 +45,41 @@ MAX_CONTENT_CHARS = 4096
 RUN_STATUS_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 
 
+def canonical_intent_hash(tool: str, params: dict[str, Any]) -> str:
+    """The sha256 of the canonical `{tool, params}` a token is bound to; BadRequest when the
+    params are not canonical JSON."""
+    try:
+        return canonical_sha256({"tool": tool, "params": params})
+    except NotCanonical as exc:
+        raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+
+
 class _Step:
-    """Events of one intent written together: `add` queues one, `flush` writes the queue with
-    one `AuditLog.append_many` (one lock, one os.write). The flow flushes before every await
-    and before the broker runs, so the log holds the same events in the same order as one
-    append each, and every event still reaches disk (group commit) before the agent hears."""
+    """One intent's run bookkeeping and the events written together: `add` queues one,
+    `flush` writes the queue with one `AuditLog.append_many` (one lock, one os.write). The
+    flow flushes before every await and before the broker runs, so the log holds the same
+    events in the same order as one append each, and every event still reaches disk (group
+    commit) before the agent hears. `status` and `refused` decide how a one-shot run ends."""
 
-    __slots__ = ("audit", "pending", "run_id", "session_id")
+    __slots__ = (
+        "audit",
+        "intent_id",
+        "one_shot",
+        "pending",
+        "refused",
+        "run_id",
+        "session_id",
+        "status",
+    )
 
-    def __init__(self, audit: Any, session_id: str, run_id: str) -> None:
+    def __init__(self, audit: Any, session_id: str, run_id: str, one_shot: bool) -> None:
         self.audit = audit
         self.session_id = session_id
         self.run_id = run_id
+        self.one_shot = one_shot
+        self.intent_id = ""
+        self.status = "ok"
+        self.refused = False
         self.pending: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
 
     def add(self, etype: str, data: dict[str, Any]) -> None:
@@ -69,19 +93,54 @@ class _Step:
         written: list[dict[str, Any]] = self.audit.append_many(specs)
         return written
 
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "intent_id": self.intent_id}
 
-class IntentFlow:
+
+class _IntentRun:
+    """`async with`: the one place an intent's run ends, submitted or decided. On the way out
+    a failure sets the step's status (denied for a denial code, else error) and names the run
+    and intent in a TalonError's details; then a one-shot run gets its `run.finished` (unless
+    refused before anything was logged), the step is flushed and made durable, and the engine
+    is told when it went idle."""
+
+    __slots__ = ("flow", "step")
+
+    def __init__(self, flow: IntentFlow, step: _Step) -> None:
+        self.flow = flow
+        self.step = step
+
+    async def __aenter__(self) -> _Step:
+        return self.step
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
+        step, flow = self.step, self.flow
+        if isinstance(exc, TalonError):
+            if step.status == "ok":
+                step.status = "denied" if exc.code in _DENIAL_CODES else "error"
+            exc.details.setdefault("run_id", step.run_id)
+            exc.details.setdefault("intent_id", step.intent_id)
+        elif exc is not None:
+            step.status = "error"
+        flow._active -= 1
+        if step.one_shot and not step.refused:
+            step.add("run.finished", {"status": step.status, "steps": 1})
+        step.flush()
+        await flow.durable()
+        if flow._active == 0:
+            flow._idle.set()
+
+
+class IntentFlow(EngineHost):
     """Mixed into `Engine`: runs and intents from agents (and from skills' answers).
 
-    What the flow uses of its host is declared here, so this module needs no import of
-    `engine.py` (the Engine sets these attributes and defines these methods)."""
+    What the flow uses of its host is declared here and in `EngineHost`, so this module needs
+    no import of `engine.py` (the Engine sets these attributes and defines these methods)."""
 
-    store: EngineStore
-    audit: AuditLog
     bus: EventBus
     approvals: ApprovalQueue
     runs: RunProjection
-    started: bool
     max_output_bytes: int
     _active: int
     _idle: asyncio.Event
@@ -93,17 +152,6 @@ class IntentFlow:
     if TYPE_CHECKING:
 
         def _session(self, session_id: str, *, open_only: bool = False) -> Session: ...
-
-        def _record(
-            self,
-            etype: str,
-            data: dict[str, Any],
-            *,
-            session_id: str | None = None,
-            run_id: str | None = None,
-        ) -> dict[str, Any]: ...
-
-        async def durable(self) -> None: ...
 
     async def begin_run(self, session_id: str, subject: str, content: str = "") -> str:
         """Open a run in the session; returns its id."""
@@ -163,112 +211,131 @@ class IntentFlow:
         if not self.started:
             raise TalonError("the engine is not running", code=ErrorCode.INTERNAL)
         session = self._session(session_id, open_only=True)
-        try:
-            ih = canonical_sha256({"tool": intent.tool, "params": intent.params})
-        except NotCanonical as exc:
-            raise BadRequest(f"params are not canonical JSON: {exc}") from exc
+        ih = canonical_intent_hash(intent.tool, intent.params)
+        async with self._intent_run(session_id, subject, run_id) as step:
+            decision = await self._judge(
+                step,
+                session,
+                subject,
+                intent,
+                intent.tool,
+                intent.params,
+                ih,
+                lambda: policy_engine.evaluate(
+                    intent, self.store.policy(session_id), workspace=session.workspace
+                ),
+            )
+            result = await self._execute(session, subject, intent, ih, decision, step, _depth)
+            return {
+                "run_id": step.run_id,
+                "intent_id": step.intent_id,
+                "decision": "ALLOW",
+                "result": result,
+            }
+
+    def _intent_run(self, session_id: str, subject: str, run_id: str | None) -> _IntentRun:
+        """Open the run of one intent: a one-shot run (`run.started` queued) when `run_id` is
+        None, else the caller's own running run; the intent gets its id."""
         one_shot = run_id is None
-        if one_shot:
+        if run_id is None:
             run_id = ids.new_id("run")
         else:
             self._own_run(session_id, run_id)
-        step = _Step(self.audit, session_id, run_id)
+        step = _Step(self.audit, session_id, run_id, one_shot)
         if one_shot:
             step.add("run.started", {"subject": subject, "content": "", "one_shot": True})
-        intent_id = ids.new_id("int")
+        step.intent_id = ids.new_id("int")
         self._active += 1
-        status = "ok"
-        refused = False
-        try:
-            params_rec, _ = self.store.redactor(intent.params)
-            step.add(
-                "policy.intent.received",
-                {
-                    "intent_id": intent_id,
-                    "subject": subject,
-                    "tool": intent.tool,
-                    "params": params_rec,
-                    "origin": intent.origin,
-                    "intent_hash": ih,
-                },
+        return _IntentRun(self, step)
+
+    async def _judge(
+        self,
+        step: _Step,
+        session: Session,
+        subject: str,
+        intent: ToolIntent | None,
+        tool: str,
+        params: dict[str, Any],
+        ih: str,
+        verdict: Callable[[], Decision],
+        mark: dict[str, Any] | None = None,
+    ) -> Decision:
+        """The policy's part of one intent, for `submit` and for the hooks' `decide` alike:
+        `policy.intent.received`, the verdict, `policy.decision` (with `mark` in both), then
+        a denial raised with the decision's audit seq, or an approval waited for (within the
+        pending-approval caps). Returns the decision that allows it."""
+        mark = mark or {}
+        session_id, intent_id = session.id, step.intent_id
+        params_rec, _ = self.store.redactor(params)
+        step.add(
+            "policy.intent.received",
+            {
+                "intent_id": intent_id,
+                "subject": subject,
+                "tool": tool,
+                "params": params_rec,
+                "origin": intent.origin if intent is not None else "agent",
+                "intent_hash": ih,
+                **mark,
+            },
+        )
+        decision = verdict()
+        denied = decision.decision == "DENY"
+        # a reason or fix quoting a secret's value would log it: redacted, no such fix
+        decision.reason, _ = self.store.redactor(decision.reason)
+        if decision.suggested_fix and self.store.redactor(decision.suggested_fix)[1]:
+            decision.suggested_fix = None
+        step.add(
+            "policy.decision",
+            {
+                "intent_id": intent_id,
+                "tool": tool,
+                "decision": decision.decision,
+                "reason": decision.reason,
+                "by": "policy",
+                "override_index": decision.override_index,
+                "suggested_fix": jsonable(decision.suggested_fix),
+                "code": (decision.code or str(ErrorCode.POLICY_DENIED)) if denied else None,
+                **mark,
+            },
+        )
+        if denied:
+            step.status = "denied"
+            denial = (
+                ConstraintViolation
+                if decision.code == ErrorCode.CONSTRAINT_VIOLATION
+                else PolicyDenied
             )
-            decision = policy_engine.evaluate(
-                intent, self.store.policy(session_id), workspace=session.workspace
-            )
-            denied = decision.decision == "DENY"
-            # a reason or fix quoting a secret's value would log it: redacted, no such fix
-            decision.reason, _ = self.store.redactor(decision.reason)
-            if decision.suggested_fix and self.store.redactor(decision.suggested_fix)[1]:
-                decision.suggested_fix = None
-            step.add(
-                "policy.decision",
-                {
-                    "intent_id": intent_id,
-                    "tool": intent.tool,
-                    "decision": decision.decision,
+            decided = step.flush()[-1]  # the policy.decision: its seq goes to the agent
+            raise denial(
+                f"{tool} denied: {decision.reason}",
+                details={
+                    **step.ref,
                     "reason": decision.reason,
-                    "by": "policy",
-                    "override_index": decision.override_index,
                     "suggested_fix": jsonable(decision.suggested_fix),
-                    "code": (decision.code or str(ErrorCode.POLICY_DENIED)) if denied else None,
+                    "audit_seq": decided["seq"],
                 },
             )
-            ref = {"run_id": run_id, "intent_id": intent_id}
-            if denied:
-                status = "denied"
-                denial = (
-                    ConstraintViolation
-                    if decision.code == ErrorCode.CONSTRAINT_VIOLATION
-                    else PolicyDenied
-                )
-                decided = step.flush()[-1]  # the policy.decision: its seq goes to the agent
-                raise denial(
-                    f"{intent.tool} denied: {decision.reason}",
-                    details={
-                        **ref,
-                        "reason": decision.reason,
-                        "suggested_fix": jsonable(decision.suggested_fix),
-                        "audit_seq": decided["seq"],
-                    },
-                )
-            if decision.decision == "REQUIRE_APPROVAL":
-                size = len(canonical(intent.params))
-                refusal = self._approval_refusal(session_id, subject, size)
-                if refusal is not None:
-                    # refused before anything is logged or queued: one aggregated event
-                    step.pending.clear()
-                    refused = True
-                    self._refused.note(
-                        (session_id, subject), {"tool": intent.tool, "reason": refusal}
-                    )
-                    raise RateLimited(refusal, details={"reason": refusal})
-                step.flush()
-                self._hold_approval(session_id, subject, size, 1)
-                try:
-                    decision = await self._await_approval(
-                        session, subject, intent, params_rec, decision, intent_id, run_id
-                    )
-                finally:
-                    self._hold_approval(session_id, subject, size, -1)
-            result = await self._execute(session, subject, intent, ih, decision, ref, step, _depth)
-            return {"run_id": run_id, "intent_id": intent_id, "decision": "ALLOW", "result": result}
-        except TalonError as exc:
-            if status == "ok":
-                status = "denied" if exc.code in _DENIAL_CODES else "error"
-            exc.details.setdefault("run_id", run_id)
-            exc.details.setdefault("intent_id", intent_id)
-            raise
-        except BaseException:
-            status = "error"
-            raise
-        finally:
-            self._active -= 1
-            if one_shot and not refused:
-                step.add("run.finished", {"status": status, "steps": 1})
+        if decision.decision == "REQUIRE_APPROVAL":
+            if intent is None:  # only a Talon tool's intent can be shown for approval
+                raise TalonError(f"{tool} cannot wait for an approval", code=ErrorCode.INTERNAL)
+            size = len(canonical(params))
+            refusal = self._approval_refusal(session_id, subject, size)
+            if refusal is not None:
+                # refused before anything is logged or queued: one aggregated event
+                step.pending.clear()
+                step.refused = True
+                self._refused.note((session_id, subject), {"tool": tool, "reason": refusal})
+                raise RateLimited(refusal, details={"reason": refusal})
             step.flush()
-            await self.durable()
-            if self._active == 0:
-                self._idle.set()
+            self._hold_approval(session_id, subject, size, 1)
+            try:
+                decision = await self._await_approval(
+                    session, subject, intent, params_rec, decision, intent_id, step.run_id
+                )
+            finally:
+                self._hold_approval(session_id, subject, size, -1)
+        return decision
 
     def _approval_refusal(self, session_id: str, subject: str, params_bytes: int) -> str | None:
         """Why one more pending approval of this session and agent is over the caps, or None."""
@@ -488,7 +555,6 @@ class IntentFlow:
         intent: ToolIntent,
         ih: str,
         decision: Decision,
-        ref: dict[str, str],
         step: _Step,
         depth: int,
     ) -> Any:
@@ -497,7 +563,7 @@ class IntentFlow:
         await (the log shows the capability before any effect of its use); a read run inline
         on the loop (INLINE_TOOLS: no await, nothing can observe the log in between) has its
         events written with its outcome, in the same order, in one write."""
-        sid = session.id
+        sid, ref = session.id, step.ref
         slot = None
         if intent.tool not in INLINE_TOOLS:
             # a thread of the tool pool, within this session's and agent's share, taken before
@@ -511,112 +577,98 @@ class IntentFlow:
                     self._tool_failed(exc, intent, ref, step, time.perf_counter())
                     raise
         try:
-            return await self._execute_in_slot(
-                session, subject, intent, ih, decision, ref, step, depth, slot
+            run_id, intent_id = step.run_id, step.intent_id
+            issued = self.store.issuer.issue(
+                session_id=sid,
+                subject=subject,
+                tool=intent.tool,
+                constraints=decision.constraints,
+                intent_hash=ih,
+                ttl_seconds=decision.ttl_seconds,
             )
-        finally:
-            if slot is not None:
-                slot.release()
-
-    async def _execute_in_slot(
-        self,
-        session: Session,
-        subject: str,
-        intent: ToolIntent,
-        ih: str,
-        decision: Decision,
-        ref: dict[str, str],
-        step: _Step,
-        depth: int,
-        slot: Any,
-    ) -> Any:
-        sid, run_id, intent_id = session.id, ref["run_id"], ref["intent_id"]
-        issued = self.store.issuer.issue(
-            session_id=sid,
-            subject=subject,
-            tool=intent.tool,
-            constraints=decision.constraints,
-            intent_hash=ih,
-            ttl_seconds=decision.ttl_seconds,
-        )
-        step.add(
-            "capability.issued",
-            {
-                "intent_id": intent_id,
-                "jti": issued.jti,
-                "token_sha256": issued.sha256,
-                "tool": intent.tool,
-                "exp": issued.exp,
-                "ttl_seconds": decision.ttl_seconds,
-            },
-        )
-        skill = self.store.skill_for_image(intent.params.get("image"))
-        if intent.tool == "docker.run" and skill is not None:
             step.add(
-                "skill.started",
+                "capability.issued",
                 {
-                    "skill": skill.name,
-                    "version": skill.version,
-                    "image": skill.image,
                     "intent_id": intent_id,
+                    "jti": issued.jti,
+                    "token_sha256": issued.sha256,
+                    "tool": intent.tool,
+                    "exp": issued.exp,
+                    "ttl_seconds": decision.ttl_seconds,
                 },
             )
-        if intent.tool not in INLINE_TOOLS:
-            step.flush()
-        started = time.perf_counter()
-        try:
-            raw = await self.store.execute(
-                intent, issued.token, session, subject, slot.run if slot is not None else None
-            )
-        except TalonError as exc:
-            self._tool_failed(exc, intent, ref, step, started)
-            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
-            raise
-        except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
-            err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
-            self._tool_failed(err, intent, ref, step, started)
-            self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
-            raise err from exc
-        duration_ms = int((time.perf_counter() - started) * 1000)
-        result, redacted = self.store.redactor(jsonable(raw))
-        output, truncated, size, output_sha256 = recordable_hashed(result, self.max_output_bytes)
-        produced(size)  # the reply will carry it: counted against the connection's share
-        step.add(
-            "tool.executed",
-            {
-                "intent_id": intent_id,
-                "tool": intent.tool,
-                "status": "ok",
-                "code": None,
-                "message": "",
-                "output": output,
-                "output_sha256": output_sha256,
-                "bytes": size,
-                "truncated": truncated,
-                "redacted": redacted,
-                "duration_ms": duration_ms,
-            },
-        )
-        if intent.tool == "docker.run" and isinstance(result, dict):
-            if skill is not None:
+            skill = self.store.skill_for_image(intent.params.get("image"))
+            if intent.tool == "docker.run" and skill is not None:
                 step.add(
-                    "skill.finished",
+                    "skill.started",
                     {
                         "skill": skill.name,
                         "version": skill.version,
                         "image": skill.image,
                         "intent_id": intent_id,
-                        "exit_code": result.get("exit_code"),
                     },
                 )
-            if depth == 0:
+            if intent.tool not in INLINE_TOOLS:
                 step.flush()
-                if slot is not None:
-                    slot.release()  # the follow-up intents take slots of their own
-                follow = await self._follow_skill(session, subject, result, run_id)
-                if follow is not None:
-                    result = {**result, "skill_intents": follow}
-        return result
+            started = time.perf_counter()
+            try:
+                raw = await self.store.execute(
+                    intent, issued.token, session, subject, slot.run if slot is not None else None
+                )
+            except TalonError as exc:
+                self._tool_failed(exc, intent, ref, step, started)
+                self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
+                raise
+            except Exception as exc:  # a bug or an OS error inside a tool: audited, reported
+                err = TalonError(f"{intent.tool} failed: {exc}", code=ErrorCode.INTERNAL)
+                self._tool_failed(err, intent, ref, step, started)
+                self._skill_not_run(skill if intent.tool == "docker.run" else None, ref, step)
+                raise err from exc
+            duration_ms = int((time.perf_counter() - started) * 1000)
+            result, redacted = self.store.redactor(jsonable(raw))
+            output, truncated, size, output_sha256 = recordable_hashed(
+                result, self.max_output_bytes
+            )
+            produced(size)  # the reply will carry it: counted against the connection's share
+            step.add(
+                "tool.executed",
+                {
+                    "intent_id": intent_id,
+                    "tool": intent.tool,
+                    "status": "ok",
+                    "code": None,
+                    "message": "",
+                    "output": output,
+                    "output_sha256": output_sha256,
+                    "bytes": size,
+                    "truncated": truncated,
+                    "redacted": redacted,
+                    "duration_ms": duration_ms,
+                },
+            )
+            if intent.tool == "docker.run" and isinstance(result, dict):
+                if skill is not None:
+                    step.add(
+                        "skill.finished",
+                        {
+                            "skill": skill.name,
+                            "version": skill.version,
+                            "image": skill.image,
+                            "intent_id": intent_id,
+                            "exit_code": result.get("exit_code"),
+                        },
+                    )
+                if depth == 0:
+                    step.flush()
+                    if slot is not None:
+                        slot.release()  # the follow-up intents take slots of their own
+                    follow = await self._follow_skill(session, subject, result, run_id)
+                    if follow is not None:
+                        result = {**result, "skill_intents": follow}
+            return result
+        finally:
+            if slot is not None:
+                slot.release()
 
     def _tool_failed(
         self,
@@ -691,8 +743,8 @@ class IntentFlow:
             try:
                 if not isinstance(raw, dict) or set(raw) - {"tool", "params"}:
                     raise BadRequest("a skill intent must be an object {tool, params}")
-                intent = ToolIntent(
-                    tool=raw.get("tool"), params=raw.get("params") or {}, origin="skill"
+                intent = ToolIntent.model_validate(
+                    {"tool": raw.get("tool"), "params": raw.get("params") or {}, "origin": "skill"}
                 )
             except (BadRequest, ValueError) as exc:
                 outcomes.append({"ok": False, "error": BadRequest(str(exc)).to_wire()})

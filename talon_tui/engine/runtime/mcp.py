@@ -14,7 +14,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..api import McpServerInfo, McpToolPin
 from ..audit.errors import AuditClosed
@@ -22,11 +22,9 @@ from ..broker.mcp import RESERVED_ENV, McpServerSpec
 from ..core.ids import now_iso
 from ..errors import BadRequest, NotFound, TalonError
 from ..policy.models import MCP_SERVER_NAME_RE
+from .host import EngineHost
 from .secrets import SecretStore, check_name
 from .state import StateStore
-
-if TYPE_CHECKING:
-    from ..store import EngineStore
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_ARGV = 256
@@ -267,27 +265,13 @@ def env_summary(env: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     }
 
 
-class McpFlow:
+class McpFlow(EngineHost):
     """Mixed into `Engine`: the admin ops on MCP servers and the agent op `mcp.tools`.
 
-    What it uses of its host is declared here (the Engine sets these attributes)."""
+    What it uses of its host is declared here and in `EngineHost` (the Engine sets these
+    attributes)."""
 
-    store: EngineStore
-    started: bool
     _pool: Any
-
-    if TYPE_CHECKING:
-
-        def _record(
-            self,
-            etype: str,
-            data: dict[str, Any],
-            *,
-            session_id: str | None = None,
-            run_id: str | None = None,
-        ) -> dict[str, Any]: ...
-
-        async def durable(self) -> None: ...
 
     def _mcp_emit(self, etype: str, data: dict[str, Any]) -> None:
         """Audit an event from the broker's MCP thread (the log is thread safe)."""

@@ -1,10 +1,13 @@
-"""Capability tokens (DESIGN section 4): short-lived, single-use, scoped Ed25519 JWTs.
+"""Capability tokens (DESIGN section 4): short-lived, single-use, scoped JWTs.
 
-The policy engine holds the private key and issues one token per allowed intent; the broker
-holds only the public key and verifies every token here, in one place:
+The policy engine issues one token per allowed intent and the broker verifies every token
+here, in one place. A token that crosses a process boundary is signed with Ed25519 (the issuer
+holds the private key, the verifier only the public key); the engine's own tokens, which never
+leave its process, carry an HMAC-SHA256 under a random per-process `TokenMacKey` instead
+(SECURITY.md, "In-process token MAC"). The algorithm is pinned by the key the verifier holds:
 
-1. size and shape, header (`alg` EdDSA only, `typ` talon-cap+jwt, no other header fields);
-2. signature with the algorithm pinned, then `exp`/`nbf`/`iat` (leeway at most 5 s),
+1. size and shape, header (`alg` EdDSA or HS256 as pinned, `typ` talon-cap+jwt, nothing else);
+2. signature or MAC, then `exp`/`nbf`/`iat` (leeway at most 5 s),
    `aud`/`iss`, required claims and their types;
 3. binding: `sid`, `tool` and `ih` must equal what is being executed;
 4. revocation, per jti and per session;
@@ -21,19 +24,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import heapq
+import hmac
 import json
 import math
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import jwt.api_jws
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..core.canon import b64url_encode, sha256_tag, token_header, token_payload
@@ -41,6 +47,9 @@ from ..errors import TokenInvalid
 from ..policy.models import MAX_TTL_SECONDS
 
 ALGORITHM = "EdDSA"
+#: the in-process tokens' algorithm (HMAC-SHA256 under a TokenMacKey)
+MAC_ALGORITHM = "HS256"
+MAC_KEY_BYTES = 32
 TOKEN_TYPE = "talon-cap+jwt"
 ISSUER = "talon.policy"
 AUDIENCE = "talon.broker"
@@ -69,6 +78,9 @@ def _b64url(data: bytes) -> bytes:
 
 #: the protected header PyJWT writes for `headers={"typ": TOKEN_TYPE}` (sorted keys, compact)
 _HEADER_SEGMENT = _b64url(token_header({"alg": ALGORITHM, "typ": TOKEN_TYPE}))
+#: the one header an in-process (MAC) token may carry, byte for byte
+_MAC_HEADER_SEGMENT = _b64url(token_header({"alg": MAC_ALGORITHM, "typ": TOKEN_TYPE}))
+_MAC_HEADER_TEXT = _MAC_HEADER_SEGMENT.decode("ascii")
 
 Clock = Callable[[], float]
 
@@ -76,6 +88,45 @@ Clock = Callable[[], float]
 def token_sha256(token: str) -> str:
     """What the audit log records instead of the token: `"sha256:" + hex`."""
     return sha256_tag(token.encode("ascii"))
+
+
+class TokenMacKey:
+    """The key of the engine's in-process capability tokens: 32 random bytes made when the
+    process starts, never written, logged or sent anywhere. Whoever holds it can both issue
+    and verify, so it is used only where issuer and verifier share one address space (where
+    an Ed25519 private key would sit in the same memory as its public half anyway)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        if not isinstance(secret, bytes) or len(secret) < MAC_KEY_BYTES:
+            raise ValueError(f"a token MAC key needs at least {MAC_KEY_BYTES} random bytes")
+        # RFC 2104 with both padded keys hashed once: each MAC copies two sha256 states
+        # (a third of `hmac.digest`'s cost, which sets up OpenSSL's HMAC on every call)
+        block = hashlib.sha256().block_size
+        if len(secret) > block:
+            secret = hashlib.sha256(secret).digest()
+        padded = secret.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    @classmethod
+    def generate(cls) -> TokenMacKey:
+        return cls(secrets.token_bytes(MAC_KEY_BYTES))
+
+    def mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data`."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def __repr__(self) -> str:
+        return "TokenMacKey(<secret>)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a TokenMacKey never leaves its process")
 
 
 @dataclass(frozen=True)
@@ -159,19 +210,26 @@ def make_pyjwt() -> jwt.PyJWT:
 
 
 class CapabilityIssuer:
-    """Signs capability tokens with the policy engine's Ed25519 private key."""
+    """Signs capability tokens with an Ed25519 private key (tokens that leave the process) or
+    MACs them with the process's TokenMacKey (tokens that never do)."""
 
     def __init__(
         self,
-        private_key: Ed25519PrivateKey,
+        private_key: Ed25519PrivateKey | TokenMacKey,
         *,
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
         clock: Clock = time.time,
     ) -> None:
-        if not isinstance(private_key, Ed25519PrivateKey):
-            raise TypeError("CapabilityIssuer needs an Ed25519 private key")
-        self._key = private_key
+        self._sign: Callable[[bytes], bytes]
+        if isinstance(private_key, TokenMacKey):
+            self._header = _MAC_HEADER_SEGMENT
+            self._sign = private_key.mac
+        elif isinstance(private_key, Ed25519PrivateKey):
+            self._header = _HEADER_SEGMENT
+            self._sign = private_key.sign
+        else:
+            raise TypeError("CapabilityIssuer needs an Ed25519 private key or a TokenMacKey")
         self._issuer = issuer
         self._audience = audience
         self._clock = clock
@@ -200,7 +258,7 @@ class CapabilityIssuer:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         now = int(self._clock())
-        jti = uuid.uuid4().hex
+        jti = secrets.token_hex(16)  # 128 random bits, 32 hex digits
         exp = now + ttl_seconds
         payload = {
             "iss": self._issuer,
@@ -215,11 +273,11 @@ class CapabilityIssuer:
             "nbf": now,
             "exp": exp,
         }
-        # exactly what jwt.encode(payload, key, algorithm="EdDSA", headers={"typ": TOKEN_TYPE})
-        # returns (Ed25519 signatures are deterministic; a test compares the two), without
-        # PyJWT's per-call header merging, algorithm lookup and key preparation
-        signing_input = _HEADER_SEGMENT + b"." + _b64url(token_payload(payload))
-        raw = signing_input + b"." + _b64url(self._key.sign(signing_input))
+        # exactly what jwt.encode(payload, key, algorithm=..., headers={"typ": TOKEN_TYPE})
+        # returns (Ed25519 signatures and HMACs are deterministic; tests compare the two),
+        # without PyJWT's per-call header merging, algorithm lookup and key preparation
+        signing_input = self._header + b"." + _b64url(token_payload(payload))
+        raw = signing_input + b"." + _b64url(self._sign(signing_input))
         return IssuedToken(
             token=raw.decode("ascii"),
             jti=jti,
@@ -344,7 +402,7 @@ class CapabilityVerifier:
 
     def __init__(
         self,
-        public_key: Ed25519PublicKey,
+        public_key: Ed25519PublicKey | TokenMacKey,
         *,
         replay_cache: JtiCache | None = None,
         revocations: RevocationList | None = None,
@@ -354,12 +412,19 @@ class CapabilityVerifier:
         min_iat: int | None = None,
     ) -> None:
         """`min_iat`: refuse tokens issued before this time (pass the engine's start time so
-        tokens from a previous process, whose jtis this cache never saw, cannot be replayed)."""
-        if not isinstance(public_key, Ed25519PublicKey):
-            raise TypeError("CapabilityVerifier needs an Ed25519 public key (and only that)")
+        tokens from a previous process, whose jtis this cache never saw, cannot be replayed).
+        A TokenMacKey pins HS256 (and the one header the issuer writes); an Ed25519 public key
+        pins EdDSA. A private key is refused: a verifier never holds one."""
+        self._mac: TokenMacKey | None = None
+        self._key: Ed25519PublicKey | None = None
+        if isinstance(public_key, TokenMacKey):
+            self._mac = public_key
+        elif isinstance(public_key, Ed25519PublicKey):
+            self._key = public_key
+        else:
+            raise TypeError("CapabilityVerifier needs an Ed25519 public key or a TokenMacKey")
         if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
             raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
-        self._key = public_key
         self.replay_cache = replay_cache if replay_cache is not None else JtiCache()
         self.revocations = revocations if revocations is not None else RevocationList()
         self._leeway = leeway
@@ -418,6 +483,9 @@ class CapabilityVerifier:
             raise _reject("malformed", "no token given")
         if len(token) > MAX_TOKEN_CHARS:
             raise _reject("malformed", f"token longer than {MAX_TOKEN_CHARS} characters")
+        if self._mac is not None:
+            return self._decode_mac(self._mac, token)
+        assert self._key is not None  # one of the two, from __init__
         header = _unverified_header(token)
         if header.get("alg") != ALGORITHM:
             raise _reject(
@@ -456,6 +524,69 @@ class CapabilityVerifier:
                 "bad_type", f"token type {decoded['header'].get('typ')!r} is not {TOKEN_TYPE!r}"
             )
         return _claims(decoded["payload"])
+
+    def _decode_mac(self, key: TokenMacKey, token: str) -> Claims:
+        """An in-process token: the exact header the issuer writes, the MAC (constant-time
+        compare) before anything of the payload is read, then the claims as PyJWT checks them
+        (required, iat/nbf not in the future, exp not past, all with the leeway; iss; aud
+        exactly, a string) and their types."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise _reject("malformed", "not a JWT (expected three dot-separated parts)")
+        head, body, sig = parts
+        if head != _MAC_HEADER_TEXT:
+            header = _unverified_header(token)
+            if header.get("alg") != MAC_ALGORITHM:
+                raise _reject(
+                    "bad_algorithm",
+                    f"algorithm {header.get('alg')!r} is not allowed (only {MAC_ALGORITHM})",
+                )
+            extra = set(header) - _ALLOWED_HEADER_FIELDS
+            if extra:
+                raise _reject("bad_header", f"unexpected header fields {sorted(extra)}")
+            if header.get("typ") != TOKEN_TYPE:
+                raise _reject("bad_type", f"token type {header.get('typ')!r} is not {TOKEN_TYPE!r}")
+            raise _reject("bad_header", "the header is not the one this engine writes")
+        try:
+            mac = decode_base64url_segment(sig.encode("ascii"), "crypto")
+            signing_input = (head + "." + body).encode("ascii")
+        except (jwt.DecodeError, UnicodeEncodeError) as exc:
+            raise _reject("malformed", f"invalid token ({exc})") from exc
+        if not hmac.compare_digest(mac, key.mac(signing_input)):
+            raise _reject("bad_signature", "the signature does not verify")
+        try:
+            payload = orjson.loads(decode_base64url_segment(body.encode("ascii"), "payload"))
+        except (jwt.DecodeError, orjson.JSONDecodeError) as exc:
+            raise _reject("malformed", f"invalid token ({exc})") from exc
+        if not isinstance(payload, dict):
+            raise _reject("malformed", "invalid token (the payload is not a JSON object)")
+        self._check_registered(payload)
+        return _claims(payload)
+
+    def _check_registered(self, payload: dict[str, Any]) -> None:
+        """PyJWT's registered-claim checks, in its order, with its reasons."""
+        for name in REQUIRED_CLAIMS:
+            if payload.get(name) is None:
+                raise _reject("missing_claim", f"required claim {name!r} is missing")
+        for name in ("iat", "nbf", "exp"):
+            v = payload[name]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise _reject("malformed", f"claim {name!r} must be an integer")
+        now = time.time()
+        leeway = self._leeway
+        if payload["iat"] > now + leeway:
+            raise _reject("not_yet_valid", "the token is not yet valid (iat)")
+        if payload["nbf"] > now + leeway:
+            raise _reject("not_yet_valid", "the token is not yet valid (nbf)")
+        if payload["exp"] <= now - leeway:
+            raise _reject("expired", "the token has expired")
+        if payload["iss"] != self._issuer:
+            raise _reject("wrong_issuer", "wrong issuer (Invalid issuer)")
+        aud = payload["aud"]
+        if not isinstance(aud, str):
+            raise _reject("wrong_audience", "wrong audience (Invalid claim format in token)")
+        if aud != self._audience:
+            raise _reject("wrong_audience", "wrong audience (Audience doesn't match)")
 
 
 #: header segment -> decoded header, for headers that decoded to an object (every token the

@@ -78,14 +78,23 @@ def edit_index(audit_dir: Path, change) -> None:
     (hlen,) = struct.unpack_from("<Q", blob, 10)
     meta = orjson.loads(blob[18 : 18 + hlen])
     rest = blob[18 + hlen :]
-    mac = b""
-    if meta.get("version", 1) >= 2:  # a 32-byte MAC after the offsets
-        mac, rest = rest[-32:], rest[:-32]
-    offsets = list(struct.unpack(f"<{len(rest) // 8}Q", rest))
+    mac, rest = rest[-32:], rest[:-32]  # a 32-byte MAC at the end
+    assert meta["version"] == 3, "edit_index knows index.bin v3"
+    count = meta["count"]
+    offsets = list(struct.unpack(f"<{count}Q", rest[: 8 * count]))
+    seqs = list(struct.unpack(f"<{(len(rest) - 8 * count) // 4}I", rest[8 * count :]))
+    for table in ("runs", "sessions"):  # [[key, n], ...] + the seqs after the offsets
+        meta[table], pairs = {}, meta[table]
+        for key, n in pairs:
+            meta[table][key], seqs = seqs[:n], seqs[n:]
     change(meta, offsets)
     meta["count"] = len(offsets)
-    header = orjson.dumps(meta)
     packed = struct.pack(f"<{len(offsets)}Q", *offsets)
+    for table in ("runs", "sessions"):
+        lists = meta[table]
+        meta[table] = [[key, len(v)] for key, v in lists.items()]
+        packed += b"".join(struct.pack(f"<{len(v)}I", *v) for v in lists.values())
+    header = orjson.dumps(meta)
     path.write_bytes(magic + struct.pack("<Q", len(header)) + header + packed + mac)
 
 

@@ -36,7 +36,7 @@ READ_POLICY = {
 }
 
 
-def record_intent(log, session, run, n, path, decision, output=None):
+def record_intent(log, session, run, n, path, decision, output=None, origin="agent"):
     iid = f"int_{n}"
     params = {"path": path}
     log.append(
@@ -48,7 +48,7 @@ def record_intent(log, session, run, n, path, decision, output=None):
             "subject": "agent",
             "tool": "file.read",
             "params": params,
-            "origin": "agent",
+            "origin": origin,
             "intent_hash": "sha256:" + "0" * 64,
         },
     )
@@ -273,3 +273,41 @@ def test_replay_cli(recorded, tmp_path):
     res = run_cli("replay", "run_1", "--data-dir", str(root), "--json")
     assert res.returncode == 1
     assert json.loads(res.stdout)["chain_valid"] is False
+
+
+def test_run_and_session_what_if_judge_a_recorded_intent_alike(tmp_path):
+    """Run replay, simulate and the session timeline read a recorded intent through one
+    function (`judge_recorded`). A recorded ALLOW whose intent the models no longer accept
+    (here: an origin this version does not know, as a log written by another version could
+    hold) is a DENY in all three; the session what-if used to skip it silently, so the operator
+    saw no change."""
+    from talon_tui.engine.audit.session_replay import session_timeline
+
+    priv, pub = keys.load_or_create(tmp_path / "keys", "audit")
+    log = AuditLog(tmp_path / "audit", priv, checkpoint_every=1000).open()
+    s, r = "sess_1", "run_1"
+    log.append(
+        "session.created",
+        session_id=s,
+        data={"label": "t", "workspace": str(tmp_path / "ws"), "policy_sha256": "x"},
+    )
+    log.append("run.started", session_id=s, run_id=r, data={"subject": "a", "content": ""})
+    record_intent(log, s, r, 1, "work/a.txt", "ALLOW", {"content": "hello"})
+    record_intent(log, s, r, 2, "work/b.txt", "ALLOW", {"content": "x"}, origin="plugin")
+    log.append("run.finished", session_id=s, run_id=r, data={"status": "ok", "steps": 2})
+    log.close()
+    policy = parse_policy(READ_POLICY)
+
+    run = replay(tmp_path / "audit", pub, r, policy=policy)
+    changed = [st for st in run.steps if st.changed_by_policy]
+    assert [st.what_if_decision for st in changed] == ["DENY"]
+
+    sim = simulate(tmp_path / "audit", s, policy)
+    assert [(c.params["path"], c.after) for c in sim] == [("work/b.txt", "DENY")]
+    assert sim[0].reason.startswith("the recorded intent is not valid")
+
+    timeline = session_timeline(tmp_path / "audit", s, policy=policy)
+    session_changes = [c for g in timeline.what_if for c in g.changes]
+    assert [(c.params["path"], c.before, c.after, c.reason) for c in session_changes] == [
+        (c.params["path"], c.before, c.after, c.reason) for c in sim
+    ]

@@ -30,7 +30,14 @@ async def test_replay_ops_over_the_pipe(tmp_path):
             page = await admin.session_timeline(
                 rec.session_id, from_seq=remote.next_seq, summary=False
             )
-            assert page.runs == [] and page.markers[0].seq == remote.next_seq
+            assert page.markers[0].seq == remote.next_seq
+            # a further window: its runs' lanes, only its own policy changes
+            assert {r.run_id for r in page.runs} == set(rec.runs)
+            assert all(p.seq >= remote.next_seq for p in page.policies)
+            for kind in ("denial", "approval", "policy"):
+                assert await admin.session_jump(rec.session_id, kind, -1) == (
+                    await engine.session_jump(rec.session_id, kind, -1)
+                )
             assert await admin.compare_runs(*rec.runs) == await engine.compare_runs(*rec.runs)
 
             intent = ToolIntent(

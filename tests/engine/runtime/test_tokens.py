@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -13,9 +12,19 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.tokens import (
+    CONS,
+    IH,
+    b64u,
+    good_payload,
+    issue,
+    reason_of,
+    unb64u,
+    verify,
+)
 
 from talon_tui.engine.core.canon import intent_hash
-from talon_tui.engine.errors import ErrorCode, TokenInvalid
+from talon_tui.engine.errors import TokenInvalid
 from talon_tui.engine.runtime.tokens import (
     TOKEN_TYPE,
     CapabilityIssuer,
@@ -26,10 +35,6 @@ from talon_tui.engine.runtime.tokens import (
     RevocationList,
     token_sha256,
 )
-
-PARAMS = {"path": "work/a.txt"}
-IH = intent_hash("file.read", PARAMS)
-CONS = {"roots": ["work"], "max_bytes": 1024, "cpus": 1.5}
 
 
 @pytest.fixture
@@ -47,65 +52,11 @@ def verifier(key) -> CapabilityVerifier:
     return CapabilityVerifier(key.public_key())
 
 
-def issue(issuer: CapabilityIssuer, **kw):
-    args = dict(
-        session_id="sess_1",
-        subject="agent:a",
-        tool="file.read",
-        constraints=CONS,
-        intent_hash=IH,
-        ttl_seconds=60,
-    )
-    args.update(kw)
-    return issuer.issue(**args)
-
-
-def verify(verifier: CapabilityVerifier, token: str, **kw) -> Claims:
-    args = dict(tool="file.read", intent_hash=IH, session_id="sess_1")
-    args.update(kw)
-    return verifier.verify(token, **args)
-
-
-def reason_of(verifier: CapabilityVerifier, token: str, **kw) -> str:
-    with pytest.raises(TokenInvalid) as info:
-        verify(verifier, token, **kw)
-    assert info.value.code == ErrorCode.TOKEN_INVALID
-    assert info.value.message.startswith("capability token refused: ")
-    return info.value.details["reason"]
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64u(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
 def raw_jwt(header: dict, payload: dict, sign) -> str:
     signing_input = (
         b64u(json.dumps(header).encode()) + "." + b64u(json.dumps(payload).encode())
     ).encode()
     return signing_input.decode() + "." + b64u(sign(signing_input))
-
-
-def good_payload(**over) -> dict:
-    now = int(time.time())
-    p = {
-        "iss": "talon.policy",
-        "aud": "talon.broker",
-        "sub": "agent:a",
-        "sid": "sess_1",
-        "tool": "file.read",
-        "cons": CONS,
-        "ih": IH,
-        "jti": "j" * 32,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 60,
-    }
-    p.update(over)
-    return p
 
 
 # --------------------------------------------------------------------------- happy path

@@ -7,21 +7,19 @@ and the broker do.
 
 from __future__ import annotations
 
-from ._lint import (
-    INTERPRETERS,
+from ._base import (
     LARGE_BYTES,
     LARGE_OUTPUT_BYTES,
     LEVELS,
     LONG_TTL_SECONDS,
-    READ_ONLY_METHODS,
-    SHARED_SUFFIXES,
     TIGHT_MAX_BYTES,
     TIGHT_TTL_SECONDS,
     Advice,
     Level,
-    lint,
-    worst_level,
 )
+from ._http import READ_ONLY_METHODS, SHARED_SUFFIXES
+from ._lint import lint, worst_level
+from ._shell import INTERPRETERS
 
 __all__ = [
     "INTERPRETERS",

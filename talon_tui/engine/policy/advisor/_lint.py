@@ -20,10 +20,8 @@ from ..models import (
 )
 from ._base import (
     LARGE_BYTES,
-    LARGE_OUTPUT_BYTES,
     LEVELS,
     LONG_TTL_SECONDS,
-    TIGHT_MAX_BYTES,
     TIGHT_TTL_SECONDS,
     Advice,
     Level,
@@ -33,25 +31,11 @@ from ._base import (
 )
 from ._docker import advise_docker
 from ._file import advise_roots
-from ._http import READ_ONLY_METHODS, SHARED_SUFFIXES, advise_http
+from ._http import advise_http
 from ._mcp import advise_mcp
-from ._shell import INTERPRETERS, advise_shell
+from ._shell import advise_shell
 
-__all__ = [
-    "INTERPRETERS",
-    "LARGE_BYTES",
-    "LARGE_OUTPUT_BYTES",
-    "LEVELS",
-    "LONG_TTL_SECONDS",
-    "READ_ONLY_METHODS",
-    "SHARED_SUFFIXES",
-    "TIGHT_MAX_BYTES",
-    "TIGHT_TTL_SECONDS",
-    "Advice",
-    "Level",
-    "lint",
-    "worst_level",
-]
+__all__ = ["lint", "worst_level"]
 
 
 def worst_level(advice: list[Advice]) -> Level | None:
