@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -29,7 +31,14 @@ from talon_tui.engine.api import BusMessage, EngineAPI
 from talon_tui.engine.console_api import utcnow
 from talon_tui.engine.errors import EngineUnreachable, TalonError
 
-from .commands import AuditCommands, GoCommands, PolicyCommands, ReplayCommands, SessionCommands
+from .commands import (
+    AuditCommands,
+    GoCommands,
+    PolicyCommands,
+    ReplayCommands,
+    ScreenCommands,
+    SessionCommands,
+)
 from .messages import EngineEvent, EngineLink
 from .navigation import Navigator, ScreenSpec
 from .screens.approvals import ApprovalsScreen
@@ -37,6 +46,7 @@ from .screens.audit import AuditScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.jump import JumpScreen
+from .screens.messages import MessageLog, MessagesScreen
 from .screens.policy_editor import PolicyEditorScreen
 from .screens.replay import ReplayScreen
 from .screens.run_timeline import RunTimelineScreen
@@ -45,7 +55,14 @@ from .screens.session_detail import SessionDetailScreen
 from .screens.session_replay import SessionReplayScreen
 from .screens.sessions import SessionsScreen
 from .screens.skills import SkillsScreen
-from .themes import DEFAULT_THEME, FALLBACK_THEME, load_themes
+from .settings import ConsoleSettings
+from .themes import (
+    DEFAULT_THEME,
+    FALLBACK_THEME,
+    TALON_THEMES,
+    TalonThemeProvider,
+    load_themes,
+)
 from .widgets.link_banner import LinkDown
 from .widgets.safe_text import safe_plain
 from .widgets.summaries import intent_target
@@ -143,6 +160,7 @@ class TalonApp(Navigator):
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {
+        ScreenCommands,
         SessionCommands,
         PolicyCommands,
         AuditCommands,
@@ -153,12 +171,54 @@ class TalonApp(Navigator):
         Binding(":", "jump", "jump", id="app.jump", tooltip="Jump to a screen by name"),
         Binding("question_mark", "help", "keys", id="app.help", tooltip="Keys of this screen"),
         Binding("escape", "go_back", "back", id="app.back", tooltip="Back to the previous screen"),
-        Binding("1", "go('dashboard')", "dashboard", id="app.dashboard", show=False),
-        Binding("2", "go('sessions')", "sessions", id="app.sessions", show=False),
-        Binding("3", "go('approvals')", "approvals", id="app.approvals", show=False),
-        Binding("4", "go('audit')", "audit", id="app.audit", show=False),
-        Binding("5", "go('skills')", "skills", id="app.skills", show=False),
-        Binding("6", "go('servers')", "servers", id="app.servers", show=False),
+        Binding(
+            "1",
+            "go('dashboard')",
+            "dashboard",
+            id="app.dashboard",
+            show=False,
+            tooltip="Open the dashboard screen",
+        ),
+        Binding(
+            "2",
+            "go('sessions')",
+            "sessions",
+            id="app.sessions",
+            show=False,
+            tooltip="Open the sessions screen",
+        ),
+        Binding(
+            "3",
+            "go('approvals')",
+            "approvals",
+            id="app.approvals",
+            show=False,
+            tooltip="Open the approvals screen",
+        ),
+        Binding(
+            "4",
+            "go('audit')",
+            "audit",
+            id="app.audit",
+            show=False,
+            tooltip="Open the audit screen",
+        ),
+        Binding(
+            "5",
+            "go('skills')",
+            "skills",
+            id="app.skills",
+            show=False,
+            tooltip="Open the skills screen",
+        ),
+        Binding(
+            "6",
+            "go('servers')",
+            "servers",
+            id="app.servers",
+            show=False,
+            tooltip="Open the servers screen",
+        ),
         # from anywhere; shown in the dashboard's footer and in `?` (the footer is narrow)
         Binding("r", "go('replay')", "replay", id="app.replay", show=False, tooltip="Replay a run"),
     ]
@@ -181,6 +241,8 @@ class TalonApp(Navigator):
         self.readonly = readonly
         self.clock: Callable[[], datetime] = clock or utcnow
         self.requested_theme = theme
+        self.settings: ConsoleSettings | None = None  # read at mount (console.json)
+        self._keep_theme = False  # save theme changes once the start-up theme is set
         self.services = list(services)
         self.refresh_interval = 0.3  # seconds between screen reloads under a stream of events
         self.pending_approvals = 0
@@ -188,9 +250,11 @@ class TalonApp(Navigator):
         self.approval_toasts = 0  # approval toasts shown, for tests
         self._toast_until = 0.0  # monotonic time the current approval toast goes away
         self._unannounced = 0  # approvals requested while a toast was up
+        self._approval_toasts: list[Notification] = []  # shown, maybe still up
         self.reconnect_delays: Sequence[float] = RECONNECT_DELAYS
         self.link_down: LinkDown | None = None  # set while the engine is unreachable
         self.last_seq: int | None = None  # the newest audit event seen (resume point)
+        self.messages = MessageLog()  # every toast, in full (a toast shows two lines)
 
     # ------------------------------------------------------------------ start-up
 
@@ -231,17 +295,50 @@ class TalonApp(Navigator):
             self.notify(
                 f"{problem} — that theme is skipped", title="Theme file", severity="warning"
             )
-        wanted = self.requested_theme or DEFAULT_THEME
+        self.settings = ConsoleSettings.load()
+        if self.settings.problem is not None:
+            self.notify(
+                f"{self.settings.problem} — using the default theme; the file is left as it is",
+                title="Settings",
+                severity="warning",
+                markup=False,
+            )
+        wanted = self.requested_theme or self.settings.theme or DEFAULT_THEME
         if wanted in self.available_themes:
             self.theme = wanted
+            self._keep_theme = True
             return
         fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
         self.theme = fallback
+        self._keep_theme = True
         self.notify(
             f"theme {wanted!r} is not available (broken or missing); using {fallback}",
             title="Theme",
             severity="warning",
             markup=False,
+        )
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme picked after start-up (palette) is kept in console.json for the next start."""
+        if not self._keep_theme or self.settings is None or self.settings.theme == theme:
+            return
+        try:
+            note = self.settings.save_theme(theme)
+        except OSError as exc:
+            self.notify(
+                f"theme {theme} is used now but not kept: {exc}",
+                title="Settings",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if note:
+            self.notify(note, title="Settings", markup=False)
+
+    def search_themes(self) -> None:
+        """The palette's theme picker, Talon's own themes first and marked."""
+        self.push_screen(
+            CommandPalette(providers=[TalonThemeProvider], placeholder="Search for themes…")
         )
 
     def _subtitle(self) -> str:
@@ -345,6 +442,8 @@ class TalonApp(Navigator):
                 self._announce_approval(approval)
         elif action in ("decided", "expired"):
             self.pending_approvals = max(0, self.pending_approvals - 1)
+            if not self.pending_approvals:
+                self.withdraw_approval_toasts()
         self.sub_title = self._subtitle()
 
     def _announce_approval(self, approval: dict[str, Any]) -> None:
@@ -356,14 +455,16 @@ class TalonApp(Navigator):
                 self.set_timer(self._toast_until - now, self._announce_waiting)
             self._unannounced += 1
             return
+        if isinstance(self.screen, ApprovalsScreen):
+            return  # the operator is looking at the queue: the new row is the news
         tool = safe_plain(approval.get("tool"), 30)
         subject = safe_plain(approval.get("subject"), 30)
         target = safe_plain(intent_target(approval.get("params")), 60)
-        self._toast(f"{tool} {target}\nfrom {subject} — press 3 to decide", "Approval needed")
+        self._toast(f"{tool} {target} from {subject} — press 3 to decide", "Approval needed")
 
     def _announce_waiting(self) -> None:
         self._unannounced = 0
-        if self.pending_approvals:
+        if self.pending_approvals and not isinstance(self.screen, ApprovalsScreen):
             n = self.pending_approvals
             self._toast(
                 f"{n} intent{'s' if n != 1 else ''} waiting — press 3 to decide",
@@ -373,9 +474,36 @@ class TalonApp(Navigator):
     def _toast(self, message: str, title: str) -> None:
         self._toast_until = monotonic() + APPROVAL_TOAST_S
         self.approval_toasts += 1
-        self.notify(
-            message, title=title, severity="warning", timeout=APPROVAL_TOAST_S, markup=False
-        )
+        toast = Notification(message, title, "warning", APPROVAL_TOAST_S, markup=False)
+        self.messages.add(self.clock(), "warning", title, message, False)
+        self._approval_toasts.append(toast)
+        self.post_message(Notify(toast))
+
+    def withdraw_approval_toasts(self) -> None:
+        """Take down the approval toasts still shown: they would say "press 3 to decide" on the
+        queue itself, or "1 intent waiting" once nothing is."""
+        self._toast_until = 0.0
+        for toast in self._approval_toasts:
+            if toast in self._notifications:
+                self._unnotify(toast)
+        self._approval_toasts.clear()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A toast, also kept in full in the messages log (palette: "messages")."""
+        self.messages.add(self.clock(), severity, title, message, markup)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_messages(self) -> None:
+        if not isinstance(self.screen, MessagesScreen):
+            self.push_screen(MessagesScreen(self.messages))
 
     # ------------------------------------------------------------------ navigation
 
@@ -393,7 +521,10 @@ class TalonApp(Navigator):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for theme in ("talon-dark", "talon-light", "talon-high-contrast"):
+        yield SystemCommand(
+            "messages", "the last notifications in full, newest first", self.action_messages
+        )
+        for theme in TALON_THEMES:
             if theme in self.available_themes:
                 yield SystemCommand(
                     f"theme: {theme}", f"switch to the {theme} theme", _set_theme(self, theme)

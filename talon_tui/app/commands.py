@@ -1,6 +1,6 @@
 """Command palette providers (ctrl+p): "session: …", "policy: …", "audit: …", "replay: …",
-"go: …". Labels come from agents and operators, so hits are built as literal Content, never
-parsed as markup."""
+"go: …", and the actions of the screen it was opened on ("policy editor: tighten"). Labels
+come from agents and operators, so hits are built as literal Content, never parsed as markup."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from talon_tui.engine.api import RunSummary, SessionInfo
 from talon_tui.engine.errors import TalonError
 
 from .navigation import Navigator
+from .screens.help import binding_rows, class_words
 from .widgets.safe_text import safe_plain
+from .widgets.summaries import counted
 
 Command = tuple[str, Callable[[], Any], str]
 
@@ -148,7 +150,7 @@ class ReplayCommands(TalonProvider):
             label = safe_plain(labels.get(r.session_id or "", r.session_id or "?"), 30)
             out.append(
                 (
-                    f"replay: run {r.run_id} ({label}, {r.status}, {r.steps} steps)",
+                    f"replay: run {r.run_id} ({label}, {r.status}, {counted(r.steps, 'step')})",
                     self.go("replay", r.run_id),
                     "recorded outputs, hashes checked, nothing executes",
                 )
@@ -161,3 +163,32 @@ class GoCommands(TalonProvider):
         return [
             (f"go: {name}", self.go(name), help_) for name, help_ in self.talon.palette_targets()
         ]
+
+
+class ScreenCommands(TalonProvider):
+    """Every action of the screen the palette was opened on, under the screen's name: "tighten"
+    finds the editor's tighten while the editor is open. The app's own keys are "go: …"."""
+
+    async def build(self) -> list[Command]:
+        screen = self.screen
+        words = class_words(screen)
+        out: list[Command] = []
+        for row in binding_rows(screen):
+            if row.node is self.app or row.ident in ("nav.back",):
+                continue
+            help_ = f"key {row.key}" + (f" · {row.description}" if row.description else "")
+            out.append((f"{words}: {row.action}", self._run(row.action_name, row.node), help_))
+        return out
+
+    def _run(self, action: str, node: object) -> Callable[[], Any]:
+        app = self.app
+
+        def run() -> None:
+            # after the palette has closed, so the action sees its own screen's focus and cursor
+            app.call_later(app.run_action, action, node)
+
+        return run
+
+    async def discover(self) -> Hits:
+        for text, callback, help_ in self.commands:  # the screen's actions lead the list
+            yield DiscoveryHit(Content(text), callback, text=text, help=help_)

@@ -47,6 +47,7 @@ class Navigator(App[None]):
     readonly: bool
     clock: Callable[[], datetime]
     refresh_interval: float
+    withdraw_approval_toasts: Callable[[], None]  # take down "approval needed" toasts
 
     def jump_menu(self) -> dict[str, tuple[str, str | None]]:
         """name -> (one-line help, argument help) of the screens `:` and the palette offer."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from textual.color import Color, ColorParseError
-from textual.theme import Theme
+from textual.theme import Theme, ThemeProvider
 
 THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
 DEFAULT_THEME = "talon-dark"
+TALON_THEMES = ("talon-dark", "talon-light", "talon-high-contrast")  # listed first, marked
 FALLBACK_THEME = "textual-dark"  # built into Textual, used when talon-dark itself is broken
 
 
@@ -110,3 +113,21 @@ def load_themes(directory: Path | None = None) -> ThemeLoad:
         except ValueError as exc:
             result.problems.append(str(exc))
     return result
+
+
+class TalonThemeProvider(ThemeProvider):
+    """The palette's theme list: Talon's three themes first, marked "★ … (Talon)", then the
+    themes built into Textual."""
+
+    @property
+    def commands(self) -> list[tuple[str, Callable[[], None]]]:
+        themes = self.app.available_themes
+
+        def use(name: str) -> None:
+            self.app.theme = name
+
+        ours = [
+            (f"★ {name} (Talon)", partial(use, name)) for name in TALON_THEMES if name in themes
+        ]
+        rest = [(name, partial(use, name)) for name in sorted(themes) if name not in TALON_THEMES]
+        return ours + rest

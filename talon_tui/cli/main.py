@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Govern what local AI agents may do.",
         epilog="verbs:\n"
         + "\n".join(lines)
+        + "\n\nconsole and demo take --readonly (no action that changes state) and --theme NAME"
+        + "\n(talon-dark, talon-light, talon-high-contrast; a theme picked in the palette is kept"
+        + "\nin console.json under the user config dir, or $TALON_CONFIG_DIR)"
         + "\n\nexit codes: 0 ok, 1 check failed, 2 usage or input error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -164,7 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--readonly", action="store_true", help="hide every action that changes state"
         )
-        p.add_argument("--theme", help="theme name (talon-dark, talon-light, talon-high-contrast)")
+        p.add_argument(
+            "--theme",
+            metavar="NAME",
+            help="theme for this start: talon-dark (default), talon-light, talon-high-contrast; "
+            "a theme picked in the palette is kept in console.json (user config dir)",
+        )
         p.add_argument(
             "--docker-runtime",
             help="container runtime for every docker.run of the in-process engine (e.g. runsc)",

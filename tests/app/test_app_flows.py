@@ -229,7 +229,7 @@ async def test_jump_help_and_back(tmp_path):
         await pilot.press("question_mark")
         await settle(pilot)
         assert isinstance(app.screen, HelpScreen)
-        ids = {row[3] for row in app.screen.rows}
+        ids = {row.ident for row in app.screen.rows}
         assert {"skills.register", "app.jump", "app.help"} <= ids
         await pilot.press("escape")
         await settle(pilot)

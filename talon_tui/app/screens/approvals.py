@@ -11,15 +11,16 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Static, TextArea
 
-from talon_tui.engine.api import ApprovalPreview, ApprovalRequest
+from talon_tui.engine.api import ApprovalPreview, ApprovalRequest, EngineAPI
 from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
-from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
+from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
 from ..widgets.summaries import age_seconds, human_age, intent_target
 from .base import TalonScreen, fill_table, selected_key
 from .confirm import ConfirmScreen
@@ -42,6 +43,13 @@ class ApprovalsScreen(TalonScreen):
             tooltip="Allow and add the narrowest override to the policy (shown first)",
         ),
         Binding("n", "deny", "deny", id="approvals.deny", tooltip="Refuse the intent"),
+        Binding(
+            "v",
+            "view_all",
+            "all",
+            id="approvals.view_all",
+            tooltip="Page through the whole request, every param in full, before deciding",
+        ),
         Binding("]", "page(1)", "page", id="approvals.page_next", tooltip="Next preview page"),
         Binding(
             "[", "page(-1)", "page", id="approvals.page_prev", show=False, tooltip="Previous page"
@@ -72,6 +80,11 @@ class ApprovalsScreen(TalonScreen):
         table.focus()
         self.set_interval(1.0, self._tick)
         super().on_mount()
+
+    def on_screen_resume(self) -> None:
+        # the queue is on screen: a toast saying "press 3 to decide" would be stale
+        self.talon.withdraw_approval_toasts()
+        super().on_screen_resume()
 
     async def load(self) -> None:
         approvals = await self.engine.list_approvals()
@@ -218,7 +231,14 @@ class ApprovalsScreen(TalonScreen):
         self.page = max(0, min(pages - 1, self.page + delta))
         self._show_detail()
 
+    def action_view_all(self) -> None:
+        a = self.selected()
+        if a is not None:
+            self.app.push_screen(ApprovalContentScreen(self.engine, a.approval_id))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "view_all" and not self.approvals:
+            return None
         allowed = super().check_action(action, parameters)
         if allowed and action in self.CHANGING and not self.approvals:
             return None  # shown dimmed: nothing to decide on
@@ -312,9 +332,106 @@ def cut_note(approval: ApprovalRequest) -> str:
         return ""
     sizes = ", ".join(f"{name} {cut.bytes:,} bytes" for name, cut in approval.cut.items())
     return (
-        f"⚠ preview only: {sizes} in full — read all of it with "
-        f"`talon approvals show {approval.approval_id}`"
+        f"⚠ preview only: {sizes} in full — v pages through all of it "
+        f"(or `talon approvals show {approval.approval_id}`)"
     )
+
+
+CONTENT_LINE = 200  # characters per line of the whole-request view (long lines are broken)
+
+
+def request_document(approval: ApprovalRequest) -> tuple[str, str]:
+    """The whole request as literal text (control characters written out, long lines broken)
+    and a one-line summary of its size."""
+    parts: list[str] = []
+    sizes: list[str] = []
+    for key, value in sorted(approval.params.items(), key=lambda kv: str(kv[0])):
+        raw = as_string(value, indent=2)
+        size = len(raw.encode("utf-8", "surrogatepass"))
+        lines = raw.count("\n") + 1
+        sizes.append(f"{visible(str(key))} {size:,} bytes")
+        parts.append(
+            f"── params.{visible(str(key))}: {size:,} bytes, {len(raw):,} characters, "
+            f"{lines:,} line{'s' if lines != 1 else ''}"
+        )
+        for line in visible(raw, multiline=True).split("\n"):
+            parts.extend(line[i : i + CONTENT_LINE] for i in range(0, len(line), CONTENT_LINE))
+            if not line:
+                parts.append("")
+        parts.append("")
+    return "\n".join(parts), " · ".join(sizes) or "no params"
+
+
+class ApprovalContentScreen(ModalScreen[None]):
+    """The whole waiting request, read from the engine in full (an attached console gets it in
+    pages), in a read-only view the operator pages through before deciding."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,v", "close", "close", id="approval_content.close"),
+        Binding("ctrl+home", "start", "start", id="approval_content.start", show=False),
+        Binding("ctrl+end", "end", "end", id="approval_content.end", show=False),
+    ]
+    DEFAULT_CSS = """
+    ApprovalContentScreen { align: center middle; }
+    ApprovalContentScreen > Vertical {
+        width: 95%; height: 95%; border: thick $primary; background: $surface; padding: 0 1;
+    }
+    ApprovalContentScreen #content-title { height: auto; }
+    ApprovalContentScreen TextArea { height: 1fr; border: round $panel-lighten-2; }
+    ApprovalContentScreen TextArea:focus { border: heavy $accent; }
+    ApprovalContentScreen.-narrow > Vertical, ApprovalContentScreen.-short > Vertical {
+        width: 100%; height: 100%;
+    }
+    """
+
+    def __init__(self, engine: EngineAPI, approval_id: str) -> None:
+        super().__init__()
+        self.engine = engine
+        self.approval_id = approval_id
+        self.document = ""
+        self.sizes = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text("Reading the whole request…", style="italic"), id="content-title")
+            yield TextArea("", read_only=True, soft_wrap=True, show_line_numbers=False)
+            yield Static(
+                Text("pgup/pgdn page · ctrl+home/ctrl+end start/end · esc close", style="dim")
+            )
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+        self.fetch()
+
+    @work(group="preview", exclusive=True)
+    async def fetch(self) -> None:
+        title = self.query_one("#content-title", Static)
+        try:
+            approval = await self.engine.get_approval(self.approval_id)
+        except TalonError as exc:
+            title.update(safe_text(f"cannot read the request: {exc.message}", 300, style="red"))
+            return
+        self.document, self.sizes = request_document(approval)
+        head = Text.assemble(("Whole request ", "bold"), decision_badge("APPROVAL"), " ")
+        head.append_text(safe_text(approval.tool, 40, style="bold"))
+        head.append(" · ")
+        head.append_text(safe_text(intent_target(approval.params), 60))
+        head.append(f"\ntotal size: {self.sizes} · nothing is cut here", style="dim")
+        title.update(head)
+        self.query_one(TextArea).load_text(self.document)
+
+    def action_start(self) -> None:
+        area = self.query_one(TextArea)
+        area.move_cursor((0, 0))
+        area.scroll_home(animate=False)
+
+    def action_end(self) -> None:
+        area = self.query_one(TextArea)
+        area.move_cursor(area.document.end)
+        area.scroll_end(animate=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 def effect(p: ApprovalPreview) -> tuple[object, ...]:

@@ -26,7 +26,7 @@ from talon_tui.engine.policy.models import read_policy_json
 
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR, decision_badge, status_badge
 from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
-from ..widgets.summaries import short_ts
+from ..widgets.summaries import counted, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 BANNER = "Replay reads the log; nothing is executed."
@@ -61,8 +61,10 @@ class WhatIfScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical(id="what-if"):
             yield Static("What if another policy had decided?", classes="title", markup=False)
             yield Static(
-                "Policy file (JSON), then enter — or ctrl+o for the session's current policy.",
+                "Type the path of a policy file (JSON) and press enter,\n"
+                "or press ctrl+o to use the session's current policy.",
                 classes="hint",
+                id="what-if-hint",
                 markup=False,
             )
             yield Input(placeholder="sample_policies/strict-readonly.json", id="what-if-path")
@@ -266,9 +268,13 @@ class ReplayScreen(TalonScreen):
             title.append("  session ", style="dim")
             if r.session_id in self.labels:
                 title.append_text(safe_text(self.labels[r.session_id], 30))
-                title.append(" ")
+                title.append(" · ", style="dim")
             title.append_text(safe_text(r.session_id, 40, style="dim"))
-            title.append(f"  {len(r.steps)} steps  ", style="dim")
+            # the picker counts an agent's steps (intents); the replay lists every event
+            steps = sum(1 for step in r.steps if step.type == "policy.intent.received")
+            title.append(
+                f"  {counted(steps, 'step')} · {counted(len(r.steps), 'event')}  ", style="dim"
+            )
             if r.chain_valid:
                 title.append("chain ✓ valid", style=f"bold {ALLOW_COLOR}")
             else:

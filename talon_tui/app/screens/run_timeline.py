@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TextArea
 from ..messages import EngineEvent
 from ..widgets.badges import decision_badge, status_badge
 from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
-from ..widgets.summaries import intent_target, result_summary, short_ts
+from ..widgets.summaries import counted, intent_target, result_summary, short_ts
 from .base import TalonScreen, fill_table, selected_key
 
 RUN_EVENT_LIMIT = 5000
@@ -43,7 +43,10 @@ class Step:
     approval: str | None = None  # waiting | approved | denied | timed out
     status: str | None = None
     output: Any = None
-    output_bytes: int | None = None
+    override_index: int | None = None  # the override that decided, None: none was consulted
+    output_bytes: int | None = None  # the whole result the tool returned, as JSON
+    output_truncated: bool = False  # the log recorded a shortened output
+    output_redacted: bool = False  # secret values in it were replaced before recording
     message: str = ""
     events: list[int] = field(default_factory=list)
 
@@ -87,6 +90,7 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
             step.decision = data.get("decision")
             step.reason = data.get("reason") or ""
             step.by = data.get("by") or ""
+            step.override_index = data.get("override_index")
             if data.get("suggested_fix"):
                 step.suggested_fix = data["suggested_fix"]
         elif etype == "approval.requested":
@@ -107,6 +111,8 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
             step.status = data.get("status")
             step.output = data.get("output")
             step.output_bytes = data.get("bytes")
+            step.output_truncated = bool(data.get("truncated"))
+            step.output_redacted = bool(data.get("redacted"))
             step.message = data.get("message") or ""
             if step.status == "ok" and step.decision == "REQUIRE_APPROVAL":
                 step.decision = "ALLOW"
@@ -173,7 +179,7 @@ class RunTimelineScreen(TalonScreen):
         self.session_id = self.session_id or self.run_facts.get("session_id")
         title = Text.assemble(("Run ", "bold"), (self.run_id, "bold"), "  ")
         title.append_text(status_badge(self.run_facts.get("status")))
-        title.append(f"  {len(self.steps)} steps  ", style="dim")
+        title.append(f"  {counted(len(self.steps), 'step')}  ", style="dim")
         if self.run_facts.get("content"):
             title.append_text(safe_text(self.run_facts["content"], 80, style="italic"))
         self.query_one("#run-title", Static).update(title)
@@ -221,6 +227,10 @@ class RunTimelineScreen(TalonScreen):
             text.append("fix safely (f) would add:\n", style="bold")
             text.append_text(safe_text(step.suggested_fix, DETAIL_MAX, multiline=True))
             text.append("\n")
+        elif step.decision == "DENY":
+            text.append("fix safely (f): none. ", style="bold")
+            text.append(no_fix_reason(step) or "", style="dim")
+            text.append("\n")
         text.append("params:", style="dim")
         params = step.params if isinstance(step.params, dict) else {"": step.params}
         for key, value in sorted(params.items()):
@@ -248,8 +258,9 @@ class RunTimelineScreen(TalonScreen):
 
     def action_fix_safely(self) -> None:
         step = self.selected()
-        if step is None or step.decision != "DENY" or not step.suggested_fix:
-            self.notify("select a denied step that has a suggested fix", severity="warning")
+        why = no_fix_reason(step)
+        if why is not None or step is None or step.suggested_fix is None:
+            self.notify(why or "select a step", title="No safe fix", severity="warning")
             return
         if not self.session_id:
             return
@@ -260,6 +271,30 @@ class RunTimelineScreen(TalonScreen):
 
     def action_replay(self) -> None:
         self.run_worker(self.talon.go("replay", self.run_id), group="nav")
+
+
+def no_fix_reason(step: Step | None) -> str | None:
+    """Why `f` offers no fix for `step`, in words; None when it has one."""
+    if step is None:
+        return "Select a denied step first."
+    if step.decision != "DENY":
+        word = {"ALLOW": "allowed", "REQUIRE_APPROVAL": "waiting for approval"}.get(
+            step.decision or "", "not decided"
+        )
+        return f"This step was {word}: there is nothing to fix."
+    if step.by and step.by != "policy":
+        return f"This step was refused by {step.by}, not by the policy: no override changes that."
+    if step.suggested_fix:
+        return None
+    if step.override_index is None and not step.reason.startswith("no override allows"):
+        return (
+            "Talon refused this step's input itself (see the reason), before any override: "
+            "no policy change can allow it, so there is no fix."
+        )
+    return (
+        "The advisor found no narrow override that allows exactly this step (see the reason); "
+        "edit the policy by hand (e on the session)."
+    )
 
 
 def full_value(value: Any, run_id: str, max_len: int = FULL_MAX) -> str:
@@ -281,6 +316,18 @@ def full_value(value: Any, run_id: str, max_len: int = FULL_MAX) -> str:
         else:
             lines.extend(line[i : i + LINE_CHUNK] for i in range(0, len(line), LINE_CHUNK))
     return "\n".join(lines) + note
+
+
+def recorded_note(step: Step) -> str:
+    """What the output below is: the tool's whole result, or the part the log kept."""
+    size = "" if step.output_bytes is None else f" of {step.output_bytes:,} bytes (as JSON)"
+    if step.output_truncated:
+        note = f"The tool returned a result{size}; the log recorded it shortened, shown below."
+    else:
+        note = f"The tool returned a result{size}; the log recorded all of it, shown below."
+    if step.output_redacted:
+        note += " Secret values were replaced by «secret:name» before recording."
+    return note
 
 
 def step_document(step: Step, run_id: str) -> str:
@@ -305,9 +352,12 @@ def step_document(step: Step, run_id: str) -> str:
         parts += ["", "── suggested fix", full_value(step.suggested_fix, run_id)]
     if step.status is not None:
         parts += ["", "── result", full_value(step.result(), run_id)]
-        if step.output_bytes is not None:
-            parts.append(f"(the real result was {step.output_bytes:,} bytes)")
-        parts += ["", "── output (as recorded)", full_value(step.output, run_id)]
+        parts += [
+            "",
+            "── output (as recorded)",
+            recorded_note(step),
+            full_value(step.output, run_id),
+        ]
     return "\n".join(parts) + "\n"
 
 

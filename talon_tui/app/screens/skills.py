@@ -165,6 +165,8 @@ class RegisterSkillScreen(ModalScreen[dict[str, Any] | None]):
     RegisterSkillScreen #skill-error { color: $error; height: auto; }
     RegisterSkillScreen Horizontal { height: auto; align-horizontal: right; }
     RegisterSkillScreen Button { margin-left: 2; }
+    RegisterSkillScreen Input, RegisterSkillScreen TextArea { border: round $panel-lighten-2; }
+    RegisterSkillScreen Input:focus, RegisterSkillScreen TextArea:focus { border: heavy $accent; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "cancel", id="form.cancel"),

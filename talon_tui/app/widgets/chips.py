@@ -121,7 +121,7 @@ class ChipInput(Widget):
             for value in self._values:
                 yield Chip(value)
         yield Static(EMPTY_NOTES.get(self.kind, EMPTY_NOTE), classes="chip-empty")
-        yield Input(placeholder=self._placeholder, select_on_focus=False, compact=True)
+        yield Input(placeholder=self._placeholder, select_on_focus=False)
         yield Static("", classes="chip-proposal")
 
     def on_mount(self) -> None:

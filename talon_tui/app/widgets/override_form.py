@@ -25,6 +25,7 @@ from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionLis
 from ...engine.console_api import LONG_TTL_SECONDS
 from ...engine.policy.models import CONSTRAINT_MODELS, TOOLS, Override, parse_mount
 from .chips import ChipInput
+from .forms import MarkedCheckbox
 from .policy_diff import EDITOR_CSS
 from .safe_text import safe_text
 
@@ -115,10 +116,8 @@ def _mount_chip(m: Any) -> str:
 
 
 def _choice(choices: Any, value: str, widget_id: str, disabled: bool) -> Select[str]:
-    """One of the form's compact drop-downs, never blank."""
-    return Select(
-        choices, value=value, allow_blank=False, id=widget_id, disabled=disabled, compact=True
-    )
+    """One of the form's drop-downs (bordered, so focus shows without colour), never blank."""
+    return Select(choices, value=value, allow_blank=False, id=widget_id, disabled=disabled)
 
 
 def new_override(tool: str = "file.read") -> dict[str, Any]:
@@ -237,7 +236,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                         )
                     with Vertical(classes="form-cell", id="c-allow"):
                         yield Label("Effect")
-                        yield Checkbox(
+                        yield MarkedCheckbox(
                             "allow (else deny)",
                             value=bool(o.get("allow", True)),
                             id="f-allow",
@@ -250,7 +249,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                         )
                     with Vertical(classes="form-cell", id="c-enabled"):
                         yield Label("Enabled")
-                        yield Checkbox(
+                        yield MarkedCheckbox(
                             "on", value=bool(o.get("enabled", True)), id="f-enabled", disabled=ro
                         )
                 yield Static(
@@ -261,7 +260,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                     classes="form-help",
                 )
                 yield Label("Note")
-                yield Input(value=str(o.get("note", "")), id="f-note", disabled=ro, compact=True)
+                yield Input(value=str(o.get("note", "")), id="f-note", disabled=ro)
                 yield Static("", id="err-tool", classes="field-error")
                 for field in ALL_FIELDS:
                     with Vertical(id=f"g-{field}", classes="field-group"):
@@ -292,7 +291,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 *[(m, m, m in chosen) for m in METHODS], id="f-methods", disabled=ro
             )
         elif field in ("network", "allow_private_addresses"):
-            yield Checkbox(
+            yield MarkedCheckbox(
                 BOOL_LABELS[field], value=bool(c.get(field, False)), id=f"f-{field}", disabled=ro
             )
         else:
@@ -302,7 +301,6 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                 type="integer",
                 id=f"f-{field}",
                 disabled=ro,
-                compact=True,
             )
 
     def on_mount(self) -> None:

@@ -30,7 +30,7 @@ from talon_tui.engine.api import SimulationChange
 from talon_tui.engine.console_api import newly_allowed
 
 from .badges import decision_badge
-from .safe_text import safe_text, visible
+from .safe_text import labelled, safe_text, visible
 
 EDITOR_CSS = Path(__file__).resolve().parent.parent / "screens" / "policy_editor.tcss"
 
@@ -319,6 +319,9 @@ class SimulationScreen(ModalScreen[None]):
                     Text("Re-evaluated from the audit log; nothing was executed.", style="dim")
                 )
                 yield DataTable(id="sim-table", cursor_type="row", zebra_stripes=True)
+                # the row's whole reason and params, wrapped: the table cuts them
+                with VerticalScroll(id="sim-detail"):
+                    yield Static(id="sim-detail-body")
             yield Footer()
 
     def on_mount(self) -> None:
@@ -337,6 +340,27 @@ class SimulationScreen(ModalScreen[None]):
                 key=str(ch.seq),
             )
         table.focus()
+        self._show_detail(0)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail(event.cursor_row)
+
+    def _show_detail(self, row: int) -> None:
+        if not 0 <= row < len(self._changes):
+            return
+        ch = self._changes[row]
+        text = Text.assemble(
+            (f"seq {ch.seq}  ", "dim"),
+            decision_badge(ch.before),
+            " → ",
+            decision_badge(ch.after),
+            "\n",
+        )
+        text.append_text(labelled("reason", ch.reason, 4000))
+        text.append("\n")
+        text.append_text(labelled("params", ch.params, 4000))
+        body = self.query_one("#sim-detail-body", Static)
+        body.update(text)
 
     def action_close(self) -> None:
         self.dismiss(None)

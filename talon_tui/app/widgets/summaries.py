@@ -92,3 +92,8 @@ def short_ts(ts: str | None) -> str:
     if not ts:
         return "—"
     return ts.replace("T", " ")[:19]
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 step`, `4 steps`: a count with its noun, singular when it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
