@@ -30,6 +30,8 @@ from .api import (
     VerifyReport,
 )
 from .audit import index as audit_index
+from .audit import replay as replay_mod
+from .audit import session_replay
 from .audit.errors import AuditClosed
 from .audit.log import AuditLog, verify_log
 from .broker.broker import Broker
@@ -37,9 +39,11 @@ from .core import keys
 from .core.paths import DataDir, write_private
 from .core.redact import SecretRedaction
 from .errors import BadRequest, NotFound, TalonError
+from .policy.checks import image_is_pinned
 from .policy.models import Policy, Session, Skill, ToolIntent
 from .runtime.mcp import McpRegistry
 from .runtime.secrets import SecretStore
+from .runtime.skills import SignatureStatus, load_trusted_keys, verify_skill
 from .runtime.state import StateStore
 from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
 
@@ -232,8 +236,6 @@ class EngineStore:
         resolved, or the image id it resolved to — and its signature verifies now against
         `<data>/keys/trusted/*.pub` (a key removed since registration no longer counts).
         Only the engine's own registry and key files are consulted, never the intent."""
-        from .runtime.skills import load_trusted_keys, verify_skill
-
         if not isinstance(image, str) or not isinstance(image_id, str) or not image_id:
             return False
         candidates = [s for s in self._skills if s.image in (image, image_id)]
@@ -253,14 +255,10 @@ class EngineStore:
             for s in self.state.list_skills()
         ]
 
-    def _sig(self, skill: Skill) -> str:
-        from .runtime.skills import verify_skill
-
+    def _sig(self, skill: Skill) -> SignatureStatus:
         return verify_skill(skill, self.data.trusted_keys_dir)
 
     def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
-        from .policy.checks import image_is_pinned
-
         if not isinstance(skill, dict):
             raise BadRequest("skill must be a JSON object")
         # the engine stamps the registration time; a client's value is ignored
@@ -378,8 +376,6 @@ class EngineStore:
         return report
 
     def replay(self, run_id: str, policy: dict[str, Any] | None) -> ReplayResult:
-        from .audit import replay as replay_mod
-
         return replay_mod.replay(
             self.data.audit_dir,
             run_id,
@@ -390,8 +386,6 @@ class EngineStore:
         )
 
     def simulate(self, session_id: str, policy: Policy) -> list[SimulationChange]:
-        from .audit import replay as replay_mod
-
         return replay_mod.simulate(
             self.data.audit_dir,
             policy,
@@ -409,8 +403,6 @@ class EngineStore:
         max_markers: int,
         summary: bool = True,
     ) -> SessionTimeline:
-        from .audit import session_replay
-
         return session_replay.session_timeline(
             self.data.audit_dir,
             session_id,
@@ -424,8 +416,6 @@ class EngineStore:
         )
 
     def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
-        from .audit import session_replay
-
         return session_replay.compare_runs(
             self.data.audit_dir,
             run_a,
