@@ -13,33 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# the policies moved to support.policies; importers of support.pipe still find them here
+from support.policies import APPROVAL_POLICY as APPROVAL_POLICY
+from support.policies import READ_POLICY as READ_POLICY
 from talon_tui.client import AdminClient
 
 REPO = Path(__file__).resolve().parents[2]
 TALON = [sys.executable, "-m", "talon_tui.cli"]
-
-READ_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-APPROVAL_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"]},
-        }
-    ],
-}
 
 
 def make_workspace(root: Path) -> Path:
