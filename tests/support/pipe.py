@@ -22,6 +22,28 @@ REPO = Path(__file__).resolve().parents[2]
 TALON = [sys.executable, "-m", "talon_tui.cli"]
 
 
+def run_talon(
+    data: Path,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    text: bool = True,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess:
+    """`talon ARGS --data-dir DATA` from this tree, its output captured; the caller's
+    TALON_ADMIN_TOKEN is dropped unless `env` gives one."""
+    base = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
+    return subprocess.run(
+        [*TALON, *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=text,
+        cwd=REPO,
+        input=stdin,
+        env={**base, **(env or {})},
+        timeout=timeout,
+    )
+
+
 def make_workspace(root: Path) -> Path:
     ws = root / "ws"
     (ws / "work").mkdir(parents=True, exist_ok=True)
