@@ -86,11 +86,13 @@ def test_dashboard(snap_compare):
     _snap(snap_compare, "dashboard")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_sessions(snap_compare):
     _snap(snap_compare, "sessions", ["2"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_approvals(snap_compare):
     _snap(snap_compare, "approvals", ["3"])

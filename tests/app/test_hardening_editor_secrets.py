@@ -70,6 +70,7 @@ async def world(tmp_path):
     await engine.stop()
 
 
+@pytest.mark.slow
 async def test_grant_a_secret_through_the_form_confirm_and_save(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -99,6 +100,7 @@ async def test_grant_a_secret_through_the_form_confirm_and_save(world):
     assert policy.overrides[-1].constraints.secrets == ["gh_token"]
 
 
+@pytest.mark.slow
 async def test_remove_a_grant_with_its_chip(world):
     engine, sid, _ = world
     doc = copy.deepcopy(BASE_POLICY)
@@ -127,6 +129,7 @@ async def test_remove_a_grant_with_its_chip(world):
         assert editor.policy_doc["overrides"][1]["constraints"]["secrets"] == ["npm"]
 
 
+@pytest.mark.slow
 async def test_bad_secret_name_is_shown_under_its_field(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -142,6 +145,7 @@ async def test_bad_secret_name_is_shown_under_its_field(world):
         assert form.query_one("#err-secrets").display
 
 
+@pytest.mark.slow
 async def test_fix_that_grants_a_secret_is_its_own_override(world):
     engine, sid, _ = world
     doc = copy.deepcopy(BASE_POLICY)
@@ -193,6 +197,7 @@ def test_summary_and_consequences_name_the_grant():
     assert danger_consequences([o], [o]) == []
 
 
+@pytest.mark.slow
 async def test_domain_chip_shows_the_form_matching_uses(world):
     """Issue 15.6 in the console: a full-width or look-alike entry shows what it matches."""
     engine, sid, _ = world

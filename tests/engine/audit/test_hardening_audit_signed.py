@@ -330,6 +330,7 @@ def test_fast_slow_and_parallel_paths_agree_on_coverage(tmp_path, monkeypatch, a
 # ------------------------------------------------------------------ the witness
 
 
+@pytest.mark.slow
 def test_audit_head_and_expect_head(tmp_path):
     data = tmp_path / "data"
     write_log(data, 30, every=10)

@@ -209,6 +209,7 @@ def test_a_root_owned_by_another_user_is_refused(tmp_path):
 # ------------------------------------------------------------------ the clients' side
 
 
+@pytest.mark.slow
 def test_clients_send_nothing_to_a_listener_of_another_uid(tmp_path):
     require_root()
     with throwaway_user() as attacker:
