@@ -13,7 +13,7 @@ from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import ErrorCode, TalonError
 from talon_tui.engine.policy.models import ToolIntent
 from talon_tui.engine.runtime.bus import EventBus
-from talon_tui.engine.store import EngineLocked
+from talon_tui.engine.runtime.store import EngineLocked
 
 
 def _read(path: str) -> ToolIntent:

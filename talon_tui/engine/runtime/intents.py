@@ -27,10 +27,10 @@ from ..errors import (
 )
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
-from ..store import INLINE_TOOLS, EngineStore
 from .approvals import AGENT_CANCEL, ApprovalOutcome
 from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
+from .store import INLINE_TOOLS, EngineStore
 
 if TYPE_CHECKING:
     from ..audit.log import AuditLog

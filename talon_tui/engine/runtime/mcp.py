@@ -26,7 +26,7 @@ from .secrets import SecretStore, check_name
 from .state import StateStore
 
 if TYPE_CHECKING:
-    from ..store import EngineStore
+    from .store import EngineStore
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_ARGV = 256

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .api import (
+from ..api import (
     ReplayResult,
     RunComparison,
     SessionTimeline,
@@ -29,23 +29,23 @@ from .api import (
     SkillInfo,
     VerifyReport,
 )
-from .audit import index as audit_index
-from .audit import replay as replay_mod
-from .audit import session_replay
-from .audit.errors import AuditClosed
-from .audit.log import AuditLog, verify_log
-from .broker.broker import Broker
-from .core import keys
-from .core.paths import DataDir, write_private
-from .core.redact import SecretRedaction
-from .errors import BadRequest, NotFound, TalonError
-from .policy.checks import image_is_pinned
-from .policy.models import Policy, Session, Skill, ToolIntent
-from .runtime.mcp import McpRegistry
-from .runtime.secrets import SecretStore
-from .runtime.skills import SignatureStatus, load_trusted_keys, verify_skill
-from .runtime.state import StateStore
-from .runtime.tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
+from ..audit import index as audit_index
+from ..audit import replay as replay_mod
+from ..audit import session_replay
+from ..audit.errors import AuditClosed
+from ..audit.log import AuditLog, verify_log
+from ..broker.broker import Broker
+from ..core import keys
+from ..core.paths import DataDir, write_private
+from ..core.redact import SecretRedaction
+from ..errors import BadRequest, NotFound, TalonError
+from ..policy.checks import image_is_pinned
+from ..policy.models import Policy, Session, Skill, ToolIntent
+from .mcp import McpRegistry
+from .secrets import SecretStore
+from .skills import SignatureStatus, load_trusted_keys, verify_skill
+from .state import StateStore
+from .tokens import CapabilityIssuer, CapabilityVerifier, JtiCache, RevocationList
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class EngineStore:
 
     def _ping_docker(self) -> bool:
         try:
-            from .broker import docker as docker_mod
+            from ..broker import docker as docker_mod
 
             api = docker_mod.connect()
             api.ping()
