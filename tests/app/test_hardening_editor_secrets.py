@@ -10,15 +10,18 @@ import pytest
 from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
+    back_to_editor,
     loaded,
     make_workspace,
+    open_form,
+    set_tool,
     shown,
+    type_chip,
     wait_for,
 )
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable
 
 from talon_tui.app.screens.confirm import ConfirmScreen
-from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.app.widgets.chips import Chip, ChipInput
 from talon_tui.app.widgets.override_form import OverrideFormScreen, constraint_summary
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen, danger_consequences
@@ -27,37 +30,6 @@ from talon_tui.engine.policy import evaluate as policy_engine
 from talon_tui.engine.policy.models import ToolIntent
 
 SIZE = (120, 40)
-
-
-async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
-    await pilot.press(key)
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
-        "the override form",
-    )
-
-
-async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
-    chips = form.query_one(f"#f-{field}", ChipInput)
-    chips.input.focus()
-    await pilot.pause()
-    await pilot.press(*value, "enter")
-    await pilot.pause()
-    return chips
-
-
-async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
-    form.query_one("#f-tool", Select).value = tool
-    await pilot.pause()
-
-
-async def back_to_editor(pilot) -> PolicyEditorScreen:
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
-        "the editor",
-    )
 
 
 @pytest.fixture

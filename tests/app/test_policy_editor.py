@@ -9,12 +9,16 @@ import pytest
 from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
+    back_to_editor,
     loaded,
     make_workspace,
+    open_form,
+    set_tool,
     shown,
+    type_chip,
     wait_for,
 )
-from textual.widgets import DataTable, OptionList, Select
+from textual.widgets import DataTable, OptionList
 
 from talon_tui.app.screens.confirm import ConfirmScreen
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
@@ -50,37 +54,6 @@ async def policy_updates(engine, session_id):
         for e in await engine.query_audit(session_id=session_id, types=["policy.updated"])
         if e["type"] == "policy.updated"
     ]
-
-
-async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
-    await pilot.press(key)
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
-        "the override form",
-    )
-
-
-async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
-    chips = form.query_one(f"#f-{field}", ChipInput)
-    chips.input.focus()
-    await pilot.pause()
-    await pilot.press(*value, "enter")
-    await pilot.pause()
-    return chips
-
-
-async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
-    form.query_one("#f-tool", Select).value = tool
-    await pilot.pause()
-
-
-async def back_to_editor(pilot) -> PolicyEditorScreen:
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
-        "the editor",
-    )
 
 
 # --------------------------------------------------------------------------- add and save
