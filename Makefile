@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hook_bench.py
 	$(BIN)/python bench/session_replay_bench.py
 	$(BIN)/python bench/mcp_upstream_bench.py
+	$(BIN)/python bench/startup_bench.py
 
 clean:
 	rm -rf $(VENV) .demo-data .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

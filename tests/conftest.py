@@ -1,7 +1,10 @@
 """Suite-wide fixtures: isolate every test from the user's real data and config dirs, pin the
 locale, put the system clock back after every test, and make Docker tests fail instead of
 skipping when TALON_REQUIRE_DOCKER=1. Each test package's conftest.py holds its own shared
-fixtures; helpers that are not fixtures live in `support/`."""
+fixtures; helpers that are not fixtures live in `support/`.
+
+The run ends with a list of the tests whose call took over SLOW_SECONDS but that carry no
+`slow` marker (a report, never a failure: timings belong to bench/, not to assertions)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,24 @@ def _system_clock_after_test():
     old = ids.clock()
     yield
     ids.set_clock(old)
+
+
+SLOW_SECONDS = 5.0
+_unmarked_slow: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Runs in the controller too under xdist: each worker's reports come back to it."""
+    if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
+        _unmarked_slow[report.nodeid] = report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if not _unmarked_slow or hasattr(config, "workerinput"):
+        return
+    terminalreporter.section(f"over {SLOW_SECONDS:g} s without the slow marker")
+    for nodeid, seconds in sorted(_unmarked_slow.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:6.1f}s {nodeid}")
 
 
 def docker_required() -> bool:

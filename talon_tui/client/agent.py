@@ -158,10 +158,12 @@ ERRORS: dict[str, type[ClientError]] = {
 
 
 def error_from_reply(reply: dict[str, Any]) -> ClientError:
-    err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+    raw = reply.get("error")
+    err: dict[str, Any] = raw if isinstance(raw, dict) else {}
     code = str(err.get("code") or "INTERNAL")
     cls = ERRORS.get(code, InternalError)
-    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    raw_details = err.get("details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
     return cls(str(err.get("message") or code), details=details)
 
 

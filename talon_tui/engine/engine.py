@@ -50,7 +50,7 @@ from .runtime.delegated import DelegatedFlow
 from .runtime.limits import Aggregator, ApprovalLimits, ToolLimits, ToolScheduler
 from .runtime.mcp import McpFlow
 from .runtime.state import policy_sha256
-from .store import EngineStore, GroupCommit
+from .runtime.store import EngineStore, GroupCommit
 
 VERSION = "0.1.0"
 STOP_GRACE_SECONDS = 10.0

@@ -82,6 +82,7 @@ async def agent_denied(socket_path, key: str) -> None:
         await agent.close()
 
 
+@pytest.mark.slow
 async def test_serve_stops_and_restarts_under_an_attached_console(tmp_path):
     data = tmp_path / "data"
     ws = make_workspace(tmp_path)
@@ -177,6 +178,7 @@ async def test_the_hosting_console_quits_under_an_attached_console(tmp_path):
             serve.stop_quietly()
 
 
+@pytest.mark.slow
 async def test_an_attached_console_shows_a_megabyte_approval_as_a_marked_preview(tmp_path):
     from support.admin_link import BIG, WRITE_APPROVAL
 
@@ -219,6 +221,7 @@ async def test_an_attached_console_shows_a_megabyte_approval_as_a_marked_preview
         serve.stop_quietly()
 
 
+@pytest.mark.slow
 async def test_a_replaced_log_is_followed_from_its_own_head(tmp_path):
     """The engine comes back on a log that ends before the last event the console saw (a
     restored or replaced data dir): the console follows the new log instead of waiting for

@@ -30,6 +30,7 @@ def _snap(snap_compare, name, keys=()):
     assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_dashboard_small(snap_compare):
     _snap(snap_compare, "dashboard")

@@ -86,11 +86,13 @@ def test_dashboard(snap_compare):
     _snap(snap_compare, "dashboard")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_sessions(snap_compare):
     _snap(snap_compare, "sessions", ["2"])
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_approvals(snap_compare):
     _snap(snap_compare, "approvals", ["3"])
@@ -105,7 +107,7 @@ def test_approve_and_remember_confirmation(snap_compare):
 @pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 def test_skills(snap_compare, monkeypatch):
-    from talon_tui.engine.store import EngineStore
+    from talon_tui.engine.runtime.store import EngineStore
 
     # the runtime line says whether Docker answers: the same on every machine
     monkeypatch.setattr(EngineStore, "docker_available", lambda self: False)

@@ -8,11 +8,11 @@ import asyncio
 import fcntl
 import json
 import os
-import subprocess
 
 import pytest
 from support.app import screen_text, settle, wait_until
-from support.pipe import APPROVAL_POLICY, READ_POLICY, REPO, TALON, Serve, make_workspace
+from support.pipe import APPROVAL_POLICY, READ_POLICY, Serve, make_workspace
+from support.pipe import run_talon as cli
 from textual.widgets import DataTable
 
 from talon_tui.app.screens.approvals import ApprovalsScreen
@@ -38,18 +38,6 @@ def serve(tmp_path):
     server = Serve(data).start()
     yield server
     server.stop_quietly()
-
-
-def cli(data, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
-    return subprocess.run(
-        [*TALON, *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
 
 
 def current(app, screen_type):

@@ -39,6 +39,7 @@ CONTENT = ("z" * 99 + "\x1b") * (
 )
 
 
+@pytest.mark.slow
 async def test_approvals_screen_stays_fast_with_the_caps_full(tmp_path):
     async def setup(h):
         for s in range(SESSIONS):

@@ -10,15 +10,18 @@ import pytest
 from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
+    back_to_editor,
     loaded,
     make_workspace,
+    open_form,
+    set_tool,
     shown,
+    type_chip,
     wait_for,
 )
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable
 
 from talon_tui.app.screens.confirm import ConfirmScreen
-from talon_tui.app.screens.policy_editor import PolicyEditorScreen
 from talon_tui.app.widgets.chips import Chip, ChipInput
 from talon_tui.app.widgets.override_form import OverrideFormScreen, constraint_summary
 from talon_tui.app.widgets.policy_diff import PolicyDiffScreen, danger_consequences
@@ -27,37 +30,6 @@ from talon_tui.engine.policy import evaluate as policy_engine
 from talon_tui.engine.policy.models import ToolIntent
 
 SIZE = (120, 40)
-
-
-async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
-    await pilot.press(key)
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
-        "the override form",
-    )
-
-
-async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
-    chips = form.query_one(f"#f-{field}", ChipInput)
-    chips.input.focus()
-    await pilot.pause()
-    await pilot.press(*value, "enter")
-    await pilot.pause()
-    return chips
-
-
-async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
-    form.query_one("#f-tool", Select).value = tool
-    await pilot.pause()
-
-
-async def back_to_editor(pilot) -> PolicyEditorScreen:
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
-        "the editor",
-    )
 
 
 @pytest.fixture
@@ -70,6 +42,7 @@ async def world(tmp_path):
     await engine.stop()
 
 
+@pytest.mark.slow
 async def test_grant_a_secret_through_the_form_confirm_and_save(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -99,6 +72,7 @@ async def test_grant_a_secret_through_the_form_confirm_and_save(world):
     assert policy.overrides[-1].constraints.secrets == ["gh_token"]
 
 
+@pytest.mark.slow
 async def test_remove_a_grant_with_its_chip(world):
     engine, sid, _ = world
     doc = copy.deepcopy(BASE_POLICY)
@@ -127,6 +101,7 @@ async def test_remove_a_grant_with_its_chip(world):
         assert editor.policy_doc["overrides"][1]["constraints"]["secrets"] == ["npm"]
 
 
+@pytest.mark.slow
 async def test_bad_secret_name_is_shown_under_its_field(world):
     engine, sid, _ = world
     app = EditorApp(engine, sid)
@@ -142,6 +117,7 @@ async def test_bad_secret_name_is_shown_under_its_field(world):
         assert form.query_one("#err-secrets").display
 
 
+@pytest.mark.slow
 async def test_fix_that_grants_a_secret_is_its_own_override(world):
     engine, sid, _ = world
     doc = copy.deepcopy(BASE_POLICY)
@@ -193,6 +169,7 @@ def test_summary_and_consequences_name_the_grant():
     assert danger_consequences([o], [o]) == []
 
 
+@pytest.mark.slow
 async def test_domain_chip_shows_the_form_matching_uses(world):
     """Issue 15.6 in the console: a full-width or look-alike entry shows what it matches."""
     engine, sid, _ = world

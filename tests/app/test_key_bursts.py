@@ -41,6 +41,7 @@ def row_key(table: DataTable, row: int) -> str:
     return table.coordinate_to_cell_key((row, 0)).row_key.value
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("frozen")
 async def test_down_enter_in_one_burst_opens_the_second_session(tmp_path):
     app, _ = talon_app(tmp_path / "data", three_sessions, pipe=False)

@@ -9,12 +9,16 @@ import pytest
 from support.policy_editor import (
     BASE_POLICY,
     EditorApp,
+    back_to_editor,
     loaded,
     make_workspace,
+    open_form,
+    set_tool,
     shown,
+    type_chip,
     wait_for,
 )
-from textual.widgets import DataTable, OptionList, Select
+from textual.widgets import DataTable, OptionList
 
 from talon_tui.app.screens.confirm import ConfirmScreen
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
@@ -50,37 +54,6 @@ async def policy_updates(engine, session_id):
         for e in await engine.query_audit(session_id=session_id, types=["policy.updated"])
         if e["type"] == "policy.updated"
     ]
-
-
-async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
-    await pilot.press(key)
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
-        "the override form",
-    )
-
-
-async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
-    chips = form.query_one(f"#f-{field}", ChipInput)
-    chips.input.focus()
-    await pilot.pause()
-    await pilot.press(*value, "enter")
-    await pilot.pause()
-    return chips
-
-
-async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
-    form.query_one("#f-tool", Select).value = tool
-    await pilot.pause()
-
-
-async def back_to_editor(pilot) -> PolicyEditorScreen:
-    return await wait_for(
-        pilot,
-        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
-        "the editor",
-    )
 
 
 # --------------------------------------------------------------------------- add and save
@@ -397,6 +370,7 @@ async def test_prefill_merges_into_the_same_tool_override_then_intent_is_allowed
     assert result["decision"] == "ALLOW"
 
 
+@pytest.mark.slow
 async def test_fix_for_another_host_lists_each_new_combination_and_no_cross_product(world):
     """The issue's example in the console: GET https://api.example.com (approval never) and a
     fix for POST http://attacker.example:8080 — its own override, and the notice lists
@@ -440,6 +414,7 @@ async def test_fix_for_another_host_lists_each_new_combination_and_no_cross_prod
         await engine.submit(sid, "agent-1", post_api)
 
 
+@pytest.mark.slow
 async def test_prefill_with_a_looser_approval_adds_its_own_override(world):
     """Override #0 says approval never; the fix asks for untrusted: merging would either loosen
     the fix or tighten #0, so it is added as its own override with the stricter approval."""
@@ -464,6 +439,7 @@ async def test_prefill_with_a_looser_approval_adds_its_own_override(world):
         assert overrides[1]["approval"] == "untrusted"
 
 
+@pytest.mark.slow
 async def test_prefill_without_same_tool_override_opens_add_form(world):
     engine, sid, _ = world
     fix = await _denied_read(engine, sid)
@@ -503,6 +479,7 @@ def test_danger_consequences_name_only_new_powers():
 # --------------------------------------------------------------------------- hostile text
 
 
+@pytest.mark.slow
 async def test_policy_values_render_literally(world):
     engine, sid, _ = world
     huge = "A" * 1_000_000
@@ -570,6 +547,7 @@ def test_every_editor_binding_has_an_id():
             assert binding.id, f"{screen.__name__} {binding.key} has no id"
 
 
+@pytest.mark.slow
 async def test_through_the_real_app(world):
     from talon_tui.app.app import create_app
 

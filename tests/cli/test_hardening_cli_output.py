@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.pipe import REPO, TALON, Serve, make_workspace
+from support.policies import READ_WRITE_POLICY as POLICY
 
 from talon_tui.safe_text import dumps_json, escape_json_text, needs_escape, safe_str
 
@@ -41,24 +42,6 @@ RAW_BAD = [
     "\u200e".encode(),
     "\u061c".encode(),
 ]
-
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        },
-        {
-            "tool": "file.write",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"]},
-        },
-    ],
-}
 
 
 def holds(obj, text: str) -> bool:

@@ -145,6 +145,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+@pytest.mark.slow
 def test_agent_of_the_socket_group_uses_the_pipe_but_reads_no_engine_file():
     require_root()
     with (

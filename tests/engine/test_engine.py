@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.policies import APPROVAL_POLICY, READ_POLICY
 
 from talon_tui.engine.audit.log import verify_log
 from talon_tui.engine.core.keys import load_public
@@ -12,30 +13,7 @@ from talon_tui.engine.engine import Engine
 from talon_tui.engine.errors import ErrorCode, TalonError
 from talon_tui.engine.policy.models import ToolIntent
 from talon_tui.engine.runtime.bus import EventBus
-from talon_tui.engine.store import EngineLocked
-
-READ_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-APPROVAL_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"]},
-        }
-    ],
-}
+from talon_tui.engine.runtime.store import EngineLocked
 
 
 def _read(path: str) -> ToolIntent:

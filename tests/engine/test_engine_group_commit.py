@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from talon_tui.engine.store import GroupCommit
+from talon_tui.engine.runtime.store import GroupCommit
 
 
 class FakeLog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.http_server import start
+from support.http_server import recorder
 
 from talon_tui.engine.broker.http import run_http_fetch
 from talon_tui.engine.engine import Engine
@@ -25,20 +25,8 @@ from talon_tui.engine.policy.models import (
 SECRET = "gh-token-VALUE-4f1d9c"
 
 
-@pytest.fixture(scope="module")
-def s2():
-    srv = start("127.0.0.2")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    srv = start("127.0.0.3")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+s2 = recorder("127.0.0.2")
+s3 = recorder("127.0.0.3")
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,9 @@ param as large as an agent's frame allows, and the CLI against a data dir."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 from talon_tui.engine.core import frames
 
-from .pipe import REPO, TALON
+from .pipe import run_talon
 
 WRITE_APPROVAL = {
     "version": 1,
@@ -24,14 +21,4 @@ WRITE_APPROVAL = {
 # as large as an agent's frame allows: the engine's copies of it are larger still
 BIG = "A" * (frames.MAX_LINE_BYTES - 300) + "\x01END"
 
-
-def talon(data, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
-    return subprocess.run(
-        [*TALON, *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
+talon = run_talon  # `talon ARGS --data-dir DATA`, for the admin-link tests

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 
 class Recorder(ThreadingHTTPServer):
@@ -100,3 +104,25 @@ def start(host: str) -> Recorder:
     srv = Recorder(host)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
+
+
+@contextlib.contextmanager
+def serving(host: str) -> Iterator[Recorder]:
+    """A recording server on `host` for the length of the with-block."""
+    srv = start(host)
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def recorder(host: str):
+    """A module-scoped fixture: `a = recorder("127.0.0.1")` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def fixture() -> Iterator[Recorder]:
+        with serving(host) as srv:
+            yield srv
+
+    return fixture

@@ -16,24 +16,9 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from support.pipe import REPO, Serve, make_workspace
+from support.policies import READ_WRITE_POLICY
 
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        },
-        {
-            "tool": "file.write",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"]},
-        },
-    ],
-}
+POLICY = READ_WRITE_POLICY  # what the gateway tests' session may do
 
 
 class Talon:

@@ -13,33 +13,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# the policies moved to support.policies; importers of support.pipe still find them here
+from support.policies import APPROVAL_POLICY as APPROVAL_POLICY
+from support.policies import READ_POLICY as READ_POLICY
 from talon_tui.client import AdminClient
 
 REPO = Path(__file__).resolve().parents[2]
 TALON = [sys.executable, "-m", "talon_tui.cli"]
 
-READ_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
-APPROVAL_POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "always",
-            "constraints": {"roots": ["work"]},
-        }
-    ],
-}
+
+def run_talon(
+    data: Path,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    text: bool = True,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess:
+    """`talon ARGS --data-dir DATA` from this tree, its output captured; the caller's
+    TALON_ADMIN_TOKEN is dropped unless `env` gives one."""
+    base = {k: v for k, v in os.environ.items() if k != "TALON_ADMIN_TOKEN"}
+    return subprocess.run(
+        [*TALON, *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=text,
+        cwd=REPO,
+        input=stdin,
+        env={**base, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def make_workspace(root: Path) -> Path:

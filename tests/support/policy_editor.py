@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
+from textual.widgets import Select
 
 from support.clock import CountingIds, TestClock
 from support.ui import no_blink, screen_text  # noqa: F401  (re-exported to the tests)
 from talon_tui.app.screens.policy_editor import PolicyEditorScreen
+from talon_tui.app.widgets.chips import ChipInput
+from talon_tui.app.widgets.override_form import OverrideFormScreen
 from talon_tui.engine.core import ids
 from talon_tui.engine.engine import Engine
 
@@ -120,3 +123,34 @@ async def shown(pilot: Any, *needles: str, timeout: float = 10.0) -> str:
             missing = [n for n in needles if n not in text]
             raise AssertionError(f"screen never showed {missing!r}; it shows:\n{text}")
         await pilot.pause(0.02)
+
+
+async def open_form(pilot, key: str = "a") -> OverrideFormScreen:
+    await pilot.press(key)
+    return await wait_for(
+        pilot,
+        lambda: pilot.app.screen if isinstance(pilot.app.screen, OverrideFormScreen) else None,
+        "the override form",
+    )
+
+
+async def type_chip(pilot, form: OverrideFormScreen, field: str, value: str) -> ChipInput:
+    chips = form.query_one(f"#f-{field}", ChipInput)
+    chips.input.focus()
+    await pilot.pause()
+    await pilot.press(*value, "enter")
+    await pilot.pause()
+    return chips
+
+
+async def set_tool(pilot, form: OverrideFormScreen, tool: str) -> None:
+    form.query_one("#f-tool", Select).value = tool
+    await pilot.pause()
+
+
+async def back_to_editor(pilot) -> PolicyEditorScreen:
+    return await wait_for(
+        pilot,
+        lambda: pilot.app.screen if isinstance(pilot.app.screen, PolicyEditorScreen) else None,
+        "the editor",
+    )

@@ -65,7 +65,7 @@ async def hosted_engine(
     """Start the in-process Engine and its pipe server, or attach to the running one."""
     from talon_tui.engine.engine import Engine
     from talon_tui.engine.pipe.server import PipeServer
-    from talon_tui.engine.store import EngineLocked
+    from talon_tui.engine.runtime.store import EngineLocked
 
     data = DataDir(data_dir)
     engine = Engine(data_dir, docker_runtime=docker_runtime)

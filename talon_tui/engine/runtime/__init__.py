@@ -1,8 +1,9 @@
 """The engine at work: one intent's flow, approvals, the event bus, persistent state,
-secrets, signed skills and capability tokens.
+secrets, signed skills, capability tokens, and the store that holds them open on a data dir.
 
-Modules import one another and `engine.store`, so this face re-exports nothing: import from
-the module (`intents`, `approvals`, `bus`, `limits`, `state`, `secrets`, `skills`, `tokens`).
+The flows (`intents`, `mcp`'s McpFlow) work on the store, and the store is built from the
+parts (`state`, `secrets`, `skills`, `tokens`, `mcp`'s registry): modules import one another,
+so this face re-exports nothing: import from the module.
 """
 
-__all__ = ["approvals", "bus", "intents", "limits", "secrets", "skills", "state", "tokens"]
+__all__ = ["approvals", "bus", "intents", "limits", "secrets", "skills", "state", "store", "tokens"]

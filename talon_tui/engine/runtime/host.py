@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..audit.log import AuditLog
-    from ..store import EngineStore, GroupCommit
+    from .store import EngineStore, GroupCommit
 
 
 class EngineHost:

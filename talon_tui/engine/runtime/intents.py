@@ -28,11 +28,11 @@ from ..errors import (
 )
 from ..policy import evaluate as policy_engine
 from ..policy.models import Decision, Session, ToolIntent
-from ..store import INLINE_TOOLS
 from .approvals import AGENT_CANCEL, ApprovalOutcome
 from .host import EngineHost
 from .limits import Aggregator, ApprovalLimits, RateLimited, ToolScheduler, parked, produced
 from .skills import parse_skill_answer
+from .store import INLINE_TOOLS
 
 if TYPE_CHECKING:
     from ..audit.runs import RunProjection

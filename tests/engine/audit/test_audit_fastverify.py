@@ -246,6 +246,7 @@ def test_any_byte_edit_gets_the_same_verdict_both_ways(hostile_log, monkeypatch,
     assert fast == slow, (fast, slow)
 
 
+@pytest.mark.slow
 def test_small_blocks_and_parallel_chunks_agree(tmp_path, monkeypatch):
     audit_dir, pub = make_log(tmp_path, 400, HOSTILE, every=37)
     monkeypatch.setattr(audit_verify, "BLOCK_BYTES", 3000)

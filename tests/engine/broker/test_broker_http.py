@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from support.http_server import start
+from support.http_server import recorder
 
 from talon_tui.engine.broker.http import PinnedBackend, run_http_fetch
 from talon_tui.engine.errors import ConstraintViolation, TalonError, ToolError
@@ -24,20 +24,8 @@ class Secrets:
         return self.values.get(name)
 
 
-@pytest.fixture(scope="module")
-def a():
-    srv = start("127.0.0.1")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture(scope="module")
-def b():
-    srv = start("127.0.0.2")
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+a = recorder("127.0.0.1")
+b = recorder("127.0.0.2")
 
 
 @pytest.fixture(autouse=True)

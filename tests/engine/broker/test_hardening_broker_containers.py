@@ -128,6 +128,7 @@ def test_kill9_engine_container_gone_within_its_timeout(tmp_path, docker_api, te
         _cleanup(docker_api, mark)
 
 
+@pytest.mark.slow
 def test_restart_reaps_leftovers_with_tool_reaped(tmp_path, docker_api, test_image):
     """Engine and watchdog both killed (-9): the container is left. The next start of an
     engine on the same data dir removes it and writes `tool.reaped`; a container labelled with

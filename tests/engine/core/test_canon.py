@@ -187,6 +187,7 @@ HOSTILE = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(VALUES)
 def test_fast_paths_agree_on_any_canonical_value(value):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.local_users import DROP, require_root, throwaway_user
-from support.pipe import REPO, TALON
+from support.pipe import run_talon as talon
 
 from talon_tui.client import AdminClient, AgentClient, UntrustedEngineError
 from talon_tui.engine.core.paths import DataDir, DataDirUnsafe
@@ -83,17 +83,6 @@ def planted_data_dir(base: Path, run_mode: int = 0o700) -> Path:
     os.chmod(data / "run", run_mode)
     (data / "admin.token").write_text(SECRET + "\n")
     return data
-
-
-def talon(data: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*TALON, *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 # ------------------------------------------------------------------ the engine's side
@@ -220,6 +209,7 @@ def test_a_root_owned_by_another_user_is_refused(tmp_path):
 # ------------------------------------------------------------------ the clients' side
 
 
+@pytest.mark.slow
 def test_clients_send_nothing_to_a_listener_of_another_uid(tmp_path):
     require_root()
     with throwaway_user() as attacker:

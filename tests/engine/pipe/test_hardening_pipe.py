@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from support.pipe import TALON, Raw, Serve, make_workspace, new_session, run
 
 from talon_tui.client import AdminClient, AgentClient, AsyncAgentClient
@@ -53,6 +54,7 @@ def _hello(raw: Raw, key: str) -> None:
 # --------------------------------------------------------------------------- 9.5 replies
 
 
+@pytest.mark.slow
 def test_unread_replies_are_bounded_and_their_memory_returns(tmp_path):
     """8 connections pipeline 32 reads of a 1 MiB file each and never read a reply: before
     the fix the engine buffered every reply (~256 MiB); now each connection holds at most its
@@ -131,6 +133,7 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
         return
 
 
+@pytest.mark.slow
 def test_one_session_cannot_stall_another(tmp_path):
     """Session A pipelines 6 `sleep 6` and 2 slow fetches (6 s each): more blocking calls
     than the old shared executor had threads (6 on 2 cores). Session B's file.write must not
@@ -401,6 +404,7 @@ def test_pending_approvals_are_capped_and_refusals_aggregated(tmp_path):
     assert all(e["data"]["code"] == "RATE_LIMITED" for e in agg)
 
 
+@pytest.mark.slow
 def test_pending_approval_params_count_against_a_byte_budget(tmp_path):
     serve = Serve(
         tmp_path / "data",
@@ -466,6 +470,7 @@ def test_slowloris_hello_is_closed_at_the_deadline(tmp_path):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_a_subscriber_that_never_reads_pins_bounded_memory(tmp_path):
     """An admin connection (an attached console whose terminal froze) subscribes to events and
     stops reading; an agent sends intents with ~900 KiB params (denied, but logged). The

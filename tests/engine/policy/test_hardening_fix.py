@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from support.pipe import REPO, TALON, Serve, make_workspace, new_session, run
@@ -128,6 +129,7 @@ def _covered(line_set: list[str], y: ToolIntent) -> bool:
     return False
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(fix_cases())
 def test_policy_after_fix_allows_exactly_before_plus_the_fix_class(case):

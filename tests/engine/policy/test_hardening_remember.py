@@ -124,6 +124,7 @@ def cases(draw):
     return matched, intent, nearby, others
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases())
 def test_remembered_override_is_the_intersection(case):
@@ -148,6 +149,7 @@ def test_remembered_override_is_the_intersection(case):
         assert under_r.ttl_seconds <= under_m.ttl_seconds
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases())
 def test_remembering_inside_a_policy_changes_no_decision(case):

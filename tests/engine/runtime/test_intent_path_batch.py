@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.policies import READ_POLICY as POLICY
 
 from talon_tui.engine.audit import log as audit_mod
 from talon_tui.engine.audit.log import verify_log
@@ -12,17 +13,6 @@ from talon_tui.engine.core.keys import load_public
 from talon_tui.engine.errors import TalonError
 from talon_tui.engine.policy.models import CONSTRAINT_MODELS, ToolIntent
 
-POLICY = {
-    "version": 1,
-    "overrides": [
-        {
-            "tool": "file.read",
-            "allow": True,
-            "approval": "never",
-            "constraints": {"roots": ["work"], "max_bytes": 1 << 20},
-        }
-    ],
-}
 ONE_SHOT = [
     "run.started",
     "policy.intent.received",

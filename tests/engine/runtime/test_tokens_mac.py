@@ -338,7 +338,7 @@ def test_engine_store_uses_a_fresh_mac_key_per_open(tmp_path):
     """The engine's tokens are MACed under a key of this process only: a token of one open
     store never verifies in another (a restarted engine refuses the old run's tokens)."""
     from talon_tui.engine.core.paths import DataDir
-    from talon_tui.engine.store import EngineStore
+    from talon_tui.engine.runtime.store import EngineStore
 
     stores = []
     for name in ("a", "b"):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .api import (
+from ..api import (
     ReplayResult,
     RunComparison,
     SessionTimeline,
@@ -29,19 +29,23 @@ from .api import (
     SkillInfo,
     VerifyReport,
 )
-from .audit import index as audit_index
-from .audit.errors import AuditClosed
-from .audit.log import AuditLog, verify_log
-from .broker.broker import Broker
-from .core import keys
-from .core.paths import DataDir, write_private
-from .core.redact import SecretRedaction
-from .errors import BadRequest, NotFound, TalonError
-from .policy.models import Policy, Session, Skill, ToolIntent
-from .runtime.mcp import McpRegistry
-from .runtime.secrets import SecretStore
-from .runtime.state import StateStore
-from .runtime.tokens import (
+from ..audit import index as audit_index
+from ..audit import replay as replay_mod
+from ..audit import session_replay
+from ..audit.errors import AuditClosed
+from ..audit.log import AuditLog, verify_log
+from ..broker.broker import Broker
+from ..core import keys
+from ..core.paths import DataDir, write_private
+from ..core.redact import SecretRedaction
+from ..errors import BadRequest, NotFound, TalonError
+from ..policy.checks import image_is_pinned
+from ..policy.models import Policy, Session, Skill, ToolIntent
+from .mcp import McpRegistry
+from .secrets import SecretStore
+from .skills import SignatureStatus, load_trusted_keys, verify_skill
+from .state import StateStore
+from .tokens import (
     CapabilityIssuer,
     CapabilityVerifier,
     JtiCache,
@@ -242,8 +246,6 @@ class EngineStore:
         resolved, or the image id it resolved to — and its signature verifies now against
         `<data>/keys/trusted/*.pub` (a key removed since registration no longer counts).
         Only the engine's own registry and key files are consulted, never the intent."""
-        from .runtime.skills import load_trusted_keys, verify_skill
-
         if not isinstance(image, str) or not isinstance(image_id, str) or not image_id:
             return False
         candidates = [s for s in self._skills if s.image in (image, image_id)]
@@ -263,14 +265,10 @@ class EngineStore:
             for s in self.state.list_skills()
         ]
 
-    def _sig(self, skill: Skill) -> str:
-        from .runtime.skills import verify_skill
-
+    def _sig(self, skill: Skill) -> SignatureStatus:
         return verify_skill(skill, self.data.trusted_keys_dir)
 
     def register_skill(self, skill: dict[str, Any]) -> SkillInfo:
-        from .policy.checks import image_is_pinned
-
         if not isinstance(skill, dict):
             raise BadRequest("skill must be a JSON object")
         # the engine stamps the registration time; a client's value is ignored
@@ -337,7 +335,7 @@ class EngineStore:
 
     def _ping_docker(self) -> bool:
         try:
-            from .broker import docker as docker_mod
+            from ..broker import docker as docker_mod
 
             api = docker_mod.connect()
             api.ping()
@@ -388,8 +386,6 @@ class EngineStore:
         return report
 
     def replay(self, run_id: str, policy: dict[str, Any] | None) -> ReplayResult:
-        from .audit import replay as replay_mod
-
         return replay_mod.replay(
             self.data.audit_dir,
             run_id,
@@ -400,8 +396,6 @@ class EngineStore:
         )
 
     def simulate(self, session_id: str, policy: Policy) -> list[SimulationChange]:
-        from .audit import replay as replay_mod
-
         return replay_mod.simulate(
             self.data.audit_dir,
             policy,
@@ -419,8 +413,6 @@ class EngineStore:
         max_markers: int,
         summary: bool = True,
     ) -> SessionTimeline:
-        from .audit import session_replay
-
         return session_replay.session_timeline(
             self.data.audit_dir,
             session_id,
@@ -450,8 +442,6 @@ class EngineStore:
         )
 
     def compare_runs(self, run_a: str, run_b: str) -> RunComparison:
-        from .audit import session_replay
-
         return session_replay.compare_runs(
             self.data.audit_dir,
             run_a,
