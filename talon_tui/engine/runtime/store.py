@@ -429,8 +429,6 @@ class EngineStore:
         )
 
     def session_jump(self, session_id: str, kind: str, seq: int, direction: int) -> int | None:
-        from .audit import session_replay
-
         return session_replay.session_jump(
             self.data.audit_dir,
             session_id,

@@ -23,7 +23,8 @@ from talon_tui.client import (
     PolicyDeniedError,
 )
 
-pytestmark = pytest.mark.slow
+# the tests build on each other (the first registers the upstream the others call): one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipe-mcp-upstream")]
 
 SERVER = str(Path(__file__).resolve().parents[2] / "support" / "mcp_notes_server.py")
 POLICY = {
