@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 
+import pytest
 from support.app import screen_text, settle, talon_app
 
 from talon_tui.app.screens.dashboard import DashboardScreen
@@ -35,6 +36,7 @@ async def _until(pilot, condition, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_dashboard_shows_tools_running_and_queued(tmp_path):
     async def setup(h):
         sid = await h.session("busy", POLICY)

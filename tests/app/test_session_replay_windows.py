@@ -32,6 +32,7 @@ async def _recorded(h) -> None:
     h.sessions["rec"] = sid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [3, 7])
 async def test_steps_cross_windows_both_ways_and_jumps_land(tmp_path, monkeypatch, window):
     monkeypatch.setattr(session_replay, "WINDOW", window)

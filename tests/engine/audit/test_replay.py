@@ -101,16 +101,22 @@ def record_intent(log, session, run, n, path, decision, output=None, origin="age
         )
 
 
-@pytest.fixture
-def recorded(tmp_path):
+def session_log(tmp_path, s="sess_1"):
+    """An open audit log (and its public key) whose first event creates session `s`."""
     priv, pub = keys.load_or_create(tmp_path / "keys", "audit")
     log = AuditLog(tmp_path / "audit", priv, checkpoint_every=1000).open()
-    s, r = "sess_1", "run_1"
     log.append(
         "session.created",
         session_id=s,
         data={"label": "t", "workspace": str(tmp_path / "ws"), "policy_sha256": "x"},
     )
+    return log, pub
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    s, r = "sess_1", "run_1"
+    log, pub = session_log(tmp_path, s)
     log.append("run.started", session_id=s, run_id="run_0", data={"subject": "a", "content": ""})
     log.append("run.started", session_id=s, run_id=r, data={"subject": "a", "content": "read"})
     out = {"path": "work/a.txt", "content": "hello", "bytes": 5, "sha256": "sha256:" + "b" * 64}
@@ -283,14 +289,8 @@ def test_run_and_session_what_if_judge_a_recorded_intent_alike(tmp_path):
     saw no change."""
     from talon_tui.engine.audit.session_replay import session_timeline
 
-    priv, pub = keys.load_or_create(tmp_path / "keys", "audit")
-    log = AuditLog(tmp_path / "audit", priv, checkpoint_every=1000).open()
     s, r = "sess_1", "run_1"
-    log.append(
-        "session.created",
-        session_id=s,
-        data={"label": "t", "workspace": str(tmp_path / "ws"), "policy_sha256": "x"},
-    )
+    log, pub = session_log(tmp_path, s)
     log.append("run.started", session_id=s, run_id=r, data={"subject": "a", "content": ""})
     record_intent(log, s, r, 1, "work/a.txt", "ALLOW", {"content": "hello"})
     record_intent(log, s, r, 2, "work/b.txt", "ALLOW", {"content": "x"}, origin="plugin")

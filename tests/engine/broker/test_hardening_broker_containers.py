@@ -202,6 +202,7 @@ def _gone_within(docker_api, cid: str, seconds: float) -> float:
     raise AssertionError(f"container {cid[:12]} still there after {seconds}s")
 
 
+@pytest.mark.slow
 def test_watchdog_removes_at_its_deadline(docker_api, test_image, test_labels):
     """The broker wedged (never says done): removed at timeout + grace."""
     from talon_tui.engine.broker.containers import Watchdog

@@ -359,6 +359,7 @@ WRITE_APPROVAL = {
 }
 
 
+@pytest.mark.slow
 def test_pending_approvals_are_capped_and_refusals_aggregated(tmp_path):
     serve = Serve(
         tmp_path / "data",
