@@ -20,6 +20,7 @@ from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
+from ..widgets.policy_diff import diff_line_style
 from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
 from ..widgets.summaries import age_seconds, human_age, intent_target
 from .base import TalonScreen, fill_table, selected_key
@@ -453,16 +454,7 @@ def preview_text(p: ApprovalPreview, page: int) -> Text:
     page = max(0, min(page, pages - 1))
     start = page * PREVIEW_PAGE
     for line in p.lines[start : start + PREVIEW_PAGE]:
-        style = (
-            "green"
-            if line.startswith("+") and not line.startswith("+++")
-            else "red"
-            if line.startswith("-") and not line.startswith("---")
-            else "cyan"
-            if line.startswith("@@")
-            else ""
-        )
-        text.append_text(safe_text(line, 400, style=style))
+        text.append_text(safe_text(line, 400, style=diff_line_style(line)))
         text.append("\n")
     size = f"{p.bytes} bytes" if p.bytes else "no content"
     shown = f"lines {start + 1}–{min(start + PREVIEW_PAGE, len(p.lines))} of {p.lines_total}"

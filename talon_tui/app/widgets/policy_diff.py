@@ -42,6 +42,18 @@ def policy_json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
+def diff_line_style(line: str) -> str:
+    """The style of one unified-diff line: additions green, removals red, hunk headers cyan,
+    anything else (context, the ---/+++ file headers) unstyled."""
+    if line.startswith("@@"):
+        return "cyan"
+    if line.startswith("+") and not line.startswith("+++"):
+        return "green"
+    if line.startswith("-") and not line.startswith("---"):
+        return "red"
+    return ""
+
+
 def unified_policy_diff(old: dict[str, Any], new: dict[str, Any]) -> Text:
     """Old vs new policy JSON as a unified diff: additions green, removals red, hunks cyan."""
     lines = difflib.unified_diff(
@@ -55,16 +67,7 @@ def unified_policy_diff(old: dict[str, Any], new: dict[str, Any]) -> Text:
     text = Text(end="")
     for line in lines:
         shown = visible(line)
-        if line.startswith(("+++", "---")):
-            style = "bold"
-        elif line.startswith("@@"):
-            style = "cyan"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        else:
-            style = "dim"
+        style = "bold" if line.startswith(("+++", "---")) else diff_line_style(line) or "dim"
         text.append(shown + "\n", style=style)
     if not text.plain:
         text.append("The new policy is the same as the saved one.", style="dim")
