@@ -426,9 +426,8 @@ class AuditLog:
             ts_us = self._ts_us(ts)
             if since and first_us is not None and self._due(first_us, ts_us):
                 # this event would make the stretch span more than the interval: sign first
-                last_cp = self._checkpoint_event(seq, prev, next_id(), ts)
-                line, prev = event_line(last_cp)
-                last_cp["hash"] = prev
+                last_cp, line = self._checkpoint_event(seq, prev, next_id(), ts)
+                prev = last_cp["hash"]
                 lines.append(line)
                 written.append(last_cp)
                 seq += 1
@@ -456,9 +455,8 @@ class AuditLog:
             since += 1
             if since < every and not (checkpoint and n == len(items) - 1):
                 continue
-            last_cp = self._checkpoint_event(seq, prev, next_id(), now())
-            line, prev = event_line(last_cp)
-            last_cp["hash"] = prev
+            last_cp, line = self._checkpoint_event(seq, prev, next_id(), now())
+            prev = last_cp["hash"]
             lines.append(line)
             written.append(last_cp)
             seq += 1
@@ -466,9 +464,8 @@ class AuditLog:
             first_us = None
         mine = [e for e in written if e["type"] != CHECKPOINT_TYPE] if last_cp else written
         if checkpoint and not items:
-            last_cp = self._checkpoint_event(seq, prev, next_id(), now())
-            line, prev = event_line(last_cp)
-            last_cp["hash"] = prev
+            last_cp, line = self._checkpoint_event(seq, prev, next_id(), now())
+            prev = last_cp["hash"]
             lines.append(line)
             written.append(last_cp)
             seq += 1
@@ -503,10 +500,13 @@ class AuditLog:
             self.last_checkpoint = last_cp
         return mine
 
-    def _checkpoint_event(self, seq: int, prev: str, event_id: str, ts: str) -> dict[str, Any]:
-        """The `audit.checkpoint` at `seq`, signing {seq, hash} of the event before it."""
+    def _checkpoint_event(
+        self, seq: int, prev: str, event_id: str, ts: str
+    ) -> tuple[dict[str, Any], bytes]:
+        """The `audit.checkpoint` at `seq`, signing {seq, hash} of the event before it, with
+        its `hash` set, and its line."""
         sig = self._key.sign(checkpoint_message(seq - 1, prev))
-        return {
+        event: dict[str, Any] = {
             "seq": seq,
             "event_id": event_id,
             "ts": ts,
@@ -521,6 +521,8 @@ class AuditLog:
             },
             "prev_hash": prev,
         }
+        line, event["hash"] = event_line(event)
+        return event, line
 
     def _write_checkpoint(self) -> dict[str, Any]:
         self._emit([], checkpoint=True)
