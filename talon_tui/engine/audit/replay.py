@@ -62,6 +62,27 @@ def judge_recorded(
     return decision.decision, decision.reason, decision.override_index
 
 
+def recorded_change(
+    intent_ev: dict[str, Any], before: str, policy: Policy, workspace: str | None
+) -> tuple[SimulationChange | None, int | None]:
+    """The change `policy` makes to a recorded decision (`before`) of a recorded intent, or
+    None when it decides the same; with the index of the override that decides it now."""
+    after, why, override = judge_recorded(intent_ev, policy, workspace)
+    if after == before:
+        return None, override
+    data = intent_ev.get("data") or {}
+    change = SimulationChange(
+        seq=intent_ev["seq"],
+        run_id=intent_ev.get("run_id"),
+        tool=str(data.get("tool")),
+        params=data.get("params") or {},
+        before=before,
+        after=after,
+        reason=why,
+    )
+    return change, override
+
+
 def _workspace(index: AuditIndex, session_id: str | None) -> str | None:
     if session_id is None:
         return None
@@ -226,18 +247,7 @@ def simulate(
     decisions, workspace = read_indexed(audit_dir, read, key=index_key, on_rebuild=on_index_rebuild)
     changes: list[SimulationChange] = []
     for intent_ev, before in decisions:
-        after, why, _override = judge_recorded(intent_ev, parsed, workspace)
-        if after != before:
-            data = intent_ev.get("data") or {}
-            changes.append(
-                SimulationChange(
-                    seq=intent_ev["seq"],
-                    run_id=intent_ev.get("run_id"),
-                    tool=str(data.get("tool")),
-                    params=data.get("params") or {},
-                    before=before,
-                    after=after,
-                    reason=why,
-                )
-            )
+        change, _override = recorded_change(intent_ev, before, parsed, workspace)
+        if change is not None:
+            changes.append(change)
     return changes

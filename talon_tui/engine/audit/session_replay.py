@@ -35,7 +35,7 @@ from ..errors import BadRequest, NotFound
 from ..policy.models import Policy
 from .errors import IndexMismatch
 from .index import KEY_FROM_DATA_DIR, AuditIndex, IndexCache, read_indexed
-from .replay import judge_recorded, output_digest
+from .replay import output_digest, recorded_change
 
 #: the most markers one call returns
 MARKERS_MAX = 50_000
@@ -347,27 +347,15 @@ def _what_if(
         intent_ev = intents.pop(iid, None) if isinstance(iid, str) else None
         if intent_ev is None:
             continue
-        idata: Any = intent_ev.get("data") or {}
-        after, reason, idx = judge_recorded(intent_ev, policy, workspace)
-        before = str(data.get("decision"))
-        if after == before:
+        change, idx = recorded_change(intent_ev, str(data.get("decision")), policy, workspace)
+        if change is None:
             continue
         key = (
             f"override #{idx} {policy.overrides[idx].tool}"
             if idx is not None and 0 <= idx < len(policy.overrides)
             else "no override (deny by default)"
         )
-        groups.setdefault(key, []).append(
-            SimulationChange(
-                seq=intent_ev["seq"],
-                run_id=intent_ev.get("run_id"),
-                tool=str(idata.get("tool")),
-                params=idata.get("params") or {},
-                before=before,
-                after=after,
-                reason=reason,
-            )
-        )
+        groups.setdefault(key, []).append(change)
     return [WhatIfGroup(override=k, changes=v, total=len(v)) for k, v in sorted(groups.items())]
 
 
