@@ -5,6 +5,7 @@ refused, and hand-made JWT pieces."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import pytest
@@ -72,3 +73,27 @@ def good_payload(**over) -> dict:
     }
     p.update(over)
     return p
+
+
+def assert_edited_claims_refused(issuer: CapabilityIssuer, verifier: CapabilityVerifier) -> None:
+    """Claims edited under the token's original signature or MAC (another tool, wider
+    constraints, another session, a later expiry): each refused as `bad_signature`, and the
+    genuine token still verifies afterwards."""
+    t = issue(issuer)
+    head, body, sig = t.token.split(".")
+    for edit in (
+        {"tool": "shell.exec"},
+        {"cons": {"roots": ["/"], "max_bytes": 1 << 30}},
+        {"sid": "sess_2"},
+        {"exp": int(time.time()) + 3600},
+    ):
+        payload = json.loads(unb64u(body))
+        payload.update(edit)
+        forged = ".".join([head, b64u(json.dumps(payload).encode()), sig])
+        kw = {}
+        if "tool" in edit:
+            kw["tool"] = edit["tool"]
+        if "sid" in edit:
+            kw["session_id"] = edit["sid"]
+        assert reason_of(verifier, forged, **kw) == "bad_signature"
+    assert verify(verifier, t.token).jti == t.jti

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.tokens import (
     CONS,
     IH,
+    assert_edited_claims_refused,
     b64u,
     good_payload,
     issue,
     reason_of,
-    unb64u,
     verify,
 )
 
@@ -145,25 +145,7 @@ def test_signed_by_another_ed25519_key_refused(verifier):
 
 
 def test_edited_claims_with_original_signature_refused(issuer, verifier):
-    t = issue(issuer)
-    head, body, sig = t.token.split(".")
-    for edit in (
-        {"tool": "shell.exec"},
-        {"cons": {"roots": ["/"], "max_bytes": 1 << 30}},
-        {"sid": "sess_2"},
-        {"exp": int(time.time()) + 3600},
-    ):
-        payload = json.loads(unb64u(body))
-        payload.update(edit)
-        forged = ".".join([head, b64u(json.dumps(payload).encode()), sig])
-        kw = {}
-        if "tool" in edit:
-            kw["tool"] = edit["tool"]
-        if "sid" in edit:
-            kw["session_id"] = edit["sid"]
-        assert reason_of(verifier, forged, **kw) == "bad_signature"
-    # the genuine token still works afterwards
-    assert verify(verifier, t.token).jti == t.jti
+    assert_edited_claims_refused(issuer, verifier)
 
 
 def test_edited_header_with_original_signature_refused(issuer, verifier):

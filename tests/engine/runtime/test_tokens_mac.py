@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.tokens import (
     CONS,
     IH,
+    assert_edited_claims_refused,
     b64u,
     good_payload,
     issue,
@@ -155,24 +156,7 @@ def test_mac_under_guessed_keys_refused(verifier, guess):
 
 
 def test_edited_claims_with_original_mac_refused(issuer, verifier):
-    t = issue(issuer)
-    head, body, sig = t.token.split(".")
-    for edit in (
-        {"tool": "shell.exec"},
-        {"cons": {"roots": ["/"], "max_bytes": 1 << 30}},
-        {"sid": "sess_2"},
-        {"exp": int(time.time()) + 3600},
-    ):
-        payload = json.loads(unb64u(body))
-        payload.update(edit)
-        forged = ".".join([head, b64u(json.dumps(payload).encode()), sig])
-        kw = {}
-        if "tool" in edit:
-            kw["tool"] = edit["tool"]
-        if "sid" in edit:
-            kw["session_id"] = edit["sid"]
-        assert reason_of(verifier, forged, **kw) == "bad_signature"
-    assert verify(verifier, t.token).jti == t.jti
+    assert_edited_claims_refused(issuer, verifier)
 
 
 def test_header_other_than_the_issuers_refused_even_when_mac_is_right(key, verifier):
