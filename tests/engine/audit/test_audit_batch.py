@@ -94,8 +94,8 @@ def test_fast_path_lines_follow_the_design_rule(tmp_path, keypair):
     returned = []
     for _ in range(4):
         returned += log.append_many(SPECS)
+    log.close()  # may sign a checkpoint: its ts is after the last append
     after = datetime.now(UTC)
-    log.close()
     raw = (tmp_path / "a" / "audit.jsonl").read_bytes().splitlines(keepends=True)
     prev = audit_mod.ZERO_HASH
     stamps, event_ids = [], set()
