@@ -131,10 +131,10 @@ def _cef_escape(value: str, header: bool) -> str:
     return value.translate(_CONTROLS)
 
 
-def cef(event: dict[str, Any]) -> str:
+def cef(event: dict[str, Any], attrs: dict[str, str | int | bool] | None = None) -> str:
     """`CEF:0|Talon|talon-tui|VERSION|TYPE|NAME|SEVERITY|EXT` with the stable attributes and
     the signed head of a checkpoint in the extension (custom strings cs1..cs6 labelled)."""
-    attrs = attributes(event)
+    attrs = attributes(event) if attrs is None else attrs
     sev = 7 if severity(event)[0] == 4 else 3
     name = attrs["talon.type"]
     if attrs["talon.decision"]:
@@ -182,6 +182,9 @@ def syslog_message(event: dict[str, Any], fmt: str, hostname: str | None = None)
     host = _printable(hostname or socket.gethostname(), 255)
     msgid = _printable(str(attrs["talon.type"]), 32)
     ts = _printable(str(attrs["talon.ts"]), 64)
-    msg = cef(event) if fmt == "cef" else json.dumps(event, sort_keys=True, ensure_ascii=False)
+    if fmt == "cef":
+        msg = cef(event, attrs)
+    else:
+        msg = json.dumps(event, sort_keys=True, ensure_ascii=False)
     header = f"<{pri}>1 {ts} {host} talon {os.getpid()} {msgid} {sd} "
     return header.encode("utf-8") + b"\xef\xbb\xbf" + msg.encode("utf-8")

@@ -62,6 +62,7 @@ class SyslogSink:
         self._spec = spec
         self._timeout = timeout
         self._sock: socket.socket | None = None
+        self._hostname = socket.gethostname()  # once, not a system call per message
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -97,11 +98,11 @@ class SyslogSink:
         try:
             if self._spec.transport == "udp":
                 for event in events:
-                    sock.send(syslog_message(event, self._spec.format)[:UDP_MAX])
+                    sock.send(syslog_message(event, self._spec.format, self._hostname)[:UDP_MAX])
             else:
                 frames = []
                 for event in events:
-                    msg = syslog_message(event, self._spec.format)
+                    msg = syslog_message(event, self._spec.format, self._hostname)
                     frames.append(str(len(msg)).encode() + b" " + msg)
                 sock.sendall(b"".join(frames))
         except OSError as exc:

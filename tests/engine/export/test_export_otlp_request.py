@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from talon_tui.engine.export import OtlpSink, SinkError, parse_spec
-from talon_tui.engine.export.otlp import ts_nanos
+from talon_tui.engine.export.otlp import MinuteClock, ts_nanos
 from talon_tui.engine.export.records import attributes, severity
 
 OTEL_VARS = [
@@ -314,3 +314,30 @@ def test_tls_trusts_the_ca_the_env_names_and_only_it(monkeypatch, tls_files):
         assert records[0].attributes[0].key == "talon.seq"
     finally:
         srv.close()
+
+
+def test_the_minute_clock_gives_what_ts_nanos_gives():
+    """The per-minute shortcut against the full parse, over minute, hour, day, month, year and
+    leap-day boundaries, and inputs the writer's layout refuses (0 from both)."""
+    good = [
+        f"{day}T{hm}:{s:02d}.{us:06d}Z"
+        for day in ("2024-02-28", "2024-02-29", "2025-12-31", "2026-01-01")
+        for hm in ("00:00", "00:59", "23:59")
+        for s in (0, 1, 59)
+        for us in (0, 999_999)
+    ]
+    bad = [
+        "2024-02-28T00:00:60.000000Z",  # the cached minute's prefix, a second the layout refuses
+        "2024-02-28T00:00:5x.000000Z",
+        "2024-02-28T00:00:59.00000Z",
+        "2024-02-28T00:00:59.000000",
+        "2025-02-29T00:00:00.000000Z",
+        "2026-13-01T00:00:00.000000Z",
+        None,
+        17,
+        "",
+    ]
+    clock = MinuteClock()
+    for ts in [x for pair in zip(good, bad * 8, strict=False) for x in pair] + good[::-1]:
+        assert clock.nanos(ts) == ts_nanos(ts), ts
+    assert ts_nanos("2024-02-29T23:59:59.999999Z") == 1_709_251_199_999_999_000
