@@ -23,26 +23,38 @@ under the state at its send: both halves share the engine and the minute's backg
 which on a shared machine moves p99 more than the exporter does. `--collector decode` uses the
 tests' OTLP receiver (a Python dict per record) instead of one that parses and counts.
 
-What we found (2-vCPU KVM guest shared with other work, load 4-10, so p99 figures are noisy;
-CPU per event, being process CPU time, is not):
+What we found (2-vCPU KVM guest shared with four other sessions' work, load 7-13: p99 moved
+by 2x between identical off runs, so the latency verdicts below must be re-taken on a quiet
+machine; CPU per event, being process CPU time, holds under load):
 - A file.read intent writes 6 events, so at ~800 intents/s an exporter handles ~5,000
-  events/s. Exporter CPU per event, measured in one run old against new: OTLP (SDK
-  LogRecord/ReadableLogRecord objects, then the SDK encoder: a KeyValue and AnyValue per
-  attribute in Python, the resource hashed per record) 120-135 us; JSONL 19-22 us, of which
-  ~15 us was the follower cutting its 1 MiB read buffer once per line; syslog CEF 54 us (dict
-  translate per character). With OTLP on, the exporter needed ~60% of a vCPU during a run
-  and the bench's decoding collector another ~30 us per event: on a 2-vCPU guest whose other
-  vCPU the ping-ponging agent and engine already use, idle-class work that large is running
-  on the vCPU an engine or agent wakeup lands on (SCHED_IDLE yields at once inside the guest,
-  but the guest's vCPU, caches and host time slice are shared).
-- Waking per event is not it (the follower polls every 0.2 s and sends up to 512 events at
-  once; `burn-fine` against `burn` shows what waking more often does), nor the engine side
-  (the follower reads the file read-only, never touches the writer's lock or fsync).
-- So the fix is at the cause, CPU per event: the OTLP request built with opentelemetry-proto
-  (export/otlp.py; the same request, a test compares it with the SDK exporter's) and posted
-  under the SDK exporter's OTEL_EXPORTER_OTLP_* settings: 33-44 us per event in the exporter
-  process; the follower's buffer cut once per batch (JSONL 8-16 us); syslog escaping only
-  where a value needs it (CEF ~25 us).
+  events/s. Exporter CPU per event before the fix (old tree, this bench): OTLP 125-130 us
+  (SDK LogRecord/ReadableLogRecord objects, then the SDK encoder: a KeyValue and an AnyValue
+  per attribute in Python, the resource hashed per record), syslog CEF 67-89 us (a dict
+  `translate` per value, a character at a time), JSONL 23-27 us (~15 us of it the follower
+  cutting its 1 MiB read buffer once per line). With OTLP on, the exporter wanted ~60% of a
+  vCPU for as long as intents came; the other vCPU is busy with the agent and engine ping-
+  ponging. Idle-class work that never runs out is on a vCPU whenever an engine or agent
+  thread wakes: SCHED_IDLE yields at once inside the guest, but the vCPU's time slice on the
+  host, its caches and the wakeup path are shared.
+- Evidence (`--paired burn30,burn150,otlp`, 2 rounds of 3,000 intents, load 10-13): a burner
+  sending nothing raised p99 on/off by 1.02-1.43x at 30 us per event and by 1.47-2.43x at
+  150 us per event (more than the machine could give it, so it stayed runnable the whole run,
+  as the old OTLP exporter did); p50 moved by at most 1.15x. The new OTLP exporter: 1.31-1.34x,
+  in the 30 us burner's range (the on windows follow a stopped window, so they carry twice the
+  steady work: a harder test than steady export). Waking is not it (the follower reads every
+  0.2 s and sends up to 512 events per request; compare `burn-fine`), nor the engine side (the
+  follower only reads the file, read-only, and never takes the writer's lock or waits on its
+  fsync), nor the collector (`rx CPU us/ev`: 4-15 us with the counting collector).
+- So the fix is CPU per event, at its causes: the OTLP request built with opentelemetry-proto
+  and posted under the SDK exporter's OTEL_EXPORTER_OTLP_* settings (export/otlp.py; a test
+  checks it is the SDK exporter's request); the follower cuts its buffer once per batch;
+  syslog writes control characters out only where a value has one. Back to back, old tree
+  then new (`--rounds 2`, load 8-9): exporter CPU per event in the latency runs OTLP 125-130
+  -> 45-60 us, syslog 67-89 -> 40-42, JSONL 23-27 -> 16-21, all three 241-257 -> 116-131;
+  following a 13,224-event log from seq 0, OTLP 3,028 -> 6,075 events/s (125 -> 39 us CPU per
+  event), syslog 5,211 -> 9,357 (98 -> 32), JSONL 17,821 -> 26,765 (26 -> 8). In that run
+  every on-configuration's median p50 and p99 fell within its off runs' spread for the new
+  tree; for the old tree OTLP's p99 (30.2 ms) was above it (16.6-23.7).
 
     .venv/bin/python bench/export_bench.py [--n 2000] [--rounds 3] [--receivers idle|normal]
         [--collector count|decode] [--only otlp,syslog,jsonl,all] [--diagnose] [--burn-us 100]
