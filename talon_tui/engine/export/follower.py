@@ -174,17 +174,21 @@ class Exporter(threading.Thread):
         log.seek(self._read_offset)
 
     def _read_batch(self, log: Any) -> list[bytes]:
+        """Up to BATCH complete lines; a partial last line stays buffered. The buffer is cut
+        once per batch (cutting it per line copied up to READ_CHUNK bytes for every event)."""
         lines: list[bytes] = []
+        buf, pos = self._buffer, 0
         while len(lines) < BATCH:
-            nl = self._buffer.find(b"\n")
+            nl = buf.find(b"\n", pos)
             if nl < 0:
                 chunk = log.read(READ_CHUNK)
                 if not chunk:
                     break
-                self._buffer += chunk
+                buf, pos = buf[pos:] + chunk, 0
                 continue
-            lines.append(self._buffer[: nl + 1])
-            self._buffer = self._buffer[nl + 1 :]
+            lines.append(buf[pos : nl + 1])
+            pos = nl + 1
+        self._buffer = buf[pos:]
         return lines
 
     def _follow(self, log: Any) -> None:
