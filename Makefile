@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/broker_bench.py
 	$(BIN)/python bench/pipe_bench.py
+	$(BIN)/python bench/intent_cost_bench.py
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/console_bench.py
 	$(BIN)/python bench/console_audit_bench.py
