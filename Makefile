@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-ab clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_bench.py
 	$(BIN)/python bench/broker_bench.py
 	$(BIN)/python bench/pipe_bench.py
+	$(BIN)/python bench/intent_cost_bench.py
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/console_bench.py
 	$(BIN)/python bench/console_audit_bench.py
@@ -45,6 +46,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/session_replay_bench.py
 	$(BIN)/python bench/mcp_upstream_bench.py
 	$(BIN)/python bench/startup_bench.py
+
+# a change to the hot path, measured on a busy machine: this tree's `talon serve` beside
+# OLD's (another checkout, e.g. `git worktree add /tmp/old main`), in alternating rounds
+bench-ab: $(STAMP)
+	$(BIN)/python bench/pipe_ab.py $(OLD) $(or $(NEW),.)
 
 clean:
 	rm -rf $(VENV) .demo-data .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -6,7 +6,7 @@ as the baseline (the cost of the IPC alone). Then profiles the server's event lo
 (CPU time, the measured window only) for a sequential run and prints the server CPU per
 intent by area, beside the CPU of its other threads.
 
-    .venv/bin/python bench/pipe_bench.py [--n 2000] [--agents 8] [--no-profile]
+    .venv/bin/python bench/pipe_bench.py [--n 2000] [--agents 8] [--no-profile] [--save-profile P]
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return out
 
 
-def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
+def profile_run(ws: Path, root: Path, n: int, extra: list[str], save: Path | None = None) -> None:
     """One sequential agent against a `talon serve` that can profile itself: first unprofiled,
     for the server CPU per intent split into the event loop thread and the other threads (the
     fsync flusher, the checkpoint timer); then profiled, for how the loop thread's share
@@ -246,6 +246,9 @@ def profile_run(ws: Path, root: Path, n: int, extra: list[str]) -> None:
     loop_cpu = after.get(serve.pid, 0.0) - before.get(serve.pid, 0.0)
     other_cpu = sum(v - before.get(t, 0.0) for t, v in after.items() if t != serve.pid)
     summarize_profile(prof, row["requests"], profiled["requests"], loop_cpu, other_cpu)
+    if save is not None:
+        save.write_bytes(prof.read_bytes())
+        print(f"profile saved to {save} (pstats; callers with `python -m pstats`)")
 
 
 def profiler_cost_per_call() -> float:
@@ -344,6 +347,9 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument(
+        "--save-profile", type=Path, metavar="PATH", help="keep the loop thread's profile here"
+    )
+    ap.add_argument(
         "--export",
         action="append",
         default=[],
@@ -409,7 +415,7 @@ def main() -> int:
         )
 
         if not args.no_profile:
-            profile_run(ws, root, args.n, extra)
+            profile_run(ws, root, args.n, extra, args.save_profile)
     return 0
 
 
