@@ -432,6 +432,28 @@ def _local_socket() -> str | None:
     return host.removeprefix("unix://") if host.startswith("unix:///") else None
 
 
+def ping() -> bool:
+    """Whether a Docker engine answers its ping: asked of the local socket with the standard
+    library when the SDK would use that socket (no SDK import, ~0.18 s of CPU: `talon status`
+    and the console ask), else with the SDK (`connect`)."""
+    path = _local_socket()
+    if path is None:
+        try:
+            connect()
+        except ToolError:
+            return False
+        return True
+    conn = _UnixHTTPConnection(path, 60.0)
+    try:
+        conn.request("GET", "/_ping")
+        reply = conn.getresponse()
+        return reply.status == 200 and reply.read().strip() == b"OK"
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def _listed_over_socket(data_dir: str, timeout: float = 60.0) -> list[dict[str, Any]] | None:
     """Every container labelled with `data_dir`, as the SDK's `containers(all=True, filters=...)`
     lists it, asked of the local socket with the standard library; None when this cannot
