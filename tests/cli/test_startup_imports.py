@@ -159,3 +159,50 @@ def test_models_build_their_validators_on_first_use(tmp_path):
     assert got["n"] > 40  # every model of the engine and the client is looked at
     assert got["built"] == []
     assert got["refused"] and got["now"]
+
+
+def test_first_use_from_many_threads_gets_each_models_own_validator(tmp_path):
+    """Deferred models first used by many threads at once (the broker's pool): every thread
+    gets the subclass's own checks, never its parent's nor a half-built validator."""
+    code = textwrap.dedent(
+        """
+        import json, threading
+        from pydantic import ValidationError
+        from talon_tui.engine.api import SessionInfo
+        from talon_tui.engine.policy.models import FileConstraints
+
+        session = {"id": "sess_1", "label": "l", "workspace": "/w", "created": "t", "runs": 3}
+        barrier, out, lock = threading.Barrier(16), [], threading.Lock()
+
+        def first_use(i):
+            barrier.wait()
+            try:
+                if i % 2:
+                    got = SessionInfo.model_validate(session)
+                    seen = [type(got).__name__, got.runs]
+                else:
+                    FileConstraints.model_validate({"roots": ["work"], "max_bytes": -1})
+                    seen = ["accepted"]
+            except ValidationError as exc:
+                seen = [e["type"] for e in exc.errors()]
+            with lock:
+                out.append(seen)
+
+        threads = [threading.Thread(target=first_use, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(json.dumps(sorted(out)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(tmp_path / "unused.json"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [["SessionInfo", 3]] * 8 + [["greater_than_equal"]] * 8
