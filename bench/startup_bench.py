@@ -144,6 +144,15 @@ def main() -> int:
     for name, tree in trees.items():
         keys = rounds[name][0].keys()
         out[name] = {"tree": str(tree)} | {k: summary([r[k] for r in rounds[name]]) for k in keys}
+    if "compare" in trees:  # CPU p50 of this tree against the other's, in the same rounds
+        this, other = out["this"], out["compare"]
+        assert isinstance(this, dict) and isinstance(other, dict)
+        out["cpu_p50_this_vs_compare"] = {
+            k: f"{this[k]['p50']:.0f} vs {other[k]['p50']:.0f} ms "
+            f"({100 * (this[k]['p50'] / other[k]['p50'] - 1):+.0f}%)"
+            for k in this
+            if k.endswith("cpu_ms")
+        }
     print(json.dumps(out, indent=2))
     return 0
 
