@@ -11,9 +11,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-
-from talon_tui.hooks.command import run_hook_verb
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import HOOK_AGENTS
 
@@ -97,7 +96,33 @@ VERBS: dict[tuple[str, ...], tuple[str, str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that prints one clear line and exits 2 on usage errors."""
+    """argparse that prints one clear line and exits 2 on usage errors.
+
+    `defer(fill)`: `fill(self)` adds the rest of this parser's arguments just before it parses
+    or prints help, so a verb whose arguments need an import (`serve`'s limit flags) costs
+    nothing when another verb runs: the parser is built for every verb."""
+
+    _fill: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def defer(self, fill: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._fill = fill
+
+    def _filled(self) -> None:
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._filled()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._filled()
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"talon: {message} (see `{self.prog} --help`)\n")
@@ -127,6 +152,41 @@ def _session_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("session_id", help="session id (sess_…)")
 
 
+def _serve_rest(p: argparse.ArgumentParser) -> None:
+    """`serve`'s limit flags and the flags after them (deferred: `_Parser.defer`). The limit
+    flags' defaults come from `engine.runtime.limits`, which imports asyncio and
+    concurrent.futures, so only a `serve` parse or help imports it."""
+    from .commands.serve_flags import add_limit_flags
+
+    add_limit_flags(p)
+    p.add_argument(
+        "--export",
+        action="append",
+        metavar="KIND=TARGET",
+        help="send the audit log on: otlp=URL (OTLP/HTTP, to URL/v1/logs), "
+        "syslog=HOST:PORT[/tcp][,format=cef], jsonl=PATH; ,events=heads sends only the "
+        "signed checkpoints (repeatable)",
+    )
+    p.add_argument(
+        "--config", help="TOML file with export, approval_webhook, approval_webhook_key_file"
+    )
+    p.add_argument("--approval-webhook", metavar="URL", help="POST each waiting approval here")
+    p.add_argument(
+        "--approval-webhook-key-file", metavar="FILE", help="HMAC-SHA256 key signing the POSTs"
+    )
+
+
+MCP_HELP = "serve Talon's tools to an MCP client over stdio (Claude, Cursor, Codex)"
+
+
+def _mcp_rest(p: argparse.ArgumentParser) -> None:
+    """`mcp`'s flags and actions (deferred: `_Parser.defer`): `mcp_cmd` imports the MCP client
+    table and its verbs the admin client, which no other verb needs."""
+    from .commands import mcp_cmd
+
+    mcp_cmd.add_parsers(p, _common, _Parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     lines = []
     for path, (_, _, help_) in VERBS.items():
@@ -147,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
 
-    def leaf(path: tuple[str, ...]) -> argparse.ArgumentParser:
+    def leaf(path: tuple[str, ...]) -> _Parser:
         module, func, help_ = VERBS[path]
         if len(path) == 1:
             p = sub.add_parser(path[0], help=help_, description=help_)
@@ -190,24 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only agents running as this uid or user may connect (repeatable)",
     )
-    from .commands.serve_flags import add_limit_flags
-
-    add_limit_flags(p)
-    p.add_argument(
-        "--export",
-        action="append",
-        metavar="KIND=TARGET",
-        help="send the audit log on: otlp=URL (OTLP/HTTP, to URL/v1/logs), "
-        "syslog=HOST:PORT[/tcp][,format=cef], jsonl=PATH; ,events=heads sends only the "
-        "signed checkpoints (repeatable)",
-    )
-    p.add_argument(
-        "--config", help="TOML file with export, approval_webhook, approval_webhook_key_file"
-    )
-    p.add_argument("--approval-webhook", metavar="URL", help="POST each waiting approval here")
-    p.add_argument(
-        "--approval-webhook-key-file", metavar="FILE", help="HMAC-SHA256 key signing the POSTs"
-    )
+    p.defer(_serve_rest)
 
     p = leaf(("status",))
     _json(p)
@@ -279,9 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run")
     p.add_argument("--output", "-o", help="file to write (default stdout)")
 
-    from .commands import mcp_cmd
-
-    mcp_cmd.add_parsers(sub, _common, _Parser)
+    p = sub.add_parser("mcp", help=MCP_HELP, description=MCP_HELP)
+    p.defer(_mcp_rest)
     for agent in HOOK_AGENTS:
         p = leaf(("hook", agent))
         p.add_argument("--key-file", help="file holding the agent key (default $TALON_AGENT_KEY)")
@@ -322,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["hook"] and args_list[1:2] and args_list[1] in HOOK_AGENTS:
+        # imported here, as cli.main does: no other verb needs the hook runner
+        from talon_tui.hooks.command import run_hook_verb
+
         return run_hook_verb(args_list[1], args_list[2:])  # see cli.main
     parser = build_parser()
     if not args_list or (

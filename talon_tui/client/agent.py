@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ..engine.core.frames import MAX_LINE_BYTES
 from ..engine.core.paths import DataDir, resolve_data_dir
@@ -171,6 +171,8 @@ def error_from_reply(reply: dict[str, Any]) -> ClientError:
 
 
 class IntentResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use: verbs start faster
+
     run_id: str
     intent_id: str | None = None
     decision: str

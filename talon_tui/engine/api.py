@@ -12,9 +12,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .policy.models import Policy, Session, Skill
+
+
+class _Model(BaseModel):
+    """Each model's validator is built on its first use, not at import (as `policy.models`
+    does): a process validates only the few it needs (bench/startup_bench.py)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class SessionInfo(Session):
@@ -23,7 +30,7 @@ class SessionInfo(Session):
     agents_connected: int = 0
 
 
-class AgentPeer(BaseModel):
+class AgentPeer(_Model):
     conn_id: str
     session_id: str | None
     role: Literal["agent", "admin"]
@@ -33,7 +40,7 @@ class AgentPeer(BaseModel):
     connected_at: str
 
 
-class Cut(BaseModel):
+class Cut(_Model):
     """How much of one field an admin frame left out (engine/core/frames.py): its full JSON size,
     the strings shortened and the list or object entries dropped."""
 
@@ -42,7 +49,7 @@ class Cut(BaseModel):
     items: int = 0
 
 
-class ApprovalRequest(BaseModel):
+class ApprovalRequest(_Model):
     approval_id: str
     session_id: str
     run_id: str | None
@@ -61,7 +68,7 @@ class ApprovalRequest(BaseModel):
     run_content: str = ""
 
 
-class ApprovalPreview(BaseModel):
+class ApprovalPreview(_Model):
     """What deciding `y` on an approval would do, taken at the moment it is asked for."""
 
     approval_id: str
@@ -74,7 +81,7 @@ class ApprovalPreview(BaseModel):
     note: str = ""
 
 
-class RunSummary(BaseModel):
+class RunSummary(_Model):
     run_id: str
     session_id: str | None
     status: str  # running | ok | error | denied | ...
@@ -88,7 +95,7 @@ class RunSummary(BaseModel):
     cut: dict[str, Cut] | None = None  # over the pipe: content shortened (engine/core/frames.py)
 
 
-class ReplayStep(BaseModel):
+class ReplayStep(_Model):
     seq: int
     ts: str
     type: str
@@ -107,7 +114,7 @@ class ReplayStep(BaseModel):
     executor: str | None = None
 
 
-class ReplayResult(BaseModel):
+class ReplayResult(_Model):
     run_id: str
     session_id: str | None
     chain_valid: bool
@@ -116,7 +123,7 @@ class ReplayResult(BaseModel):
     changed_by_policy: list[int] | None = None
 
 
-class SimulationChange(BaseModel):
+class SimulationChange(_Model):
     seq: int
     run_id: str | None
     tool: str
@@ -127,7 +134,7 @@ class SimulationChange(BaseModel):
     cut: dict[str, Cut] | None = None  # over the pipe: params/reason shortened
 
 
-class TimelineMarker(BaseModel):
+class TimelineMarker(_Model):
     """One step of a session on its time axis."""
 
     seq: int
@@ -144,7 +151,7 @@ class TimelineMarker(BaseModel):
     text: str = ""
 
 
-class RunLane(BaseModel):
+class RunLane(_Model):
     """One run of a session: where it starts and ends on the axis, and its counts."""
 
     run_id: str
@@ -157,7 +164,7 @@ class RunLane(BaseModel):
     events: int
 
 
-class PolicyChange(BaseModel):
+class PolicyChange(_Model):
     seq: int
     ts: str
     policy_sha256: str | None = None
@@ -167,7 +174,7 @@ class PolicyChange(BaseModel):
     diff: list[str] = Field(default_factory=list)  # unified diff of the documents
 
 
-class WhatIfGroup(BaseModel):
+class WhatIfGroup(_Model):
     """The decisions another policy would change, under the override that decides them."""
 
     override: str  # "override #2 file.write" or "no override (deny by default)"
@@ -175,7 +182,7 @@ class WhatIfGroup(BaseModel):
     total: int = 0  # how many changes in all (over the pipe `changes` may list fewer)
 
 
-class SessionTimeline(BaseModel):
+class SessionTimeline(_Model):
     """A session's runs on one time axis, read through the index. `markers` holds the steps
     with seq in [from_seq, to_seq), at most `max_markers` of them (`next_seq`: where to go on);
     `runs` the lanes of the runs those steps belong to and a few either side (`run_count` in
@@ -195,7 +202,7 @@ class SessionTimeline(BaseModel):
     what_if: list[WhatIfGroup] | None = None
 
 
-class RunStepDiff(BaseModel):
+class RunStepDiff(_Model):
     """One aligned step of two runs (matched by tool and target); a side is None when only
     the other run has it."""
 
@@ -206,13 +213,13 @@ class RunStepDiff(BaseModel):
     differs: list[str] = Field(default_factory=list)  # decision | params | output | missing
 
 
-class RunComparison(BaseModel):
+class RunComparison(_Model):
     run_a: str
     run_b: str
     steps: list[RunStepDiff] = Field(default_factory=list)
 
 
-class VerifyReport(BaseModel):
+class VerifyReport(_Model):
     valid: bool
     events: int
     first_bad_seq: int | None = None
@@ -230,7 +237,7 @@ class SkillInfo(Skill):
     signature_status: Literal["verified", "unsigned", "bad"] = "unsigned"
 
 
-class EngineStatus(BaseModel):
+class EngineStatus(_Model):
     data_dir: str
     mode: Literal["in-process", "attached"]
     sessions_open: int
@@ -248,7 +255,7 @@ class EngineStatus(BaseModel):
     exports: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class BusMessage(BaseModel):
+class BusMessage(_Model):
     """One item on the engine's event bus (and on `events.subscribe`)."""
 
     kind: Literal["audit", "approval", "run", "agent", "missed"]
@@ -313,7 +320,7 @@ class EngineAPI(Protocol):
     def subscribe(self, from_seq: int | None = None) -> AsyncIterator[BusMessage]: ...
 
 
-class McpToolPin(BaseModel):
+class McpToolPin(_Model):
     """A tool of a registered MCP server as pinned (status `pinned` or `quarantined`); a
     quarantined tool carries the content it changed to in `pending`."""
 
@@ -360,7 +367,7 @@ class McpToolPin(BaseModel):
         return out
 
 
-class McpServerInfo(BaseModel):
+class McpServerInfo(_Model):
     """A registered MCP server: argv, env by kind only (`value` or `secret:NAME`), its
     process state as the broker sees it, and its tools' pins."""
 

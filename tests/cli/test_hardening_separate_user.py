@@ -78,6 +78,14 @@ for m in pkgutil.walk_packages(talon_tui.engine.__path__, prefix="talon_tui.engi
 import talon_tui.client
 for name in ("serve_cmd", "doctor_cmd", "common"):
     importlib.import_module("talon_tui.cli.commands." + name)
+# models build their validators on first use (defer_build), loading pydantic's schema code then
+from pydantic import BaseModel
+todo = [BaseModel]
+while todo:
+    for model in todo.pop().__subclasses__():
+        todo.append(model)
+        if model.__module__.startswith("talon_tui."):
+            model.model_rebuild()
 uid, gid, extra = map(int, sys.argv[1:4])
 drop(uid, gid, [gid, extra])
 sys.exit(cli.main(sys.argv[4:]))

@@ -1,7 +1,9 @@
 """`talon mcp`: the stdio MCP server (no action), `install` and `uninstall` of an MCP client's
 config entry.
 
-This module owns the `mcp` verb's argparse tree (`add_parsers`). The third-party server verbs
+This module owns the `mcp` verb's argparse tree below the `mcp` parser itself (`add_parsers`:
+`cli.main` makes that parser and fills it through here only when `mcp` runs or prints help, so
+other verbs never import this module). The third-party server verbs
 (`add`, `list`, `remove`, `approve`) live in the sibling module `mcp_servers_cmd`: when it
 exists, its `register(actions, common)` adds them to the same tree (actions: the `mcp`
 subparsers; common: a function adding `--data-dir` and `--engine-user` to a parser).
@@ -14,7 +16,6 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from talon_tui.mcp import clients
 
@@ -25,11 +26,11 @@ SERVERS_MODULE = "talon_tui.cli.commands.mcp_servers_cmd"
 
 
 def add_parsers(
-    sub: Any, common: Callable[[argparse.ArgumentParser, str], None], parser_class: type
+    p: argparse.ArgumentParser,
+    common: Callable[[argparse.ArgumentParser, str], None],
+    parser_class: type,
 ) -> None:
-    """Add `talon mcp …` to the top-level subparsers `sub`."""
-    help_ = "serve Talon's tools to an MCP client over stdio (Claude, Cursor, Codex)"
-    p = sub.add_parser("mcp", help=help_, description=help_)
+    """Fill the `talon mcp` parser `p`: its flags and its actions."""
     p.set_defaults(_handler=("mcp_cmd", "cmd_mcp_serve"))
     common(p, "mcp")
     p.add_argument("--key-file", help="file holding the agent key (else $TALON_AGENT_KEY)")

@@ -25,7 +25,6 @@ from ..policy.models import (
     ToolIntent,
 )
 from .files import PathConfinement, decode_write_content
-from .http import resolve_addresses
 
 #: the most bytes of the current file read for a write preview
 PREVIEW_READ_CAP = 1 << 20
@@ -88,6 +87,11 @@ def _file_write(
 
 
 def _http(params: HttpFetchParams) -> dict[str, Any]:
+    # the http tool (and with it httpx, httpcore, h11, ssl: ~0.06 s of CPU) is imported by the
+    # first http.fetch preview, not with this module, as Broker does for the fetch itself:
+    # a `talon serve` whose agents fetch nothing never loads it (bench/startup_bench.py)
+    from .http import resolve_addresses
+
     fields: list[tuple[str, str]] = [("method", params.method), ("url", params.url)]
     try:
         parsed = parse_fetch_url(params.url)

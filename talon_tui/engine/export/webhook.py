@@ -17,13 +17,14 @@ import json
 import queue
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from ..audit.checkpoint import ts_micros
 from ..core import ids
+
+if TYPE_CHECKING:
+    import httpx
 
 SIGNATURE_HEADER = "X-Talon-Signature"
 MAX_BACKOFF = 30.0
@@ -110,11 +111,17 @@ class ApprovalWebhook(threading.Thread):
         self._queue.put(None)
 
     def run(self) -> None:
+        # httpx is imported in this thread, when a webhook is configured, not with the module:
+        # a `talon serve` without one never pays for it (bench/startup_bench.py)
+        import httpx
+
         with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
             while (approval := self._queue.get()) is not None:
                 self._deliver(client, approval)
 
     def _deliver(self, client: httpx.Client, approval: dict[str, Any]) -> None:
+        import httpx  # loaded by run() already: see there
+
         backoff = 0.5
         approval_id = str(approval.get("approval_id", ""))
         while True:

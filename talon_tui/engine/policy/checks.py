@@ -40,7 +40,6 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
 import idna
 
 from ..errors import ConstraintViolation
@@ -264,6 +263,11 @@ def parse_fetch_url(url: str) -> ParsedURL:
         raise ConstraintViolation("url host contains percent-encoding or a zone id; refused")
     if any(dot in authority for dot in _ALT_DOTS):
         raise ConstraintViolation("url host uses a look-alike dot (e.g. U+3002); write '.'")
+    # httpx (with httpcore, h11 and ssl: ~0.06 s of CPU) is imported by the first URL check,
+    # not with this module: most `talon` processes (admin verbs, a serve that fetches nothing)
+    # never parse a URL (bench/startup_bench.py)
+    import httpx
+
     try:
         parsed = httpx.URL(url)
         raw_host = parsed.raw_host.decode("ascii")

@@ -51,7 +51,10 @@ class Strict(BaseModel):
     """Unknown keys are refused. Booleans in policy documents are declared strict on top:
     "yes", "false" or 1 is a typo, never a grant."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # defer_build: a model's validator is built on its first use, not at import. Building all
+    # of them cost every `talon` process (serve and each verb) about 0.1 s of CPU for models
+    # most verbs never validate (bench/startup_bench.py); the checks are the same either way.
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)
 
 
 # --------------------------------------------------------------------------- constraints

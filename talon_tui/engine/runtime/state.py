@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
@@ -57,6 +57,8 @@ class SessionClosed(BadRequest):
 
 class PolicyChange(BaseModel):
     """One entry of a session's policy history (the first is the policy it was created with)."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (as policy.models)
 
     seq: int
     session_id: str

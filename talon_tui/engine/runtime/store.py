@@ -337,11 +337,9 @@ class EngineStore:
         try:
             from ..broker import docker as docker_mod
 
-            api = docker_mod.connect()
-            api.ping()
+            return docker_mod.ping()
         except Exception:  # noqa: BLE001 - any failure means "not available"
             return False
-        return True
 
     # ------------------------------------------------------------------ audit reading
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ..models import Override
 
@@ -24,6 +24,8 @@ TIGHT_MAX_BYTES = 1_048_576
 
 class Advice(BaseModel):
     """One warning about one setting of one override."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (as policy.models)
 
     level: Level
     override_index: int | None
