@@ -9,13 +9,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from talon_tui.engine.api import EngineStatus, RunSummary, SessionInfo
 from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge, status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import safe_text
 from ..widgets.sparkline import DecisionSparkline
 from ..widgets.summaries import age_seconds, human_age, intent_target, short_ts
@@ -68,7 +69,7 @@ class DashboardScreen(TalonScreen):
                 yield DataTable(cursor_type="row", id="running")
             with Vertical(id="denials-box"):
                 yield DataTable(cursor_type="row", id="denials")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#spark-box").border_title = "Decisions per minute"
