@@ -7,7 +7,7 @@ it is bound to the footer's `compact=False`, so every key was restyled twice.
 
 `TalonFooter` shows the same keys, in the same order and style: it recomposes only when what it
 shows (the bindings shown, enabled or not, their tooltips, the palette key) changed, and its keys
-bound to the footer's `compact` start with its value.
+start with the `compact` they get once mounted.
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ class TalonFooter(Footer):
     def compose(self) -> ComposeResult:
         self._shown = self.shown_keys() if self._bindings_ready else None
         for widget in super().compose():
-            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):
-                # start as the data binding (`compact=Footer.compact`) will set it, so the key
-                # is not restyled once more at mount; the palette key is not bound and keeps
-                # its own default
-                widget.set_reactive(FooterKey.compact, self.compact)
+            if isinstance(widget, FooterKey):
+                # start as the key will be once mounted, so that it is not restyled once more:
+                # a bound key as the footer (`compact=Footer.compact`), the palette key (not
+                # bound) compact, its own default
+                compact = True if widget.has_class("-command-palette") else self.compact
+                widget.set_reactive(FooterKey.compact, compact)
+                widget.set_class(compact, "-compact", update=False)
             yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
