@@ -96,9 +96,9 @@ class DashboardScreen(TalonScreen):
         self._refresh_open_run()  # "open run" follows the focused table
 
     def _refresh_open_run(self) -> None:
-        """Refresh the footer only when "open run" becomes available or goes away: every
-        refresh rebuilds (and restyles) the whole footer, and live traffic refreshes the tables
-        several times a second."""
+        """Refresh the bindings only when "open run" becomes available or goes away: live
+        traffic refreshes the tables several times a second, and each refresh makes the footer
+        compare every key it shows (it rebuilds them only when they change)."""
         state = self.check_action("open_run", ())
         if state != getattr(self, "_open_run_state", None):
             self._open_run_state = state
