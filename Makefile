@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipe_bench.py
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/console_bench.py
+	$(BIN)/python bench/console_footer_bench.py
 	$(BIN)/python bench/console_audit_bench.py
 	$(BIN)/python bench/mcp_bench.py
 	$(BIN)/python bench/hook_bench.py
