@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/intent_cost_bench.py
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/console_bench.py
+	$(BIN)/python bench/console_footer_bench.py
 	$(BIN)/python bench/console_audit_bench.py
 	$(BIN)/python bench/mcp_bench.py
 	$(BIN)/python bench/hook_bench.py

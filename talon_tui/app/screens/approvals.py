@@ -13,13 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Static, TextArea
+from textual.widgets import DataTable, Header, Static, TextArea
 
 from talon_tui.engine.api import ApprovalPreview, ApprovalRequest, EngineAPI
 from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.policy_diff import diff_line_style
 from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
 from ..widgets.summaries import age_seconds, human_age, intent_target
@@ -71,7 +72,7 @@ class ApprovalsScreen(TalonScreen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="approvals-table")
         with VerticalScroll(id="approval-detail", classes="detail"):
             yield Static(id="approval-body")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Header, Input, ProgressBar, Static
+from textual.widgets import Header, Input, ProgressBar, Static
 
 from talon_tui.engine.api import EngineAPI, VerifyReport
 from talon_tui.engine.console_api import (
@@ -32,6 +32,7 @@ from talon_tui.engine.errors import TalonError
 from ..messages import EngineEvent
 from ..widgets.audit_list import AuditList
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import DETAIL_MAX, safe_text
 from .base import TalonScreen
 
@@ -166,7 +167,7 @@ class AuditScreen(TalonScreen):
             yield ProgressBar(total=100, show_eta=False, id="verify-progress")
             yield Static(id="verify-line")
         yield AuditList(self.engine.audit_path, session_id=self.session_id, id="audit-list")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one(FilterInput).display = False

@@ -9,7 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
+
+from ..widgets.footer import TalonFooter
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -39,7 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal():
                 yield Button("No (n)", id="no")
                 yield Button(self.confirm_label, id="yes", variant="warning")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

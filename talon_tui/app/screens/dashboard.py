@@ -9,13 +9,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from talon_tui.engine.api import EngineStatus, RunSummary, SessionInfo
 from talon_tui.engine.errors import TalonError
 
 from ..messages import EngineEvent
 from ..widgets.badges import APPROVAL_COLOR, DENY_COLOR, decision_badge, status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import safe_text
 from ..widgets.sparkline import DecisionSparkline
 from ..widgets.summaries import age_seconds, human_age, intent_target, short_ts
@@ -68,7 +69,7 @@ class DashboardScreen(TalonScreen):
                 yield DataTable(cursor_type="row", id="running")
             with Vertical(id="denials-box"):
                 yield DataTable(cursor_type="row", id="denials")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#spark-box").border_title = "Decisions per minute"
@@ -95,9 +96,9 @@ class DashboardScreen(TalonScreen):
         self._refresh_open_run()  # "open run" follows the focused table
 
     def _refresh_open_run(self) -> None:
-        """Refresh the footer only when "open run" becomes available or goes away: every
-        refresh rebuilds (and restyles) the whole footer, and live traffic refreshes the tables
-        several times a second."""
+        """Refresh the bindings only when "open run" becomes available or goes away: live
+        traffic refreshes the tables several times a second, and each refresh makes the footer
+        compare every key it shows (it rebuilds them only when they change)."""
         state = self.check_action("open_run", ())
         if state != getattr(self, "_open_run_state", None):
             self._open_run_state = state

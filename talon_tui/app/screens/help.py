@@ -12,7 +12,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
+
+from ..widgets.footer import TalonFooter
 
 
 class HelpRow(NamedTuple):
@@ -82,7 +84,7 @@ class HelpScreen(ModalScreen[None]):
             )
             with VerticalScroll(id="help-keys"):
                 yield Static(self._table(), id="help-table")
-        yield Footer()
+        yield TalonFooter()
 
     def _table(self) -> Table:
         # key and action never wrap; what it does wraps, so nothing is cut at 80 columns

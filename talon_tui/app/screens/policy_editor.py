@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets import DataTable, OptionList, Static
 
 from talon_tui.engine.api import EngineAPI
 from talon_tui.engine.console_api import Advice, lint, merge_fix, plan_fix, worst_level
@@ -26,6 +26,7 @@ from talon_tui.engine.policy.models import Policy, parse_policy
 from ..messages import EngineEvent
 from ..widgets.advisor_panel import LEVEL_STYLES, AdvisorPanel
 from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, NEUTRAL_STYLE
+from ..widgets.footer import TalonFooter
 from ..widgets.override_form import OverrideFormScreen, constraint_summary
 from ..widgets.policy_diff import (
     PolicyDiffScreen,
@@ -129,7 +130,7 @@ class PolicyEditorScreen(TalonScreen):
         yield DataTable(id="overrides", cursor_type="row", zebra_stripes=True)
         yield Static("", id="editor-status")
         yield AdvisorPanel(id="advisor")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#overrides", DataTable)

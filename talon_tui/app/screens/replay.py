@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
+from textual.widgets import DataTable, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from talon_tui.engine.api import EngineAPI, ReplayResult, ReplayStep, RunSummary
@@ -25,6 +25,7 @@ from talon_tui.engine.errors import PolicyInvalid, TalonError
 from talon_tui.engine.policy.models import read_policy_json
 
 from ..widgets.badges import ALLOW_COLOR, DENY_COLOR, decision_badge, status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import DETAIL_MAX, labelled, safe_text
 from ..widgets.summaries import counted, short_ts
 from .base import TalonScreen, fill_table, selected_key
@@ -170,7 +171,7 @@ class ReplayScreen(TalonScreen):
             yield DataTable(cursor_type="row", id="steps")
             with VerticalScroll(id="step-detail"):
                 yield Static(id="step-view")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         runs = self.query_one("#runs", DataTable)

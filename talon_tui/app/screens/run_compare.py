@@ -9,11 +9,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from talon_tui.engine.api import RunComparison, RunStepDiff
 
 from ..widgets.badges import decision_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen, fill_table, selected_key
 
@@ -34,7 +35,7 @@ class RunCompareScreen(TalonScreen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="compare-table")
         with VerticalScroll(id="compare-detail", classes="detail"):
             yield Static(id="compare-body")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Static, TextArea
+from textual.widgets import DataTable, Header, Static, TextArea
 
 from ..messages import EngineEvent
 from ..widgets.badges import decision_badge, status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import DETAIL_MAX, as_string, labelled, safe_text, visible
 from ..widgets.summaries import counted, intent_target, result_summary, short_ts
 from .base import TalonScreen, fill_table, selected_key
@@ -160,7 +161,7 @@ class RunTimelineScreen(TalonScreen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="steps")
         with VerticalScroll(id="step-detail", classes="detail"):
             yield Static(id="step-body")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

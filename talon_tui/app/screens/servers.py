@@ -11,12 +11,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from talon_tui.engine.api import McpServerInfo, McpToolPin
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.badges import ALLOW_STYLE, APPROVAL_STYLE, DENY_STYLE, NEUTRAL_STYLE
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import labelled, safe_plain, safe_text
 from .base import TalonScreen, fill_table, selected_key
 
@@ -65,7 +66,7 @@ class ServersScreen(TalonScreen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="servers-table")
         with VerticalScroll(id="server-detail", classes="detail"):
             yield Static(id="server-body")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Input, Static, TabbedContent, TabPane
 
 from talon_tui.engine.api import AgentPeer, SessionInfo
 from talon_tui.engine.policy.models import Policy
@@ -16,6 +16,7 @@ from talon_tui.engine.policy.models import Policy
 from ..messages import EngineEvent
 from ..widgets.audit_list import AuditList
 from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.runs_list import RunsList
 from ..widgets.safe_text import labelled, safe_text
 from ..widgets.summaries import short_ts
@@ -119,7 +120,7 @@ class SessionDetailScreen(TalonScreen):
                 yield AuditList(self.engine.audit_path, session_id=self.session_id)
             with TabPane("Agents", id="agents"):
                 yield DataTable(cursor_type="row", id="agents-table")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#runs-filter", Input).display = False

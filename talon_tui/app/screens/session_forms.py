@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from talon_tui.engine.errors import PolicyInvalid
 from talon_tui.engine.policy.models import parse_policy, read_policy_json
 
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import safe_text
 
 SAMPLE_POLICIES = Path(__file__).resolve().parents[3] / "sample_policies"
@@ -67,7 +68,7 @@ class NewSessionScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Create (ctrl+s)", id="create", variant="primary")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#label", Input).focus()
@@ -141,7 +142,7 @@ class AgentKeyScreen(ModalScreen[None]):
             if self.reissued:
                 note += " The previous key no longer works."
             yield Static(Text(note, style="italic"))
-        yield Footer()
+        yield TalonFooter()
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.key)

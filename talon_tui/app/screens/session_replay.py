@@ -23,11 +23,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from talon_tui.engine.api import PolicyChange, RunLane, SessionTimeline, TimelineMarker
 from talon_tui.engine.errors import TalonError
 
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen
 from .replay import WhatIfScreen
@@ -99,7 +100,7 @@ class SessionReplayScreen(TalonScreen):
         yield Static(id="sreplay-axis")
         with VerticalScroll(id="sreplay-detail", classes="detail"):
             yield Static(id="sreplay-body")
-        yield Footer()
+        yield TalonFooter()
 
     # ------------------------------------------------------------------ loading
 

@@ -8,12 +8,13 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from talon_tui.engine.api import SessionInfo
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.badges import status_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import labelled, safe_text
 from ..widgets.summaries import age_seconds, human_age
 from .base import TalonScreen, fill_table, selected_key
@@ -57,7 +58,7 @@ class SessionsScreen(TalonScreen):
         yield Input(placeholder="/ filter by id, label, workspace, status", classes="filter")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="sessions-table")
         yield Static(id="session-detail", classes="detail")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

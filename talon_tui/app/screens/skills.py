@@ -11,12 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static, TextArea
+from textual.widgets import Button, DataTable, Header, Input, Label, Static, TextArea
 
 from talon_tui.engine.api import SkillInfo
 from talon_tui.engine.errors import TalonError
 
 from ..widgets.badges import ALLOW_STYLE, DENY_STYLE, signature_badge
+from ..widgets.footer import TalonFooter
 from ..widgets.safe_text import labelled, safe_text
 from .base import TalonScreen, fill_table, selected_key
 
@@ -66,7 +67,7 @@ class SkillsScreen(TalonScreen):
         yield DataTable(cursor_type="row", zebra_stripes=True, id="skills-table")
         with VerticalScroll(id="skill-detail", classes="detail"):
             yield Static(id="skill-body")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -192,7 +193,7 @@ class RegisterSkillScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Register (ctrl+s)", id="register", variant="primary")
-        yield Footer()
+        yield TalonFooter()
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()

@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionList, Static
+from textual.widgets import Checkbox, Input, Label, Select, SelectionList, Static
 
 from ...engine.console_api import LONG_TTL_SECONDS
 from ...engine.policy.models import CONSTRAINT_MODELS, TOOLS, Override, parse_mount
 from .chips import ChipInput
+from .footer import TalonFooter
 from .forms import MarkedCheckbox
 from .policy_diff import EDITOR_CSS
 from .safe_text import safe_text
@@ -270,7 +271,7 @@ class OverrideFormScreen(ModalScreen[dict[str, Any] | None]):
                             yield Static("", id="warn-ttl_seconds", classes="field-warning")
                         yield Static("", id=f"err-{field}", classes="field-error")
                 yield Static("", id="err-form", classes="field-error")
-            yield Footer()
+            yield TalonFooter()
 
     def _field_widget(self, field: str, c: dict[str, Any]) -> ComposeResult:
         ro = self._readonly

@@ -24,12 +24,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from talon_tui.engine.api import SimulationChange
 from talon_tui.engine.console_api import newly_allowed
 
 from .badges import decision_badge
+from .footer import TalonFooter
 from .safe_text import labelled, safe_text, visible
 
 EDITOR_CSS = Path(__file__).resolve().parent.parent / "screens" / "policy_editor.tcss"
@@ -279,7 +280,7 @@ class PolicyDiffScreen(ModalScreen[bool]):
                 ),
                 classes="modal-keys",
             )
-            yield Footer()
+            yield TalonFooter()
 
     def action_confirm(self) -> None:
         self.dismiss(True)
@@ -325,7 +326,7 @@ class SimulationScreen(ModalScreen[None]):
                 # the row's whole reason and params, wrapped: the table cuts them
                 with VerticalScroll(id="sim-detail"):
                     yield Static(id="sim-detail-body")
-            yield Footer()
+            yield TalonFooter()
 
     def on_mount(self) -> None:
         if not self._changes:
