@@ -139,7 +139,9 @@ def test_call_waits_for_approval_with_progress(talon: Talon) -> None:
 
                 tg.start_soon(call)
                 approval = await _wait_approval(talon)
-                await anyio.sleep(0.6)  # a few progress ticks while it waits
+                with anyio.fail_after(20):  # progress ticks (every 0.2 s) while it waits
+                    while not progress:
+                        await anyio.sleep(0.05)
                 assert not (talon.workspace / "work" / "new.txt").exists()
                 async with await AdminClient.connect(talon.data) as admin:
                     await admin.decide_approval(approval.approval_id, True)
@@ -242,7 +244,7 @@ def test_engine_down_fails_closed_and_recovers(talon: Talon) -> None:
     run(body())
 
 
-@pytest.mark.approval_timeout("2")
+@pytest.mark.approval_timeout("1")
 def test_approval_timeout_is_an_error(talon: Talon) -> None:
     async def body() -> None:
         async with mcp_client(talon) as session:
