@@ -407,7 +407,6 @@ async def _refused_and_waiting(
     return done, set(calls) - done
 
 
-@pytest.mark.slow
 def test_pending_approvals_are_capped_and_refusals_aggregated(tmp_path):
     serve = Serve(
         tmp_path / "data",
@@ -453,7 +452,6 @@ def test_pending_approvals_are_capped_and_refusals_aggregated(tmp_path):
     assert all(e["data"]["code"] == "RATE_LIMITED" for e in agg)
 
 
-@pytest.mark.slow
 def test_pending_approval_params_count_against_a_byte_budget(tmp_path):
     serve = Serve(
         tmp_path / "data",
