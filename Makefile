@@ -18,6 +18,7 @@ run: $(STAMP)
 # the suite runs on every core (pytest-xdist); WORKERS=3 runs three workers, WORKERS=0 one
 # process (PYTEST_ARGS adds any other pytest option).
 WORKERS ?= auto
+
 # Bytecode caches stay on even where the shell exports PYTHONDONTWRITEBYTECODE: without them
 # every xdist worker and every `talon` subprocess compiles the package again, and pytest
 # rewrites its plugins (hypothesis, syrupy) again in each process (about 7 s per process here).
