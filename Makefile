@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/talon demo --data-dir .demo-data
 
-# the suite runs on every core (pytest-xdist); PYTEST_ARGS="-n 0" runs it in one process.
+# the suite runs on every core (pytest-xdist); WORKERS=3 runs three workers, WORKERS=0 one
+# process (PYTEST_ARGS adds any other pytest option).
+WORKERS ?= auto
+
 # Bytecode caches stay on even where the shell exports PYTHONDONTWRITEBYTECODE: without them
 # every xdist worker and every `talon` subprocess compiles the package again, and pytest
 # rewrites its plugins (hypothesis, syrupy) again in each process (about 7 s per process here).
 test: lint
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -p no:cacheprovider -n auto $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) $(PYTEST_ARGS)
 
 # ruff, the import contracts of pyproject.toml (import-linter), the type checks (mypy)
 lint: $(STAMP)

@@ -3,8 +3,9 @@ locale, put the system clock back after every test, and make Docker tests fail i
 skipping when TALON_REQUIRE_DOCKER=1. Each test package's conftest.py holds its own shared
 fixtures; helpers that are not fixtures live in `support/`.
 
-The run ends with a list of the tests whose call took over SLOW_SECONDS but that carry no
-`slow` marker (a report, never a failure: timings belong to bench/, not to assertions)."""
+Modules with a slow test run first. The run ends with a list of the tests whose call took over
+SLOW_SECONDS but that carry no `slow` marker (a report, never a failure: timings belong to
+bench/, not to assertions)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.section(f"over {SLOW_SECONDS:g} s without the slow marker")
     for nodeid, seconds in sorted(_unmarked_slow.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:6.1f}s {nodeid}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with a `slow` test run first (each module's tests stay together and in order, so
+    a module-scoped fixture is still set up once per worker): under xdist a long test dealt
+    out last would keep one worker busy while the others sit idle at the end of the run."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 def docker_required() -> bool:

@@ -104,11 +104,16 @@ def test_approval_looking_arguments_are_ignored(talon: Talon) -> None:
     run(body())
 
 
+async def _approvals(talon: Talon) -> list:
+    """The approvals waiting in this test's session (other tests' sessions share the engine)."""
+    async with await AdminClient.connect(talon.data) as admin:
+        return [a for a in await admin.list_approvals() if a.session_id == talon.session_id]
+
+
 async def _wait_approval(talon: Talon, timeout: float = 20.0):
     with anyio.fail_after(timeout):
         while True:
-            async with await AdminClient.connect(talon.data) as admin:
-                waiting = await admin.list_approvals()
+            waiting = await _approvals(talon)
             if waiting:
                 return waiting[0]
             await anyio.sleep(0.1)
@@ -134,7 +139,9 @@ def test_call_waits_for_approval_with_progress(talon: Talon) -> None:
 
                 tg.start_soon(call)
                 approval = await _wait_approval(talon)
-                await anyio.sleep(0.6)  # a few progress ticks while it waits
+                with anyio.fail_after(20):  # progress ticks (every 0.2 s) while it waits
+                    while not progress:
+                        await anyio.sleep(0.05)
                 assert not (talon.workspace / "work" / "new.txt").exists()
                 async with await AdminClient.connect(talon.data) as admin:
                     await admin.decide_approval(approval.approval_id, True)
@@ -165,10 +172,7 @@ def test_cancelled_call_leaves_the_approval_queue(talon: Talon) -> None:
                     approval = await _wait_approval(talon)
                     scope.cancel()
             with anyio.fail_after(20):
-                while True:
-                    async with await AdminClient.connect(talon.data) as admin:
-                        if not await admin.list_approvals():
-                            break
+                while await _approvals(talon):
                     await anyio.sleep(0.1)
             # the gateway still serves after a cancellation
             result = await session.call_tool("file_read", {"path": "work/a.txt"})
@@ -212,6 +216,7 @@ def test_policy_change_sends_list_changed(talon: Talon) -> None:
     run(body())
 
 
+@pytest.mark.own_engine
 def test_engine_down_fails_closed_and_recovers(talon: Talon) -> None:
     async def body() -> None:
         notes = Notes()
@@ -239,7 +244,7 @@ def test_engine_down_fails_closed_and_recovers(talon: Talon) -> None:
     run(body())
 
 
-@pytest.mark.approval_timeout("2")
+@pytest.mark.approval_timeout("1")
 def test_approval_timeout_is_an_error(talon: Talon) -> None:
     async def body() -> None:
         async with mcp_client(talon) as session:
@@ -272,6 +277,7 @@ def test_the_connection_is_one_run_ended_when_the_client_leaves(talon: Talon) ->
     run(body())
 
 
+@pytest.mark.own_engine
 def test_engine_down_at_start_then_up(talon: Talon) -> None:
     async def body() -> None:
         talon.serve.terminate()

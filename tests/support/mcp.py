@@ -22,14 +22,17 @@ POLICY = READ_WRITE_POLICY  # what the gateway tests' session may do
 
 
 class Talon:
-    """One engine (`talon serve`) with one session for the gateway to act in."""
+    """One engine (`talon serve`) with one session for the gateway to act in: its own engine
+    on `root / "data"`, or a session of its own on `shared`, an engine other tests use too."""
 
-    def __init__(self, root: Path, approval_timeout: str = "30") -> None:
+    def __init__(
+        self, root: Path, approval_timeout: str = "30", shared: Serve | None = None
+    ) -> None:
         self.root = root
-        self.data = root / "data"
         self.workspace = make_workspace(root)
         self.approval_timeout = approval_timeout
-        self.serve = Serve(self.data, {"TALON_APPROVAL_TIMEOUT": approval_timeout})
+        self.serve = shared or Serve(root / "data", {"TALON_APPROVAL_TIMEOUT": approval_timeout})
+        self.data = self.serve.data
         self.session_id = ""
         self.key = ""
 

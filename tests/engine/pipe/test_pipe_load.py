@@ -32,9 +32,16 @@ async def _agent_loop(serve, key, n, acked, errors):
             acked.append(out.intent_id)
 
 
+#: intents per agent in the fifty-agent load: enough that all 50 connections stay busy at
+#: once for the whole run and the writer signs a dozen checkpoints in the middle of it
+#: (the checks are exact counts, whatever the number)
+INTENTS_PER_AGENT = 80
+
+
 @pytest.mark.slow
-def test_fifty_agents_two_hundred_intents_each(tmp_path):
+def test_fifty_agents_eighty_intents_each(tmp_path):
     serve = Serve(tmp_path / "data").start()
+    n = INTENTS_PER_AGENT
     try:
         ws = make_workspace(tmp_path)
         sessions = [run(new_session(serve, ws)) for _ in range(5)]
@@ -42,20 +49,22 @@ def test_fifty_agents_two_hundred_intents_each(tmp_path):
 
         async def load():
             await asyncio.gather(
-                *(_agent_loop(serve, sessions[i % 5][1], 200, acked, errors) for i in range(50))
+                *(_agent_loop(serve, sessions[i % 5][1], n, acked, errors) for i in range(50))
             )
 
         run(load())
         assert errors == []
-        assert len(acked) == 50 * 200
+        assert len(acked) == 50 * n
     finally:
         code, err = serve.terminate()
     assert code == 0, err
     report = _verify(serve.data)
     assert report.valid, report
-    executed = sum(1 for e in _events(serve.data) if e["type"] == "tool.executed")
-    assert executed == 50 * 200
-    assert _events(serve.data)[-1]["type"] == "audit.checkpoint"
+    events = _events(serve.data)
+    executed = sum(1 for e in events if e["type"] == "tool.executed")
+    assert executed == 50 * n
+    assert events[-1]["type"] == "audit.checkpoint"
+    assert sum(1 for e in events if e["type"] == "audit.checkpoint") >= 10
 
 
 @pytest.mark.slow
@@ -70,7 +79,9 @@ def test_kill_9_under_load_then_restart(tmp_path):
         tasks = [
             asyncio.create_task(_agent_loop(serve, key, 100_000, acked, errors)) for _ in range(8)
         ]
-        while len(acked) < 1500:
+        # 600 acknowledged: the 8 agents are in full flow and the log is past three
+        # checkpoints; the kill then lands mid-batch
+        while len(acked) < 600:
             await asyncio.sleep(0.01)
         serve.kill9()
         await asyncio.gather(*tasks, return_exceptions=True)
