@@ -64,6 +64,7 @@ machine; CPU per event, being process CPU time, holds under load):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -74,6 +75,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -338,7 +340,10 @@ def spread(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
     return min(vals), max(vals)
 
 
-def paired_main(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def bench_setup(args: argparse.Namespace) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    """The receivers' process, a temporary root with the agent's workspace, and the `--export`
+    spec of each exporter kind pointing at those receivers: (root, ws, specs)."""
     ready: Any = mp.Queue()
     stop = mp.Event()
     rx = mp.Process(
@@ -347,23 +352,37 @@ def paired_main(args: argparse.Namespace) -> int:
     rx.start()
     RX_PID[0] = rx.pid or 0
     collector_base, syslog_port = ready.get(timeout=30)
+    try:
+        with tempfile.TemporaryDirectory(prefix="talon-export-bench-") as tmp:
+            root = Path(tmp)
+            ws = root / "ws"
+            (ws / "work").mkdir(parents=True)
+            (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
+            specs = {
+                "otlp": f"otlp={collector_base}",
+                "syslog": f"syslog=127.0.0.1:{syslog_port}/tcp,format=cef",
+                "jsonl": f"jsonl={root}/copy.jsonl",
+            }
+            yield root, ws, specs
+    finally:
+        stop.set()
+        rx.join(10)
+
+
+def export_args(specs: dict[str, str], name: str) -> list[str]:
+    """serve's `--export` arguments for one configuration: an exporter kind, or `all`."""
+    kinds = list(specs) if name == "all" else [name]
+    return [a for k in kinds for a in ("--export", specs[k])]
+
+
+def paired_main(args: argparse.Namespace) -> int:
     load_start = load_average()
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="talon-export-bench-") as tmp:
-        root = Path(tmp)
-        ws = root / "ws"
-        (ws / "work").mkdir(parents=True)
-        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
-        specs = {
-            "otlp": f"otlp={collector_base}",
-            "syslog": f"syslog=127.0.0.1:{syslog_port}/tcp,format=cef",
-            "jsonl": f"jsonl={root}/copy.jsonl",
-        }
+    with bench_setup(args) as (root, ws, specs):
         for round_ in range(args.rounds):
             for name in args.paired.split(","):
                 burn_us = int(name.removeprefix("burn")) if name.startswith("burn") else 0
-                kinds = [] if burn_us else list(specs) if name == "all" else [name]
-                extra = [a for k in kinds for a in ("--export", specs[k])]
+                extra = [] if burn_us else export_args(specs, name)
                 row = paired_run(
                     root, f"p{round_}-{len(rows)}", extra, ws, args.n, burn_us, args.window
                 )
@@ -376,8 +395,6 @@ def paired_main(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    stop.set()
-    rx.join(10)
     print(
         f"export benchmark, paired: 1 sequential agent, n={args.n} intents per run, the exporter"
         f" stopped and running in turns of {args.window} s, {args.rounds} rounds; receivers at"
@@ -437,31 +454,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.paired:
         return paired_main(args)
-    ready: Any = mp.Queue()
-    stop = mp.Event()
-    rx = mp.Process(
-        target=receivers, args=(args.receivers, args.collector, ready, stop), daemon=True
-    )
-    rx.start()
-    RX_PID[0] = rx.pid or 0
-    collector_base, syslog_port = ready.get(timeout=30)
     load_start = load_average()
     rows: list[dict[str, Any]] = []
     rates: dict[str, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="talon-export-bench-") as tmp:
-        root = Path(tmp)
-        ws = root / "ws"
-        (ws / "work").mkdir(parents=True)
-        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
-        specs = {
-            "otlp": f"otlp={collector_base}",
-            "syslog": f"syslog=127.0.0.1:{syslog_port}/tcp,format=cef",
-            "jsonl": f"jsonl={root}/copy.jsonl",
-        }
-        configs: dict[str, list[str]] = {}
-        for name in args.only.split(","):
-            kinds = list(specs) if name == "all" else [name]
-            configs[name] = [a for k in kinds for a in ("--export", specs[k])]
+    with bench_setup(args) as (root, ws, specs):
+        configs = {name: export_args(specs, name) for name in args.only.split(",")}
         plan: list[tuple[str, list[str], tuple[int, float] | None]] = []
         on = list(configs.items())
         half = (len(on) + 1) // 2
@@ -487,8 +484,6 @@ def main() -> int:
             for kind, spec in specs.items():
                 rates[kind] = throughput(log, spec, root / f"cursors-{kind}")
         events = log.read_bytes().count(b"\n")
-    stop.set()
-    rx.join(10)
 
     print(
         f"export benchmark: 1 sequential agent, n={args.n} intents per run, {args.rounds} rounds;"
