@@ -321,6 +321,11 @@ def paired_run(
         }
         for state, label in ((True, "on"), (False, "off")):
             xs = sorted(lat[state])
+            if not xs:
+                raise SystemExit(
+                    f"export_bench --paired: no intent ran while the exporter was {label};"
+                    f" --n {n} intents end within one --window of {window} s: raise --n"
+                )
             row[f"{label}_n"] = len(xs)
             row[f"{label}_p50_ms"] = round(statistics.median(xs) * 1000, 3)
             row[f"{label}_p99_ms"] = round(xs[int(len(xs) * 0.99) - 1] * 1000, 3)
