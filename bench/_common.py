@@ -39,20 +39,24 @@ def start_serve(
     *,
     launcher: list[str] | None = None,
     lift_rate_limit: bool = True,
+    tree: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`talon serve --data-dir DATA [extra_args]` from this repository, returned once it says
-    it is listening (exit with its stderr when it has not within 30 s); `launcher` is what
-    runs the CLI (default `python -m talon_tui.cli`; pipe_bench passes its own profiling
-    wrapper)."""
+    """`talon serve --data-dir DATA [extra_args]` from this repository, or from another
+    checkout `tree` (its code first on the path: bench/pipe_ab.py), returned once it says it is
+    listening (exit with its stderr when it has not within 30 s); `launcher` is what runs the
+    CLI (default `python -m talon_tui.cli`; pipe_bench passes its own profiling wrapper)."""
     cmd = [*(launcher or [sys.executable, "-m", "talon_tui.cli"])]
     cmd += ["serve", "--data-dir", str(data), *(extra_args or [])]
     env = {**os.environ, **(NO_RATE_LIMIT if lift_rate_limit else {})}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    cwd = tree or REPO
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     assert proc.stdout is not None and proc.stderr is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     if not ready or b"listening" not in proc.stdout.readline():
         proc.kill()
-        raise SystemExit(f"talon serve did not start: {proc.stderr.read().decode()}")
+        raise SystemExit(f"talon serve of {cwd} did not start: {proc.stderr.read().decode()}")
     return proc
 
 

@@ -13,35 +13,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import make_session, stop_serve
+from _common import make_session, start_serve, stop_serve
 from pipe_bench import echo_server, load_average, measure, server_cpu
-
-
-def start_tree(tree: Path, data: Path) -> subprocess.Popen[bytes]:
-    """`talon serve` of `tree` (its own code first on the path), the rate limit lifted."""
-    import select
-
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "TALON_PIPE_RATE": "1000000",
-        "TALON_PIPE_BURST": "1000000",
-    }
-    cmd = [sys.executable, "-m", "talon_tui.cli", "serve", "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tree)
-    assert proc.stdout is not None and proc.stderr is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    if not ready or b"listening" not in proc.stdout.readline():
-        proc.kill()
-        raise SystemExit(f"talon serve of {tree} did not start: {proc.stderr.read().decode()}")
-    return proc
 
 
 def main() -> int:
@@ -68,7 +45,7 @@ def main() -> int:
         try:
             for name, tree in trees.items():
                 data = root / f"data-{name}"
-                serves[name] = start_tree(tree, data)
+                serves[name] = start_serve(data, tree=tree)
                 keys[name] = [make_session(data, ws) for _ in range(args.agents)]
                 socks[name] = str(data / "run" / "agent.sock")
                 measure(socks[name], keys[name][:1], 200)  # warm up
