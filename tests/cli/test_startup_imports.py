@@ -67,6 +67,20 @@ def _talon(tmp_path: Path, name: str, *args: str, ok: tuple[int, ...] = (0,)) ->
 
 
 @pytest.mark.slow
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`python -c code` from the repository, with the probe's environment; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(tmp_path / "unused.json"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_serve_and_verbs_import_only_what_they_use(tmp_path):
     data = tmp_path / "data"
     serve_out = tmp_path / "serve.json"
@@ -146,15 +160,7 @@ def test_models_build_their_validators_on_first_use(tmp_path):
                           "now": Policy.__pydantic_complete__}))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=_env(tmp_path / "unused.json"),
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _python(code, tmp_path)
     got = json.loads(done.stdout)
     assert got["n"] > 40  # every model of the engine and the client is looked at
     assert got["built"] == []
@@ -196,13 +202,5 @@ def test_first_use_from_many_threads_gets_each_models_own_validator(tmp_path):
         print(json.dumps(sorted(out)))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=_env(tmp_path / "unused.json"),
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _python(code, tmp_path)
     assert json.loads(done.stdout) == [["SessionInfo", 3]] * 8 + [["greater_than_equal"]] * 8
