@@ -364,10 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["hook"] and args_list[1:2] and args_list[1] in HOOK_AGENTS:
-        # imported here, as cli.main does: no other verb needs the hook runner
+        # the package's `main` (cli/__init__.py) sends hook verbs there before importing
+        # this module; this is the same path for a caller of this `main`, and imports the hook
+        # runner only here: no other verb needs it
         from talon_tui.hooks.command import run_hook_verb
 
-        return run_hook_verb(args_list[1], args_list[2:])  # see cli.main
+        return run_hook_verb(args_list[1], args_list[2:])
     parser = build_parser()
     if not args_list or (
         args_list[0].startswith("--") and args_list[0] not in ("--help", "-h", "--version")
