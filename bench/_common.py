@@ -33,6 +33,14 @@ READ_POLICY: dict[str, Any] = {
 NO_RATE_LIMIT = {"TALON_PIPE_RATE": "1000000", "TALON_PIPE_BURST": "1000000"}
 
 
+def bench_workspace(root: Path) -> Path:
+    """`root/ws`, the agent's workspace of the file.read benches: `work/a.txt`, 64 bytes."""
+    ws = root / "ws"
+    (ws / "work").mkdir(parents=True)
+    (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
+    return ws
+
+
 def start_serve(
     data: Path,
     extra_args: list[str] | None = None,

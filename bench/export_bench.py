@@ -85,6 +85,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the real receivers the tests use
 
 import pipe_bench  # noqa: E402
+from _common import bench_workspace  # noqa: E402
 from pipe_bench import load_average  # noqa: E402
 from support.receivers import OtlpReceiver, SyslogTcp  # noqa: E402
 
@@ -360,9 +361,7 @@ def bench_setup(args: argparse.Namespace) -> Iterator[tuple[Path, Path, dict[str
     try:
         with tempfile.TemporaryDirectory(prefix="talon-export-bench-") as tmp:
             root = Path(tmp)
-            ws = root / "ws"
-            (ws / "work").mkdir(parents=True)
-            (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
+            ws = bench_workspace(root)
             specs = {
                 "otlp": f"otlp={collector_base}",
                 "syslog": f"syslog=127.0.0.1:{syslog_port}/tcp,format=cef",

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from _common import READ_POLICY
+from _common import READ_POLICY, bench_workspace
 
 from talon_tui.engine.audit.runs import recordable_hashed
 from talon_tui.engine.core.canon import jsonable
@@ -68,9 +68,7 @@ async def aper_call(fn: Callable[[], Awaitable[Any]], n: int, repeat: int = 3) -
 
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="talon-cost-") as tmp:
-        ws = Path(tmp) / "ws"
-        (ws / "work").mkdir(parents=True)
-        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
+        ws = bench_workspace(Path(tmp))
         async with Engine(Path(tmp) / "data") as eng:
             session, _key = await eng.create_session("bench", str(ws), READ_POLICY)
             sid, subject = session.id, "agent:bench"

@@ -17,8 +17,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import make_session, start_serve, stop_serve
-from pipe_bench import echo_server, load_average, measure, server_cpu
+from _common import bench_workspace, make_session, start_serve, stop_serve
+from pipe_bench import load_average, measure, server_cpu, start_echo
 
 
 def main() -> int:
@@ -33,14 +33,8 @@ def main() -> int:
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
     with tempfile.TemporaryDirectory(prefix="talon-ab-") as tmp:
         root = Path(tmp)
-        ws = root / "ws"
-        (ws / "work").mkdir(parents=True)
-        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
-        echo_path = str(root / "echo.sock")
-        ready = mp.Event()
-        echo = mp.Process(target=echo_server, args=(echo_path, ready), daemon=True)
-        echo.start()
-        ready.wait(10)
+        ws = bench_workspace(root)
+        echo_path, echo = start_echo(root)
         serves, socks, keys = {}, {}, {}
         try:
             for name, tree in trees.items():

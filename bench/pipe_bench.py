@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import make_session, start_serve, stop_serve
+from _common import bench_workspace, make_session, start_serve, stop_serve
 
 INTENT = {"op": "intent", "tool": "file.read", "params": {"path": "work/a.txt"}}
 
@@ -53,6 +53,17 @@ def echo_server(path: str, ready: mp.Event) -> None:
 
 
 # --------------------------------------------------------------------------- clients
+
+
+def start_echo(root: Path) -> tuple[str, mp.Process]:
+    """The asyncio echo baseline's server on `root/echo.sock`, in its own process: (path,
+    process); terminate the process when done."""
+    path = str(root / "echo.sock")
+    ready = mp.Event()
+    echo = mp.Process(target=echo_server, args=(path, ready), daemon=True)
+    echo.start()
+    ready.wait(10)
+    return path, echo
 
 
 def agent(path: str, key: str | None, n: int, start: mp.Event, out: mp.Queue) -> None:
@@ -361,15 +372,8 @@ def main() -> int:
     mp.set_start_method("fork")
     with tempfile.TemporaryDirectory(prefix="talon-bench-") as tmp:
         root = Path(tmp)
-        ws = root / "ws"
-        (ws / "work").mkdir(parents=True)
-        (ws / "work" / "a.txt").write_text("hello benchmark\n" * 4)
-
-        echo_path = str(root / "echo.sock")
-        ready = mp.Event()
-        echo = mp.Process(target=echo_server, args=(echo_path, ready), daemon=True)
-        echo.start()
-        ready.wait(10)
+        ws = bench_workspace(root)
+        echo_path, echo = start_echo(root)
         rows = [
             ("echo baseline, 1 client", measure(echo_path, [None], args.n)),
             (
